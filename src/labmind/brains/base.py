@@ -1,0 +1,108 @@
+"""The Brain protocol: turns lab context into a change in a worktree plus the idea behind it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from labmind.task import Task
+
+
+@dataclass(frozen=True)
+class Idea:
+    """What a proposal tries and why. `params` holds machine-readable settings (e.g. knob values)."""
+
+    title: str
+    hypothesis: str = ""
+    rationale: str = ""
+    expected_effect: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Idea:
+        known = {k: data[k] for k in ("title", "hypothesis", "rationale", "expected_effect", "params") if k in data}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class PastExperiment:
+    """One finished experiment as brains see it: what was tried, what happened and why."""
+
+    id: int
+    line_id: int
+    parent_id: int | None
+    idea: Idea
+    verdict: str
+    reason: str  # the human sentence of why this verdict
+    metric: float | None  # mean over its runs (None when no run gave a metric)
+    metric_sd: float | None
+    n_runs: int
+    log_tail: str = ""  # for failures: the end of the failing run's log
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["idea"] = self.idea.to_dict()
+        return d
+
+
+@dataclass(frozen=True)
+class BrainContext:
+    """Everything a brain may know when it proposes one experiment (the 'brief')."""
+
+    task: Task
+    task_dir: Path  # the task directory inside the experiment's worktree: edit files here
+    experiment_id: int
+    line_id: int
+    parent: PastExperiment  # the experiment this one starts from (its code is in the worktree)
+    incumbent: PastExperiment  # the line's current incumbent
+    best: PastExperiment  # the best over the lab
+    baseline: PastExperiment
+    min_effect: float
+    history: tuple[PastExperiment, ...]  # this line's finished experiments, oldest first
+    near_misses: tuple[PastExperiment, ...]
+    recent_failures: tuple[PastExperiment, ...]
+    brief_text: str = ""  # the task's research brief (markdown), if any
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON brief handed to external brains."""
+        return {
+            "task": {
+                "name": self.task.name,
+                "editable": self.task.task.editable,
+                "protected": self.task.task.protected,
+                "command": self.task.run.command,
+                "brief": self.brief_text,
+            },
+            "metric": {"name": self.task.metric.name, "goal": self.task.metric.goal},
+            "min_effect": self.min_effect,
+            "experiment_id": self.experiment_id,
+            "line_id": self.line_id,
+            "worktree": str(self.task_dir),
+            "parent": self.parent.to_dict(),
+            "incumbent": self.incumbent.to_dict(),
+            "best": self.best.to_dict(),
+            "baseline": self.baseline.to_dict(),
+            "history": [p.to_dict() for p in self.history],
+            "near_misses": [p.to_dict() for p in self.near_misses],
+            "recent_failures": [p.to_dict() for p in self.recent_failures],
+        }
+
+
+class BrainError(Exception):
+    """A proposal step failed (recorded against the experiment; the lab keeps going)."""
+
+
+class Brain(Protocol):
+    """Proposes experiments. `propose` runs in a worker thread and edits files under ctx.task_dir;
+    labmind computes the diff itself afterwards. `learn` is called, in the lab's thread, for every
+    finished experiment, including on resume for everything already in the store."""
+
+    name: str
+
+    def propose(self, ctx: BrainContext) -> Idea: ...
+
+    def learn(self, result: PastExperiment) -> None: ...

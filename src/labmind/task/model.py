@@ -1,0 +1,137 @@
+"""Pydantic models of labmind.toml (DESIGN.md §3). Unknown fields are errors, so typos surface early."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from 90, "90", "90s", "10m", "2h" or "1h30m"."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 90, \"90s\", \"10m\" or \"2h\"")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match or not any(match.groups()):
+            raise ValueError(f"expected a duration such as 90, \"90s\", \"10m\" or \"2h\", got {value!r}")
+        h, m, s = (float(g) if g else 0.0 for g in match.groups())
+        seconds = h * 3600 + m * 60 + s
+    if seconds <= 0:
+        raise ValueError(f"expected a positive duration, got {value!r}")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*(<=|>=|<|>|==|!=)\s*(-?[\d.]+(?:[eE][-+]?\d+)?)\s*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskSection(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    brief: str | None = None
+    editable: list[str] = Field(min_length=1)
+    protected: list[str] = []
+    setup: str | None = None
+
+
+class RunSection(_Section):
+    command: str = Field(min_length=1)
+    timeout: Duration = 600.0
+    gpus: int = Field(default=0, ge=0)
+    artifacts: list[str] = []
+    #: Environment variables passed into runs: a name copies it from labmind's environment, NAME=value sets it.
+    env: list[str] = []
+    smoke: str | None = None
+
+
+class MetricSection(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z_][\w.\-/]*$")
+    goal: Literal["minimize", "maximize"]
+    evaluate: str | None = None
+    secondary: list[str] = []
+    constraints: list[str] = []
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not _CONSTRAINT.match(item):
+                raise ValueError(f"expected 'name <op> number' (op one of <= >= < > == !=), got {item!r}")
+        return value
+
+    def parsed_constraints(self) -> list[tuple[str, str, float]]:
+        out = []
+        for item in self.constraints:
+            m = _CONSTRAINT.match(item)
+            assert m
+            out.append((m.group(1), m.group(2), float(m.group(3))))
+        return out
+
+
+class NoiseSection(_Section):
+    confirm_seeds: int = Field(default=3, ge=2)
+    min_effect: Literal["auto"] | float = "auto"
+    seed_env: str = "SEED"
+    baseline_runs: int = Field(default=3, ge=2)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+
+    @field_validator("min_effect")
+    @classmethod
+    def _min_effect(cls, value: Any) -> Any:
+        if isinstance(value, float) and value < 0:
+            raise ValueError("expected \"auto\" or a non-negative number")
+        return value
+
+
+class KnobSpec(_Section):
+    """A search range for one setting of the knobs brain; either low/high or choices."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    int: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> KnobSpec:
+        if self.choices is not None:
+            if not self.choices:
+                raise ValueError("choices must not be empty")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("expected either choices = [...] or both low and high")
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("log = true needs low > 0")
+        return self
+
+
+class Task(_Section):
+    task: TaskSection
+    run: RunSection
+    metric: MetricSection
+    noise: NoiseSection = NoiseSection()
+    knobs: dict[str, KnobSpec] = {}
+
+    @property
+    def name(self) -> str:
+        return self.task.name
+
+    @property
+    def sign(self) -> float:
+        """+1 when larger is better; multiply a metric by it to get 'higher is better'."""
+        return 1.0 if self.metric.goal == "maximize" else -1.0
+
+    def better(self, a: float, b: float) -> bool:
+        """True when metric value a is strictly better than b."""
+        return self.sign * (a - b) > 0
