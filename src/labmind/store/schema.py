@@ -1,0 +1,95 @@
+"""The store's SQL schema. Bump SCHEMA_VERSION and add a migration step whenever it changes."""
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE IF NOT EXISTS lab (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    name TEXT NOT NULL,
+    task_json TEXT NOT NULL,
+    repo_root TEXT NOT NULL,
+    task_subdir TEXT NOT NULL,
+    base_commit TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    baseline_id INTEGER,
+    min_effect REAL,
+    noise_sd REAL,
+    settings_json TEXT NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE IF NOT EXISTS lines (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    incumbent_id INTEGER,
+    status TEXT NOT NULL DEFAULT 'active',
+    created_at REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS experiments (
+    id INTEGER PRIMARY KEY,
+    line_id INTEGER REFERENCES lines(id),
+    parent_id INTEGER REFERENCES experiments(id),
+    kind TEXT NOT NULL,                  -- baseline | candidate
+    status TEXT NOT NULL,                -- proposing | testing | done
+    brain TEXT NOT NULL DEFAULT '',
+    idea_json TEXT NOT NULL DEFAULT '{}',
+    base_commit TEXT,
+    commit_sha TEXT,
+    diff TEXT,
+    changed_files TEXT NOT NULL DEFAULT '[]',
+    verdict TEXT,
+    reason TEXT,
+    metric REAL,
+    metric_sd REAL,
+    ci_low REAL,
+    ci_high REAL,
+    n_runs INTEGER NOT NULL DEFAULT 0,
+    p_value REAL,
+    flags TEXT NOT NULL DEFAULT '[]',
+    near_miss INTEGER NOT NULL DEFAULT 0,
+    gpu_seconds REAL NOT NULL DEFAULT 0,
+    brain_seconds REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    created_at REAL NOT NULL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS experiments_line ON experiments(line_id, id);
+CREATE INDEX IF NOT EXISTS experiments_status ON experiments(status);
+CREATE INDEX IF NOT EXISTS experiments_verdict ON experiments(verdict);
+
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+    purpose TEXT NOT NULL,               -- baseline | screen | confirm
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,                -- queued | running | done | interrupted
+    slot TEXT,
+    token TEXT,
+    started_at REAL,
+    ended_at REAL,
+    exit_code INTEGER,
+    outcome TEXT,                        -- ok | crashed | timed_out | no_metric | bad_metric
+    metric REAL,
+    self_reported REAL,
+    secondary TEXT NOT NULL DEFAULT '{}',
+    flags TEXT NOT NULL DEFAULT '[]',
+    log_path TEXT,
+    log_tail TEXT,
+    sandbox TEXT,
+    requeued_from INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment_id);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    experiment_id INTEGER,
+    run_id INTEGER,
+    message TEXT NOT NULL
+);
+"""

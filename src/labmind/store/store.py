@@ -1,0 +1,255 @@
+"""The lab's store: SQLite in WAL mode, one writer (the lab process), any number of read-only readers.
+
+Every state change is committed before the lab acts on it, so a killed lab resumes from the store alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from labmind.store.rows import (
+    EventRow,
+    ExperimentRow,
+    LabRow,
+    LineRow,
+    RunRow,
+    event_row,
+    experiment_row,
+    lab_row,
+    line_row,
+    run_row,
+)
+from labmind.store.schema import SCHEMA, SCHEMA_VERSION
+
+_JSON_COLUMNS = {"idea_json", "changed_files", "flags", "secondary", "settings_json"}
+_EXPERIMENT_COLUMNS = {
+    "line_id", "parent_id", "status", "brain", "idea_json", "base_commit", "commit_sha", "diff",
+    "changed_files", "verdict", "reason", "metric", "metric_sd", "ci_low", "ci_high", "n_runs", "p_value",
+    "flags", "near_miss", "gpu_seconds", "brain_seconds", "error", "finished_at",
+}
+_RUN_COLUMNS = {
+    "status", "slot", "token", "started_at", "ended_at", "exit_code", "outcome", "metric", "self_reported",
+    "secondary", "flags", "log_path", "log_tail", "sandbox",
+}
+_LAB_COLUMNS = {"baseline_id", "min_effect", "noise_sd", "settings_json"}
+
+
+class StoreError(Exception):
+    pass
+
+
+def _encode(column: str, value: Any) -> Any:
+    return json.dumps(value) if column in _JSON_COLUMNS and not isinstance(value, str) else value
+
+
+class Store:
+    """Typed access to lab.db. Open with `Store.open(path)` (writer) or `Store.open(path, readonly=True)`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool) -> None:
+        self._conn = conn
+        self.path = path
+        self.readonly = readonly
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Store:
+        if readonly:
+            if not path.exists():
+                raise StoreError(f"no lab at {path.parent.parent} (no {path}). Start one with `labmind run`.")
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=10,
+                                   check_same_thread=False)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys=ON")
+        store = cls(conn, path, readonly)
+        store._check_schema()
+        return store
+
+    def _check_schema(self) -> None:
+        has_meta = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        if not has_meta:
+            if self.readonly:
+                raise StoreError(f"{self.path} is not a labmind store")
+            self._conn.executescript(SCHEMA)
+            self._conn.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            return
+        row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        version = int(row["value"]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer labmind (schema {version}, this one knows {SCHEMA_VERSION}). "
+                "Upgrade labmind to open it.")
+        if version < SCHEMA_VERSION and not self.readonly:
+            self._migrate(version)
+
+    def _migrate(self, version: int) -> None:
+        # Schema 1 is the first; later versions add their steps here, one per version.
+        raise StoreError(f"{self.path} has unknown schema version {version}")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group several writes so they land together or not at all."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _exec(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        if self.readonly:
+            raise StoreError("this store was opened read-only")
+        return self._conn.execute(sql, params)
+
+    def _update(self, table: str, allowed: set[str], row_id: int | None, fields: dict[str, Any]) -> None:
+        bad = set(fields) - allowed
+        if bad:
+            raise StoreError(f"cannot update {table}.{', '.join(sorted(bad))}")
+        if not fields:
+            return
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        values = tuple(_encode(k, v) for k, v in fields.items())
+        where, params = ("id = ?", (row_id,)) if row_id is not None else ("id = 1", ())
+        self._exec(f"UPDATE {table} SET {cols} WHERE {where}", values + params)
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def create_lab(self, *, name: str, task_json: str, repo_root: str, task_subdir: str, base_commit: str,
+                   branch: str, settings: dict[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO lab(id, name, task_json, repo_root, task_subdir, base_commit, branch, created_at, "
+            "settings_json) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, task_json, repo_root, task_subdir, base_commit, branch, time.time(), json.dumps(settings)),
+        )
+
+    def update_lab(self, **fields: Any) -> None:
+        self._update("lab", _LAB_COLUMNS, None, fields)
+
+    def add_line(self, name: str, incumbent_id: int | None) -> int:
+        cur = self._exec("INSERT INTO lines(name, incumbent_id, created_at) VALUES (?, ?, ?)",
+                         (name, incumbent_id, time.time()))
+        return int(cur.lastrowid or 0)
+
+    def set_incumbent(self, line_id: int, experiment_id: int) -> None:
+        self._exec("UPDATE lines SET incumbent_id = ? WHERE id = ?", (experiment_id, line_id))
+
+    def add_experiment(self, *, kind: str, line_id: int | None, parent_id: int | None, brain: str,
+                       base_commit: str | None, status: str = "proposing") -> int:
+        cur = self._exec(
+            "INSERT INTO experiments(kind, line_id, parent_id, brain, base_commit, status, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, line_id, parent_id, brain, base_commit, status, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def update_experiment(self, experiment_id: int, **fields: Any) -> None:
+        if "idea" in fields:
+            fields["idea_json"] = fields.pop("idea").to_dict()
+        self._update("experiments", _EXPERIMENT_COLUMNS, experiment_id, fields)
+
+    def add_run(self, *, experiment_id: int, purpose: str, seed: int, requeued_from: int | None = None) -> int:
+        cur = self._exec(
+            "INSERT INTO runs(experiment_id, purpose, seed, status, requeued_from) VALUES (?, ?, ?, 'queued', ?)",
+            (experiment_id, purpose, seed, requeued_from),
+        )
+        return int(cur.lastrowid or 0)
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        self._update("runs", _RUN_COLUMNS, run_id, fields)
+
+    def event(self, kind: str, message: str, *, experiment_id: int | None = None, run_id: int | None = None) -> None:
+        self._exec("INSERT INTO events(at, kind, experiment_id, run_id, message) VALUES (?, ?, ?, ?, ?)",
+                   (time.time(), kind, experiment_id, run_id, message))
+
+    def next_seed(self) -> int:
+        """A seed never used before in this lab (fresh seeds for every run, including confirmations)."""
+        row = self._conn.execute("SELECT COALESCE(MAX(seed), -1) + 1 AS s FROM runs").fetchone()
+        return int(row["s"])
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def lab(self) -> LabRow | None:
+        row = self._conn.execute("SELECT * FROM lab WHERE id = 1").fetchone()
+        return lab_row(row) if row else None
+
+    def lines(self) -> list[LineRow]:
+        return [line_row(r) for r in self._conn.execute("SELECT * FROM lines ORDER BY id")]
+
+    def line(self, line_id: int) -> LineRow:
+        row = self._conn.execute("SELECT * FROM lines WHERE id = ?", (line_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no line {line_id}")
+        return line_row(row)
+
+    def experiment(self, experiment_id: int) -> ExperimentRow:
+        row = self._conn.execute("SELECT * FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no experiment {experiment_id} in this lab (see `labmind log`)")
+        return experiment_row(row)
+
+    def experiments(self, *, line_id: int | None = None, status: str | None = None, limit: int | None = None,
+                    offset: int = 0, newest_first: bool = False) -> list[ExperimentRow]:
+        where, params = [], []
+        if line_id is not None:
+            where.append("line_id = ?")
+            params.append(line_id)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        sql = "SELECT * FROM experiments" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY id" + (" DESC" if newest_first else "")
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
+        return [experiment_row(r) for r in self._conn.execute(sql, params)]
+
+    def count_candidates(self) -> int:
+        row = self._conn.execute("SELECT COUNT(*) AS n FROM experiments WHERE kind = 'candidate'").fetchone()
+        return int(row["n"])
+
+    def counts_by_verdict(self) -> dict[str, int]:
+        rows = self._conn.execute(
+            "SELECT verdict, COUNT(*) AS n FROM experiments WHERE verdict IS NOT NULL AND kind = 'candidate' "
+            "GROUP BY verdict ORDER BY verdict")
+        return {r["verdict"]: r["n"] for r in rows}
+
+    def runs_of(self, experiment_id: int) -> list[RunRow]:
+        return [run_row(r) for r in self._conn.execute(
+            "SELECT * FROM runs WHERE experiment_id = ? ORDER BY id", (experiment_id,))]
+
+    def runs(self, *, status: str | None = None) -> list[RunRow]:
+        if status is None:
+            return [run_row(r) for r in self._conn.execute("SELECT * FROM runs ORDER BY id")]
+        return [run_row(r) for r in self._conn.execute(
+            "SELECT * FROM runs WHERE status = ? ORDER BY id", (status,))]
+
+    def run(self, run_id: int) -> RunRow:
+        row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id}")
+        return run_row(row)
+
+    def events(self, *, after_id: int = 0, limit: int = 200) -> list[EventRow]:
+        return [event_row(r) for r in self._conn.execute(
+            "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))]
+
+    def gpu_seconds(self) -> float:
+        row = self._conn.execute("SELECT COALESCE(SUM(ended_at - started_at), 0) AS s FROM runs "
+                                 "WHERE ended_at IS NOT NULL").fetchone()
+        return float(row["s"])
