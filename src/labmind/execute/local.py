@@ -1,0 +1,248 @@
+"""The local executor: runs on this machine's GPUs/CPUs, one run per slot, sandboxed, scrubbed env."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from labmind.execute.base import RunOutcome, RunSpec, RunStatus, Slot
+from labmind.execute.metric import ParsedMetrics, is_finite, parse_log
+from labmind.execute.procs import TOKEN_VAR, kill_by_token, kill_now, reap_leftovers, terminate_tree
+from labmind.execute.sandbox import Sandbox
+
+EVAL_SEPARATOR = "----- labmind: trusted evaluation -----"
+TAIL_LINES = 40
+TAIL_BYTES = 4096
+#: Relative difference between a self-reported and an evaluated metric that counts as a mismatch.
+MISMATCH_REL_TOL = 1e-6
+
+#: Copied from labmind's environment into every run; nothing else is.
+_ALLOWED_PARENT_VARS = ("PATH", "LANG", "LC_ALL", "TERM", "TZ")
+#: GPU hosts need these to keep NCCL/PyTorch/NVSHMEM off NVLink multicast; copied when set.
+_GPU_HOST_VARS = ("NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS")
+_SECRET_NAME = re.compile(
+    r"API_?KEY|ACCESS_KEY|PRIVATE_KEY|_TOKEN$|^TOKEN$|SECRET|PASSWORD|PASSWD|CREDENTIAL|^AWS_",
+    re.IGNORECASE,
+)
+
+
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
+
+def scrub_env(mapping: dict[str, str]) -> dict[str, str]:
+    """`mapping` without variables that look like credentials (API keys, tokens, secrets, AWS_*)."""
+    return {k: v for k, v in mapping.items() if not is_secret_name(k)}
+
+
+def run_env(spec_env: dict[str, str], slot: Slot, token: str, home: str) -> dict[str, str]:
+    """The whole environment of a run: an allow-list of ours, the task's (scrubbed), then the fixed
+    variables that the task may not override (token and device assignment)."""
+    env = {k: os.environ[k] for k in (*_ALLOWED_PARENT_VARS, *_GPU_HOST_VARS) if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env["HOME"] = home
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(scrub_env(spec_env))
+    env[TOKEN_VAR] = token
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, slot.gpus))
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    return env
+
+
+def log_tail(path: Path, start: int = 0, max_lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> str:
+    """The last lines of a log written since byte `start`, at most max_bytes."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(start, size - max_bytes))
+            data = f.read()
+    except OSError:
+        return ""
+    return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-max_lines:])
+
+
+@dataclass
+class _Proc:
+    """How one sandboxed process ended."""
+
+    exit_code: int | None
+    timed_out: bool
+
+
+class LocalExecutor:
+    """Runs RunSpecs as local subprocesses; see DESIGN.md §4 (executor) and §6 (trusted evaluation)."""
+
+    def __init__(self, slots: list[Slot], sandbox: Sandbox, *, grace_s: float = 5.0, network: bool = False):
+        self._slots = list(slots)
+        self._sandbox = sandbox
+        self._grace_s = grace_s
+        self._network = network
+
+    @property
+    def slots(self) -> list[Slot]:
+        return list(self._slots)
+
+    @property
+    def sandbox_name(self) -> str:
+        return self._sandbox.name
+
+    def kill_leftovers(self, tokens: list[str]) -> int:
+        return kill_by_token(tokens)
+
+    async def run(self, spec: RunSpec, slot: Slot) -> RunOutcome:
+        token = spec.token or f"labmind-{uuid.uuid4().hex}"
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        start_offset = _size(spec.log_path)
+        scratch = tempfile.mkdtemp(prefix="labmind-home-")
+        started = time.time()
+        try:
+            home = "/tmp" if self._sandbox.name == "bwrap" else scratch  # bwrap's /tmp is a private tmpfs
+            env = run_env(spec.env, slot, token, home)
+            proc = await self._exec(spec.command, spec, slot, env, token, spec.timeout_s)
+            run_end = _size(spec.log_path)
+            if proc.timed_out or proc.exit_code != 0:
+                status: RunStatus = "timed_out" if proc.timed_out else "crashed"
+                return self._outcome(spec, status, proc.exit_code, started, start_offset)
+            run_metrics = parse_log(spec.log_path, [spec.metric, *spec.secondary], start_offset, run_end)
+            if spec.evaluate is None:
+                return self._judge_metrics(spec, run_metrics, None, started, start_offset)
+            _append(spec.log_path, f"\n{EVAL_SEPARATOR}\n")
+            eval_start = _size(spec.log_path)
+            evaluation = await self._exec(spec.evaluate, spec, slot, env, token, spec.timeout_s)
+            if evaluation.timed_out or evaluation.exit_code != 0:
+                # Flagged so people can tell the trusted evaluator's failure from the candidate's.
+                status = "timed_out" if evaluation.timed_out else "crashed"
+                flag = "evaluator_timed_out" if evaluation.timed_out else "evaluator_failed"
+                return self._outcome(spec, status, evaluation.exit_code, started, start_offset, (flag,))
+            eval_metrics = parse_log(spec.log_path, [spec.metric, *spec.secondary], eval_start)
+            return self._judge_metrics(spec, eval_metrics, run_metrics, started, start_offset)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    async def _exec(
+        self, command: str, spec: RunSpec, slot: Slot, env: dict[str, str], token: str, timeout_s: float
+    ) -> _Proc:
+        """Run `bash -c command` sandboxed with output appended to the log; kill its tree when done."""
+        argv = self._sandbox.wrap(
+            ["bash", "-c", command],
+            workdir=spec.workdir,
+            writable=[spec.writable],
+            readonly=list(spec.protected),
+            hidden=list(spec.hidden),
+            gpus=bool(slot.gpus),
+            network=self._network,
+            env=env,
+        )
+        with open(spec.log_path, "ab") as log:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                cwd=spec.workdir,
+                env=env,  # bwrap clears it inside; the token also marks bwrap itself
+                start_new_session=True,  # own process group, so the whole tree can be signalled
+            )
+        try:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout_s)
+            except TimeoutError:
+                await terminate_tree(proc, token, self._grace_s)
+                return _Proc(None, timed_out=True)
+        except BaseException:  # cancelled (the lab is stopping) or worse: nothing may outlive the run
+            kill_now(proc, token)
+            raise
+        reap_leftovers(proc.pid, token)  # background children and daemons must not outlive the run
+        return _Proc(proc.returncode, timed_out=False)
+
+    def _judge_metrics(
+        self,
+        spec: RunSpec,
+        metrics: ParsedMetrics,
+        self_reported_from: ParsedMetrics | None,
+        started: float,
+        start_offset: int,
+    ) -> RunOutcome:
+        """Status, metric and flags from the parsed part of the log that counts."""
+        flags: list[str] = []
+        value = metrics.get(spec.metric)
+        if metrics.count(spec.metric) > 1:
+            flags.append("metric_repeated")
+        secondary = _secondary(spec, metrics, self_reported_from)
+        self_reported = None
+        if self_reported_from is not None and (claimed := self_reported_from.get(spec.metric)) is not None:
+            self_reported = claimed if math.isfinite(claimed) else None
+            if value is not None and _mismatch(claimed, value):
+                flags.append("self_reported_mismatch")
+        if value is None:
+            status: RunStatus = "no_metric"
+        elif not is_finite(value):
+            status, value = "bad_metric", None
+        else:
+            status = "ok"
+        return self._outcome(
+            spec, status, 0, started, start_offset, tuple(flags), value, secondary, self_reported
+        )
+
+    def _outcome(
+        self,
+        spec: RunSpec,
+        status: RunStatus,
+        exit_code: int | None,
+        started: float,
+        start_offset: int,
+        flags: tuple[str, ...] = (),
+        metric: float | None = None,
+        secondary: dict[str, float] | None = None,
+        self_reported: float | None = None,
+    ) -> RunOutcome:
+        return RunOutcome(
+            status=status,
+            exit_code=exit_code,
+            metric=metric,
+            secondary=secondary or {},
+            flags=flags,
+            log_tail=log_tail(spec.log_path, start_offset),
+            started_at=started,
+            ended_at=time.time(),
+            sandbox=self._sandbox.name,
+            self_reported=self_reported,
+        )
+
+
+def _secondary(spec: RunSpec, primary: ParsedMetrics, fallback: ParsedMetrics | None) -> dict[str, float]:
+    """Finite secondary values, from the trusted part first and the run's own output otherwise."""
+    out = {}
+    for name in spec.secondary:
+        value = primary.get(name)
+        if value is None and fallback is not None:
+            value = fallback.get(name)
+        if is_finite(value):
+            out[name] = value
+    return out
+
+
+def _mismatch(claimed: float, evaluated: float) -> bool:
+    if not (math.isfinite(claimed) and math.isfinite(evaluated)):
+        return not (claimed == evaluated or (math.isnan(claimed) and math.isnan(evaluated)))
+    return not math.isclose(claimed, evaluated, rel_tol=MISMATCH_REL_TOL, abs_tol=1e-12)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _append(path: Path, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)

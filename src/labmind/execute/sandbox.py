@@ -1,0 +1,130 @@
+"""Sandboxes for runs: bubblewrap (read-only root, writable worktree, no network) or none."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+SandboxMode = Literal["auto", "bwrap", "none"]
+
+NOT_ISOLATED_WARNING = (
+    "bubblewrap (bwrap) is not usable here: runs are NOT isolated — they can read and write your files "
+    "and reach the network. Install bubblewrap (e.g. `apt install bubblewrap`) or allow unprivileged "
+    "user namespaces to sandbox runs."
+)
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested sandbox cannot run on this machine."""
+
+
+@functools.cache
+def _probe_bwrap() -> str | None:
+    """None when bwrap works here, else why not. Cached: the answer does not change within a process."""
+    binary = shutil.which("bwrap")
+    if binary is None:
+        return "bwrap is not installed"
+    argv = [binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",
+            "--die-with-parent", "true"]  # fmt: skip
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"bwrap failed to start: {exc}"
+    if result.returncode != 0:
+        return f"bwrap failed (exit {result.returncode}): {result.stderr.strip()[:500]}"
+    return None
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Turns a command line into one that runs confined. `name` is "bwrap" or "none"."""
+
+    name: Literal["bwrap", "none"]
+
+    def wrap(
+        self,
+        argv: list[str],
+        *,
+        workdir: Path,
+        writable: list[Path],
+        readonly: list[Path],
+        hidden: list[Path],
+        gpus: bool,
+        network: bool,
+        env: dict[str, str],
+    ) -> list[str]:
+        """The argv to execute. For "none" it is argv itself; the caller passes env to the process."""
+        if self.name == "none":
+            return list(argv)
+        return _bwrap_argv(
+            argv, workdir=workdir, writable=writable, readonly=readonly, hidden=hidden,
+            gpus=gpus, network=network, env=env,
+        )  # fmt: skip
+
+
+def _mask(path: Path) -> list[str]:
+    # A directory is replaced by an empty tmpfs, a file by /dev/null; absent paths need no mask.
+    if path.is_dir():
+        return ["--tmpfs", str(path)]
+    if path.exists():
+        return ["--ro-bind", "/dev/null", str(path)]
+    return []
+
+
+def _bwrap_argv(
+    argv: list[str],
+    *,
+    workdir: Path,
+    writable: list[Path],
+    readonly: list[Path],
+    hidden: list[Path],
+    gpus: bool,
+    network: bool,
+    env: dict[str, str],
+) -> list[str]:
+    out = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/"]
+    # GPUs need the host's /dev/nvidia* nodes; a fresh /dev/shm keeps shared memory private either way.
+    out += ["--dev-bind", "/dev", "/dev", "--tmpfs", "/dev/shm"] if gpus else ["--dev", "/dev"]
+    out += ["--proc", "/proc", "--tmpfs", "/tmp"]
+    # Order matters: later mounts cover earlier ones. Writable binds come after the /tmp tmpfs (worktrees
+    # may live under /tmp), protected files after the writable binds, masks last.
+    for path in writable:
+        out += ["--bind", str(path.resolve()), str(path.resolve())]
+    for path in readonly:
+        if path.exists():
+            out += ["--ro-bind", str(path.resolve()), str(path.resolve())]
+    for path in hidden:
+        out += _mask(path.resolve())
+    out += ["--unshare-all"]
+    if network:
+        out += ["--share-net"]
+    out += ["--die-with-parent", "--new-session", "--clearenv"]
+    for key, value in env.items():
+        out += ["--setenv", key, value]
+    out += ["--chdir", str(workdir.resolve()), "--", *argv]
+    return out
+
+
+def resolve_sandbox(mode: SandboxMode = "auto") -> tuple[Sandbox, str | None]:
+    """The sandbox to use and a warning for people (or None).
+
+    "auto" uses bwrap when it works and otherwise falls back to "none" with a warning that runs are
+    not isolated; "bwrap" raises SandboxUnavailable when bwrap does not work; "none" never isolates.
+    """
+    if mode == "none":
+        return Sandbox("none"), "sandbox disabled (--sandbox none): runs are NOT isolated"
+    if mode not in ("auto", "bwrap"):
+        raise ValueError(f"sandbox mode must be auto, bwrap or none, got {mode!r}")
+    problem = _probe_bwrap()
+    if problem is None:
+        return Sandbox("bwrap"), None
+    if mode == "bwrap":
+        raise SandboxUnavailable(
+            f"sandbox 'bwrap' requested but {problem}. Install bubblewrap and allow unprivileged user "
+            "namespaces, or pass --sandbox auto / --sandbox none to run without isolation."
+        )
+    return Sandbox("none"), f"{NOT_ISOLATED_WARNING} ({problem})"
