@@ -296,3 +296,9 @@ def test_sandbox_has_no_network(tree: Tree) -> None:
         assert tree.log_text().splitlines()[-2].startswith("refused")
         assert tree.run("bwrap", probe, network=True).status == "ok"
         assert tree.log_text().splitlines()[-2] == "connected"
+
+
+def test_wall_clock_excludes_evaluation(tree: Tree) -> None:
+    out = tree.run("none", "echo score: 1", evaluate="sleep 1; echo score: 1")
+    assert out.status == "ok"
+    assert out.seconds < 0.9

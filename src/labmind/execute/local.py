@@ -107,13 +107,15 @@ class LocalExecutor:
             home = "/tmp" if self._sandbox.name == "bwrap" else scratch  # bwrap's /tmp is a private tmpfs
             env = run_env(spec.env, slot, token, home)
             proc = await self._exec(spec.command, spec, slot, env, token, spec.timeout_s)
+            # The candidate's wall clock, measured here and excluding the trusted evaluation.
+            times = (started, time.time())
             run_end = _size(spec.log_path)
             if proc.timed_out or proc.exit_code != 0:
                 status: RunStatus = "timed_out" if proc.timed_out else "crashed"
-                return self._outcome(spec, status, proc.exit_code, started, start_offset)
+                return self._outcome(spec, status, proc.exit_code, times, start_offset)
             run_metrics = parse_log(spec.log_path, [spec.metric, *spec.secondary], start_offset, run_end)
             if spec.evaluate is None:
-                return self._judge_metrics(spec, run_metrics, None, started, start_offset)
+                return self._judge_metrics(spec, run_metrics, None, times, start_offset)
             _append(spec.log_path, f"\n{EVAL_SEPARATOR}\n")
             eval_start = _size(spec.log_path)
             evaluation = await self._exec(spec.evaluate, spec, slot, env, token, spec.timeout_s)
@@ -121,9 +123,9 @@ class LocalExecutor:
                 # Flagged so people can tell the trusted evaluator's failure from the candidate's.
                 status = "timed_out" if evaluation.timed_out else "crashed"
                 flag = "evaluator_timed_out" if evaluation.timed_out else "evaluator_failed"
-                return self._outcome(spec, status, evaluation.exit_code, started, start_offset, (flag,))
+                return self._outcome(spec, status, evaluation.exit_code, times, start_offset, (flag,))
             eval_metrics = parse_log(spec.log_path, [spec.metric, *spec.secondary], eval_start)
-            return self._judge_metrics(spec, eval_metrics, run_metrics, started, start_offset)
+            return self._judge_metrics(spec, eval_metrics, run_metrics, times, start_offset)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -168,7 +170,7 @@ class LocalExecutor:
         spec: RunSpec,
         metrics: ParsedMetrics,
         self_reported_from: ParsedMetrics | None,
-        started: float,
+        times: tuple[float, float],
         start_offset: int,
     ) -> RunOutcome:
         """Status, metric and flags from the parsed part of the log that counts."""
@@ -189,7 +191,7 @@ class LocalExecutor:
         else:
             status = "ok"
         return self._outcome(
-            spec, status, 0, started, start_offset, tuple(flags), value, secondary, self_reported
+            spec, status, 0, times, start_offset, tuple(flags), value, secondary, self_reported
         )
 
     def _outcome(
@@ -197,7 +199,7 @@ class LocalExecutor:
         spec: RunSpec,
         status: RunStatus,
         exit_code: int | None,
-        started: float,
+        times: tuple[float, float],
         start_offset: int,
         flags: tuple[str, ...] = (),
         metric: float | None = None,
@@ -211,8 +213,8 @@ class LocalExecutor:
             secondary=secondary or {},
             flags=flags,
             log_tail=log_tail(spec.log_path, start_offset),
-            started_at=started,
-            ended_at=time.time(),
+            started_at=times[0],
+            ended_at=times[1],
             sandbox=self._sandbox.name,
             self_reported=self_reported,
         )
