@@ -1,0 +1,354 @@
+"""The `command` brain: an external program (a script, or a coding agent like `claude -p`) edits the worktree.
+
+How a command is run, once per proposal:
+
+- cwd = ctx.task_dir (the task directory inside the experiment's worktree), its own process group, killed
+  as a group at the timeout;
+- inside the lab's sandbox: writable are only the worktree root and a scratch directory holding the brief,
+  the prompt and the idea file; protected files are read-only; `hidden` paths (e.g. the lab's store) masked;
+- environment: `LABMIND_BRIEF` (the JSON brief, `BrainContext.to_dict()`), `LABMIND_PROMPT` (the same as
+  plain text for coding agents), `LABMIND_IDEA` (where the program MAY write its idea), `LABMIND_TASK`,
+  `LABMIND_METRIC`, `LABMIND_GOAL`, `LABMIND_EXPERIMENT`, `LABMIND_LINE`, `LABMIND_WORKTREE` (= task dir),
+  `LABMIND_SCRATCH` (the scratch directory).
+
+Network and secrets, the trade-off: with network=False the program gets no network and a scrubbed
+environment (PATH, HOME, locale, terminal only: no API keys, tokens or cloud credentials). A hosted coding
+agent cannot work like that, so with network=True the user's whole environment passes through, keys
+included, and the sandbox shares the network: the program (and any code it decides to run) can then use
+those keys and reach the internet. It still cannot write outside the worktree and scratch directory when
+the sandbox is bwrap (plus `extra_writable`: the presets add the agent's own state directory such as
+~/.claude, which it needs to run). The agent presets (claude-code, codex, aider) always run with network=True.
+
+The idea: `$LABMIND_IDEA` as JSON {"title", "hypothesis", "rationale", "expected_effect"} or plain text (first
+line = title, the rest = hypothesis). Without it, the title is the first non-empty line of stdout (or of
+Claude Code's JSON `result`), else "command edit". A nonzero exit or a timeout raises BrainError with the
+tail of the output. The transcript (stdout then stderr) is saved as `<transcript_dir>/exp-<id>.log`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from labmind.brains.base import BrainContext, BrainError, Idea, PastExperiment
+from labmind.task.model import Task
+
+DEFAULT_TIMEOUT_S = 30 * 60.0
+_TITLE_MAX = 120
+_TAIL_CHARS = 4000
+_KILL_GRACE_S = 5.0
+#: Variables kept in a scrubbed environment: enough to find programs and print text, nothing secret.
+_SAFE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "SHELL")
+#: Placeholder in preset templates, replaced by the shell-quoted editable files of the worktree.
+EDITABLE_PLACEHOLDER = "{editable}"
+
+
+class SandboxLike(Protocol):
+    """What this brain needs from labmind.execute.sandbox.Sandbox."""
+
+    name: str
+
+    def wrap(
+        self,
+        argv: list[str],
+        *,
+        workdir: Path,
+        writable: list[Path],
+        readonly: list[Path],
+        hidden: list[Path],
+        gpus: bool,
+        network: bool,
+        env: dict[str, str],
+    ) -> list[str]: ...
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def worktree_root(task_dir: Path) -> Path:
+    """The git worktree holding task_dir (what the program may write); task_dir itself outside git."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=task_dir, capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return task_dir.resolve()
+    return Path(out.stdout.strip()).resolve()
+
+
+def expand_globs(task_dir: Path, patterns: Sequence[str]) -> list[Path]:
+    """Existing files matching globs relative to task_dir, sorted, without duplicates."""
+    found: set[Path] = set()
+    for pattern in patterns:
+        found.update(p for p in task_dir.glob(pattern) if p.is_file())
+    return sorted(found)
+
+
+def scrubbed_env() -> dict[str, str]:
+    """The caller's environment reduced to harmless variables (no keys, tokens, credentials)."""
+    return {k: v for k, v in os.environ.items() if k in _SAFE_ENV or k.startswith("LC_")}
+
+
+def _metric_text(p: PastExperiment) -> str:
+    if p.metric is None:
+        return "no metric"
+    sd = f" ± {p.metric_sd:.4g}" if p.metric_sd is not None else ""
+    return f"{p.metric:.6g}{sd} (n={p.n_runs})"
+
+
+def _line(p: PastExperiment) -> str:
+    return f"- #{p.id} {p.idea.title!r}: {p.verdict}, {_metric_text(p)}. {p.reason}".rstrip()
+
+
+def render_prompt(ctx: BrainContext, idea_path: Path) -> str:
+    """The plain-text task for a coding agent: goal, state of the lab, history, and the rules."""
+    task = ctx.task
+    protected = ", ".join(task.task.protected) or "none"
+    parts = [
+        f"You are improving the research task '{task.name}' as one experiment (#{ctx.experiment_id}, "
+        f"line {ctx.line_id}) of an automated research lab.",
+        f"Goal: {task.metric.goal} the metric '{task.metric.name}', printed by `{task.run.command}`. "
+        f"A change counts only if it beats the line's incumbent by at least {ctx.min_effect:.4g} "
+        "on fresh seeds.",
+        "",
+        f"Baseline: {_metric_text(ctx.baseline)}",
+        f"Parent (the code in this directory): #{ctx.parent.id} {ctx.parent.idea.title!r}, "
+        f"{_metric_text(ctx.parent)}",
+        f"Line incumbent: #{ctx.incumbent.id}, {_metric_text(ctx.incumbent)}",
+        f"Best in the lab: #{ctx.best.id} {ctx.best.idea.title!r}, {_metric_text(ctx.best)}",
+    ]
+    if ctx.brief_text.strip():
+        parts += ["", "Research brief:", ctx.brief_text.strip()]
+    for heading, items in (
+        ("This line's experiments so far (oldest first):", ctx.history[-20:]),
+        ("Near misses worth revisiting:", ctx.near_misses),
+        ("Recent failures (avoid repeating them):", ctx.recent_failures),
+    ):
+        if items:
+            parts += ["", heading, *(_line(p) for p in items)]
+    parts += [
+        "",
+        "Rules:",
+        f"- Edit only files matching: {', '.join(task.task.editable)} (in {ctx.task_dir}).",
+        f"- Never modify protected files ({protected}) or anything else; do not commit.",
+        "- Make ONE focused change that tests a clear hypothesis; do not run the full experiment.",
+        f"- When done, write your idea as JSON to {idea_path} (also in $LABMIND_IDEA):",
+        '  {"title": "<short>", "hypothesis": "...", "rationale": "...", "expected_effect": "..."}',
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:_TITLE_MAX]
+    return ""
+
+
+def _title_from_stdout(stdout: str) -> str:
+    """The first plain line of stdout; Claude Code's JSON result is unwrapped, JSON event lines skipped."""
+    try:
+        data = json.loads(stdout)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("result"), str):
+        return _first_line(data["result"])
+    plain = [ln for ln in stdout.splitlines() if not ln.lstrip().startswith(("{", "["))]
+    return _first_line("\n".join(plain))
+
+
+def parse_idea(idea_path: Path, stdout: str) -> Idea:
+    """The program's idea from its idea file (JSON or text), else from its stdout."""
+    text = idea_path.read_text(errors="replace") if idea_path.is_file() else ""
+    fallback = _title_from_stdout(stdout) or "command edit"
+    if not text.strip():
+        return Idea(title=fallback)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        keys = ("title", "hypothesis", "rationale", "expected_effect")
+        fields = {k: str(data[k]) for k in keys if k in data}
+        fields["title"] = _first_line(fields.get("title", "")) or fallback
+        return Idea(**fields)
+    title, _, rest = text.strip().partition("\n")
+    return Idea(title=title.strip()[:_TITLE_MAX] or fallback, hypothesis=rest.strip())
+
+
+def _tail(text: str, n: int = _TAIL_CHARS) -> str:
+    return text if len(text) <= n else "…" + text[-n:]
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is already gone
+
+
+def _kill_group(proc: subprocess.Popen[bytes], *, graceful: bool) -> None:
+    """End the program's whole process group: SIGTERM first when it is still running (a chance to clean
+    up), then SIGKILL, which also ends anything it left running in the background after a normal exit."""
+    if graceful:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=_KILL_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+    _signal_group(proc.pid, signal.SIGKILL)
+    try:
+        proc.wait(timeout=_KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+# -------------------------------------------------------------------------------------------- brain
+
+
+class CommandBrain:
+    """Runs a shell command that edits the worktree. See the module docstring for its contract."""
+
+    def __init__(
+        self,
+        command: str,
+        task: Task,
+        *,
+        sandbox: SandboxLike,
+        network: bool = False,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transcript_dir: Path | None = None,
+        hidden: Sequence[Path] = (),
+        name: str = "command",
+        expand_editable: bool = False,
+        extra_writable: Sequence[Path] = (),
+    ) -> None:
+        if not command.strip():
+            raise ValueError("the command brain needs a command, e.g. command:'python improve.py'")
+        self.command = command
+        self.task = task
+        self.sandbox = sandbox
+        self.network = network
+        self.timeout_s = timeout_s
+        self.transcript_dir = transcript_dir
+        self.hidden = list(hidden)
+        self.name = name
+        #: Presets name files on their command line: replace EDITABLE_PLACEHOLDER with the editable files.
+        self.expand_editable = expand_editable
+        #: Also writable in the sandbox when they exist, e.g. a coding agent's own state (~/.claude).
+        self.extra_writable = [p.expanduser() for p in extra_writable]
+
+    def learn(self, result: PastExperiment) -> None:
+        """Nothing to keep: the program sees the history in every brief."""
+
+    def propose(self, ctx: BrainContext) -> Idea:
+        with tempfile.TemporaryDirectory(prefix="labmind-brain-") as tmp:
+            scratch = Path(tmp).resolve()
+            paths = self._write_inputs(ctx, scratch)
+            env = self._env(ctx, paths)
+            argv = self._argv(ctx, env)
+            code, stdout, stderr, seconds, timed_out = self._run(argv, ctx, env, scratch)
+            transcript = self._transcript(ctx, argv, code, stdout, stderr, seconds)
+            if timed_out:
+                raise BrainError(
+                    f"brain command timed out after {self.timeout_s:.0f}s and was killed; "
+                    f"output tail:\n{_tail(transcript)}"
+                )
+            if code != 0:
+                raise BrainError(f"brain command exited with {code}; output tail:\n{_tail(transcript)}")
+            return parse_idea(paths["LABMIND_IDEA"], stdout)
+
+    # ---- steps of propose
+
+    def _write_inputs(self, ctx: BrainContext, scratch: Path) -> dict[str, Path]:
+        paths = {
+            "LABMIND_BRIEF": scratch / "brief.json",
+            "LABMIND_PROMPT": scratch / "prompt.md",
+            "LABMIND_IDEA": scratch / "idea.json",
+        }
+        paths["LABMIND_BRIEF"].write_text(json.dumps(ctx.to_dict(), indent=2, default=str))
+        paths["LABMIND_PROMPT"].write_text(render_prompt(ctx, paths["LABMIND_IDEA"]))
+        return paths
+
+    def _env(self, ctx: BrainContext, paths: dict[str, Path]) -> dict[str, str]:
+        env = dict(os.environ) if self.network else scrubbed_env()
+        env.update({k: str(v) for k, v in paths.items()})
+        env.update(
+            LABMIND_TASK=ctx.task.name,
+            LABMIND_METRIC=ctx.task.metric.name,
+            LABMIND_GOAL=ctx.task.metric.goal,
+            LABMIND_EXPERIMENT=str(ctx.experiment_id),
+            LABMIND_LINE=str(ctx.line_id),
+            LABMIND_WORKTREE=str(ctx.task_dir),
+            LABMIND_SCRATCH=str(paths["LABMIND_IDEA"].parent),
+        )
+        return env
+
+    def _argv(self, ctx: BrainContext, env: dict[str, str]) -> list[str]:
+        command = self.command
+        if self.expand_editable:
+            files = expand_globs(ctx.task_dir, ctx.task.task.editable)
+            quoted = " ".join(shlex.quote(str(f.relative_to(ctx.task_dir))) for f in files)
+            command = command.replace(EDITABLE_PLACEHOLDER, quoted)
+        shell = shutil.which("bash") or "/bin/sh"
+        scratch = Path(env["LABMIND_SCRATCH"])
+        return self.sandbox.wrap(
+            [shell, "-c", command],
+            workdir=ctx.task_dir,
+            writable=[worktree_root(ctx.task_dir), scratch, *(p for p in self.extra_writable if p.exists())],
+            readonly=expand_globs(ctx.task_dir, ctx.task.task.protected),
+            hidden=self.hidden,
+            gpus=False,
+            network=self.network,
+            env=env,
+        )
+
+    def _run(
+        self, argv: list[str], ctx: BrainContext, env: dict[str, str], scratch: Path
+    ) -> tuple[int | None, str, str, float, bool]:
+        """(exit code, stdout, stderr, seconds, timed out). Output goes to files, not pipes, so a
+        background process holding stdout open cannot hang us after the group is killed."""
+        out_path, err_path = scratch / "stdout.txt", scratch / "stderr.txt"
+        start = time.monotonic()
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            try:
+                proc = subprocess.Popen(
+                    argv, cwd=ctx.task_dir, env=env, stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=err, start_new_session=True,
+                )  # fmt: skip
+            except OSError as exc:
+                raise BrainError(f"cannot start brain command {argv[0]!r}: {exc}") from exc
+            timed_out = False
+            try:
+                proc.wait(timeout=self.timeout_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                _kill_group(proc, graceful=timed_out)
+        seconds = time.monotonic() - start
+        stdout, stderr = (p.read_text(errors="replace") for p in (out_path, err_path))
+        return proc.returncode, stdout, stderr, seconds, timed_out
+
+    def _transcript(
+        self, ctx: BrainContext, argv: list[str], code: int | None, stdout: str, stderr: str, seconds: float
+    ) -> str:
+        text = (
+            f"$ {self.command}\n[sandbox {self.sandbox.name}, network {'on' if self.network else 'off'}]\n"
+            f"{stdout}"
+            + (f"\n--- stderr ---\n{stderr}" if stderr else "")
+            + f"\n[exit {code} after {seconds:.1f}s]\n"
+        )
+        if self.transcript_dir is not None:
+            self.transcript_dir.mkdir(parents=True, exist_ok=True)
+            (self.transcript_dir / f"exp-{ctx.experiment_id}.log").write_text(text)
+        return text
