@@ -39,13 +39,13 @@ def test_duplicate_gpu_is_an_error() -> None:
         plan_slots([0, 0], None, 1)
 
 
-def test_cpu_slots_default_and_cap() -> None:
+def test_cpu_slots_default_and_oversubscription_warning() -> None:
     assert make_slots(None, None, 0) == [Slot(0)]
     assert make_slots(None, 2, 0)[1] == Slot(1)
     cpus = os.cpu_count() or 1
     result, warning = plan_slots(None, cpus + 3, 0)
-    assert len(result) == cpus
-    assert warning is not None
+    assert len(result) == cpus + 3  # an explicit request is honoured...
+    assert warning is not None and "share cores" in warning  # ...with a warning
     assert all(s.gpus == () for s in result)
     with pytest.raises(ValueError):
         plan_slots(None, 0, 0)

@@ -24,8 +24,8 @@ class Idea:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Idea:
-        known = {k: data[k] for k in ("title", "hypothesis", "rationale", "expected_effect", "params") if k in data}
-        return cls(**known)
+        known = {k: data[k] for k in ("hypothesis", "rationale", "expected_effect", "params") if k in data}
+        return cls(title=str(data.get("title", "")), **known)
 
 
 @dataclass(frozen=True)

@@ -91,14 +91,20 @@ def _bwrap_argv(
     out += ["--dev-bind", "/dev", "/dev", "--tmpfs", "/dev/shm"] if gpus else ["--dev", "/dev"]
     out += ["--proc", "/proc", "--tmpfs", "/tmp"]
     # Order matters: later mounts cover earlier ones. Writable binds come after the /tmp tmpfs (worktrees
-    # may live under /tmp), protected files after the writable binds, masks last.
+    # may live under /tmp), protected files after the writable binds. A hidden directory that contains a
+    # writable one (the lab's .labmind/ holds the run's worktree) is masked first so the worktree is bound
+    # back in; every other mask comes last so it also hides what lies inside writable paths.
+    outer = [p.resolve() for p in hidden if any(w.resolve().is_relative_to(p.resolve()) for w in writable)]
+    for path in outer:
+        out += _mask(path)
     for path in writable:
         out += ["--bind", str(path.resolve()), str(path.resolve())]
     for path in readonly:
         if path.exists():
             out += ["--ro-bind", str(path.resolve()), str(path.resolve())]
     for path in hidden:
-        out += _mask(path.resolve())
+        if path.resolve() not in outer:
+            out += _mask(path.resolve())
     out += ["--unshare-all"]
     if network:
         out += ["--share-net"]

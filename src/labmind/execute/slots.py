@@ -61,8 +61,9 @@ def _cpu_slots(slots: int | None) -> tuple[list[Slot], str | None]:
     wanted = 1 if slots is None else slots
     warning = None
     if wanted > cpus:
-        warning = f"asked for {wanted} CPU slots but this machine has {cpus} CPU(s); using {cpus}"
-        wanted = cpus
+        # Honour an explicit request (I/O-bound or sleeping runs), but say that runs will share cores.
+        warning = (f"{wanted} CPU slots on a machine with {cpus} CPU(s): runs will share cores, so timings "
+                   "and throughput may be noisier")
     return [Slot(index=i) for i in range(wanted)], warning
 
 
@@ -71,7 +72,7 @@ def plan_slots(gpus: list[int] | None, slots: int | None, gpus_per_run: int) -> 
 
     gpus=None detects GPUs. With gpus_per_run > 0 the GPUs are cut into disjoint groups in the order
     given; `slots` caps their number. Too few GPUs for one run is an error; leftovers are a warning.
-    CPU tasks get `slots` CPU slots (default 1), capped at the CPU count.
+    CPU tasks get `slots` CPU slots (default 1); more than the CPU count is allowed with a warning.
     """
     if gpus_per_run < 0:
         raise ValueError(f"gpus per run must be >= 0, got {gpus_per_run}")

@@ -1,0 +1,49 @@
+"""Shared CLI plumbing: opening a lab's store read-only, printing JSON, clean error exits."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from labmind.lab.paths import LabPaths
+from labmind.store import Store
+
+console = Console()
+err_console = Console(stderr=True)
+
+TaskDirArg = typer.Argument(Path("."), help="The task directory (holds labmind.toml and .labmind/).")
+JsonOpt = typer.Option(False, "--json", help="Machine-readable JSON output.")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def read_store(task_dir: Path) -> Iterator[tuple[Store, LabPaths]]:
+    paths = LabPaths(task_dir.resolve())
+    if not paths.db.exists():
+        fail(f"no lab in {paths.task_dir}. Start one with `labmind run {task_dir}`.")
+    store = Store.open(paths.db, readonly=True)
+    try:
+        if store.lab() is None:
+            fail(f"the lab in {paths.task_dir} was never set up. Run `labmind run {task_dir}`.")
+        yield store, paths
+    finally:
+        store.close()
+
+
+def fmt(value: float | None, digits: int = 6) -> str:
+    return "–" if value is None else f"{value:.{digits}g}"

@@ -1,0 +1,42 @@
+"""Verbs that act on a lab: `labmind init`, `labmind stop`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import typer
+
+from labmind.cli.common import TaskDirArg, console, fail
+from labmind.lab.paths import LabPaths
+from labmind.store.lock import holder_pid
+from labmind.workspace import git as gitops
+
+
+def init(task_dir: Path = TaskDirArg) -> None:
+    """Make a plain directory a git repository with one commit, so labmind can run experiments on it."""
+    try:
+        commit = gitops.init_repo(task_dir.resolve())
+    except gitops.GitError as exc:
+        fail(str(exc))
+    console.print(f"initialised {task_dir} as a git repository (commit {commit[:10]}); .labmind/ is ignored.")
+    if not (task_dir / "labmind.toml").exists():
+        console.print("next: write labmind.toml (see docs/task-file.md) or pass task flags to `labmind run`.")
+
+
+def stop(task_dir: Path = TaskDirArg, wait: float = typer.Option(60.0, help="Seconds to wait for it to exit.")) -> None:
+    """Stop a running lab: its running runs are killed and re-queued for `labmind resume`."""
+    paths = LabPaths(task_dir.resolve())
+    pid = holder_pid(paths.lock)
+    if pid is None:
+        fail(f"no lab is running in {paths.task_dir}.")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if holder_pid(paths.lock) is None:
+            console.print(f"stopped lab process {pid}. Continue with `labmind resume {task_dir}`.")
+            return
+        time.sleep(0.2)
+    fail(f"lab process {pid} did not stop within {wait:g}s; it may be finishing a step. Try again or kill it.")

@@ -1,0 +1,28 @@
+"""The `labmind` command. Each verb lives in its own module; this file only registers them."""
+
+from __future__ import annotations
+
+import typer
+
+from labmind.cli import bench, check, control, read, run
+
+app = typer.Typer(
+    name="labmind",
+    help="An autonomous research lab: proposes, runs and rigorously judges code experiments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(control.init)
+app.command()(check.check)
+app.command()(run.run)
+app.command()(run.resume)
+app.command()(read.status)
+app.command()(read.log)
+app.command()(read.show)
+app.command()(read.diff)
+app.command()(control.stop)
+app.add_typer(bench.bench_app, name="bench")
+
+if __name__ == "__main__":
+    app()

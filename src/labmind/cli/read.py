@@ -1,0 +1,135 @@
+"""Read-only verbs: `labmind status`, `log`, `show`, `diff`. Each has --json; none takes the writer lock."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, fmt, print_json, read_store
+from labmind.lab.status import lab_status
+from labmind.observe.live import status_view
+from labmind.store import ExperimentRow, Store, StoreError
+from labmind.verdicts import MEANING, Verdict
+
+VERDICT_STYLE = {"improved": "green", "not_improved": "white", "inconclusive": "yellow", "flagged": "magenta",
+                 "rejected": "red", "crashed": "red", "timed_out": "red", "no_metric": "red", "bad_metric": "red",
+                 "no_change": "dim"}
+
+
+def status(task_dir: Path = TaskDirArg, json_out: bool = JsonOpt) -> None:
+    """Best, baseline, counts by verdict, lines and what is running."""
+    with read_store(task_dir) as (store, paths):
+        data = lab_status(store, paths)
+    if json_out:
+        print_json(data)
+        return
+    console.print(status_view(data, []))
+    console.print(f"state: {data['state']}" + (f" (pid {data['pid']})" if data["pid"] else "")
+                  + f", slot-hours {data['slot_hours']:.3f}")
+
+
+def experiment_dict(exp: ExperimentRow, store: Store | None = None, *, with_diff: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": exp.id, "kind": exp.kind, "line": exp.line_id, "parent": exp.parent_id, "status": exp.status,
+        "verdict": exp.verdict, "reason": exp.reason, "metric": exp.metric, "sd": exp.metric_sd,
+        "ci": [exp.ci_low, exp.ci_high], "n_runs": exp.n_runs, "p_value": exp.p_value, "flags": exp.flags,
+        "near_miss": exp.near_miss, "idea": exp.idea.to_dict(), "brain": exp.brain, "commit": exp.commit_sha,
+        "changed_files": exp.changed_files, "slot_seconds": exp.gpu_seconds, "brain_seconds": exp.brain_seconds,
+        "error": exp.error, "created_at": exp.created_at, "finished_at": exp.finished_at,
+    }
+    if with_diff:
+        out["diff"] = exp.diff
+    if store is not None:
+        out["runs"] = [
+            {"id": r.id, "purpose": r.purpose, "seed": r.seed, "status": r.status, "outcome": r.outcome,
+             "slot": r.slot, "metric": r.metric, "self_reported": r.self_reported, "secondary": r.secondary,
+             "flags": r.flags, "exit_code": r.exit_code, "seconds": round(r.seconds, 3), "log": r.log_path,
+             "sandbox": r.sandbox, "requeued_from": r.requeued_from}
+            for r in store.runs_of(exp.id)
+        ]
+    return out
+
+
+def metric_text(exp: ExperimentRow) -> str:
+    if exp.metric is None:
+        return "–"
+    if exp.n_runs > 1 and exp.ci_low is not None and exp.ci_high is not None:
+        return f"{fmt(exp.metric)} ± {fmt((exp.ci_high - exp.ci_low) / 2, 2)}"
+    return fmt(exp.metric)
+
+
+def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, help="Show only the last N experiments."),
+        line: int = typer.Option(None, help="Only this line's experiments."), json_out: bool = JsonOpt) -> None:
+    """One row per experiment: id, line, parent, verdict, metric ± 95% CI half-width, flags, idea."""
+    with read_store(task_dir) as (store, _):
+        rows = store.experiments(line_id=line, limit=limit, newest_first=limit is not None)
+        rows.sort(key=lambda r: r.id)
+        if json_out:
+            print_json([experiment_dict(r) for r in rows])
+            return
+        metric = store.lab().name if store.lab() else ""
+    table = Table("exp", "line", "parent", "verdict", "metric ± CI", "flags", "idea", header_style="bold",
+                  title=f"{metric}: {len(rows)} experiment(s)")
+    for r in rows:
+        verdict = r.verdict or ("baseline" if r.kind == "baseline" else r.status)
+        style = VERDICT_STYLE.get(verdict, "cyan")
+        table.add_row(str(r.id), "–" if r.line_id is None else str(r.line_id),
+                      "–" if r.parent_id is None else str(r.parent_id), f"[{style}]{verdict}[/]", metric_text(r),
+                      ",".join(f.split(":")[0] for f in r.flags), (r.idea.title or r.error or "")[:70])
+    console.print(table)
+
+
+def _experiment(store: Store, exp: int) -> ExperimentRow:
+    try:
+        return store.experiment(exp)
+    except StoreError as e:
+        fail(str(e))
+
+
+def show(exp: int = typer.Argument(..., help="Experiment id (see `labmind log`)."), task_dir: Path = TaskDirArg,
+         json_out: bool = JsonOpt) -> None:
+    """Everything about one experiment: idea, verdict and why, runs, flags, changed files."""
+    with read_store(task_dir) as (store, _):
+        row = _experiment(store, exp)
+        data = experiment_dict(row, store, with_diff=True)
+    if json_out:
+        print_json(data)
+        return
+    verdict = row.verdict or ("baseline" if row.kind == "baseline" else row.status)
+    console.print(f"[bold]experiment {row.id}[/] ({row.kind}, line {row.line_id}, parent {row.parent_id}) "
+                  f"[{VERDICT_STYLE.get(verdict, 'cyan')}]{verdict}[/]")
+    if row.verdict in {v.value for v in Verdict}:
+        console.print(f"  meaning: {MEANING[Verdict(row.verdict)]}")
+    console.print(f"  why:     {row.reason or row.error or '–'}")
+    console.print(f"  idea:    {row.idea.title}")
+    for label, text in (("hypothesis", row.idea.hypothesis), ("rationale", row.idea.rationale),
+                        ("expected", row.idea.expected_effect)):
+        if text:
+            console.print(f"  {label}: {text}")
+    console.print(f"  metric:  {metric_text(row)} (n={row.n_runs}, 95% CI {fmt(row.ci_low)}..{fmt(row.ci_high)})"
+                  + (f", p={row.p_value:.3g}" if row.p_value is not None else ""))
+    if row.flags:
+        console.print(f"  flags:   {'; '.join(row.flags)}")
+    console.print(f"  files:   {', '.join(row.changed_files) or '–'}   commit {row.commit_sha or '–'}")
+    table = Table("run", "purpose", "seed", "slot", "outcome", "metric", "seconds", "flags", "log",
+                  header_style="bold")
+    for r in data["runs"]:
+        table.add_row(str(r["id"]), r["purpose"], str(r["seed"]), r["slot"] or "", r["outcome"] or r["status"],
+                      fmt(r["metric"]), f"{r['seconds']:.1f}", ",".join(r["flags"]), r["log"] or "")
+    console.print(table)
+    console.print(f"diff: `labmind diff {row.id}`")
+
+
+def diff(exp: int = typer.Argument(..., help="Experiment id."), task_dir: Path = TaskDirArg,
+         json_out: bool = JsonOpt) -> None:
+    """The experiment's code change, as computed by labmind with git."""
+    with read_store(task_dir) as (store, _):
+        row = _experiment(store, exp)
+    if json_out:
+        print_json({"id": row.id, "base_commit": row.base_commit, "commit": row.commit_sha, "diff": row.diff or ""})
+        return
+    sys.stdout.write(row.diff or f"(experiment {row.id} has no diff)\n")

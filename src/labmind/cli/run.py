@@ -1,0 +1,148 @@
+"""`labmind run` and `labmind resume`: run the research loop on a task."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from labmind.cli.common import TaskDirArg, console, fail, fmt
+from labmind.execute.sandbox import SandboxUnavailable
+from labmind.lab import LabError
+from labmind.lab.open import open_lab
+from labmind.lab.status import lab_status
+from labmind.observe.live import LiveReporter, make_reporter
+from labmind.store import LabLocked, StoreError
+from labmind.task import TaskError, parse_duration
+from labmind.workspace.git import GitError
+
+
+def parse_gpus(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--gpus expects a comma-separated list of GPU indices such as 0,1,2,3, got {value!r}")
+
+
+def execute(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], gpus: str | None, slots: int | None,
+            output: str, require_existing: bool) -> None:
+    reporter = make_reporter(output)
+    try:
+        opened = open_lab(task_dir, flags=flags, given=given, reporter=reporter, gpus=parse_gpus(gpus),
+                          slots=slots, require_existing=require_existing)
+    except (TaskError, LabError, LabLocked, GitError, SandboxUnavailable, StoreError, ValueError) as exc:
+        fail(str(exc))
+    lab = opened.lab
+    for warning in opened.warnings:
+        reporter.event("warning", warning)
+    verb = "created" if opened.created else "resumed"
+    reporter.event("lab", f"{verb} lab {lab.task.name} in {lab.paths.root} with {len(lab.slots)} slot(s) "
+                          f"({', '.join(s.label for s in lab.slots)}), brain {lab.brain.name}, "
+                          f"policy {lab.policy.name}, sandbox {lab.executor.sandbox_name}")
+    error = None
+    try:
+        stats = asyncio.run(lab.run())
+    except LabError as exc:
+        error = str(exc)
+        stats = lab.stats
+    finally:
+        if isinstance(reporter, LiveReporter):
+            reporter.close()
+    status = lab_status(opened.store, lab.paths)
+    opened.close()
+    summary(status, stats, len(lab.slots), output)
+    if error:
+        fail(error)
+    # Brain threads (e.g. an external agent) cannot be interrupted; everything is in the store already.
+    if lab.stopping:
+        os._exit(0)
+
+
+def summary(status: dict[str, Any], stats: Any, n_slots: int, output: str) -> None:
+    wall = max(stats.wall_s(), 1e-9)
+    duty = stats.busy_s / (wall * max(n_slots, 1))
+    if output == "json":
+        import json
+
+        print(json.dumps({"kind": "summary", "status": status, "session": {
+            "wall_s": wall, "slot_duty_cycle": duty, "finished": stats.finished, "verdicts": stats.verdicts}}))
+        return
+    base, best = status.get("baseline"), status.get("best")
+    console.print()
+    console.print(f"[bold]{status['lab']}[/]: {status['experiments']} experiments, verdicts "
+                  + (", ".join(f"{k} {v}" for k, v in status["verdicts"].items()) or "none"))
+    if base:
+        console.print(f"baseline {status['metric']['name']} {fmt(base['metric'])} ± {fmt(base['sd'], 3)} "
+                      f"(n={base['n_runs']}); minimum effect {fmt(status['min_effect'], 3)}")
+    if best and best["confirmed"]:
+        console.print(f"best     {fmt(best['metric'])} ± {fmt(best['sd'], 3)} (n={best['n_runs']}, "
+                      f"p={fmt(best['p_value'], 3)}) {best['relative']:+.2%} vs baseline: exp {best['experiment']} "
+                      f"“{best['idea']}” on branch {best['branch']}")
+    else:
+        console.print("best     no confirmed improvement over the baseline yet")
+    console.print(f"session  {wall:.0f}s wall, slot duty cycle {duty:.2f}. Next: `labmind status`, `labmind log`, "
+                  "`labmind show EXP`, `labmind resume`.")
+
+
+def run(
+    task_dir: Path = TaskDirArg,
+    brain: str = typer.Option(None, help="knobs (default, no LLM) | command:<shell command> | claude-code | "
+                                         "codex | aider"),
+    max_experiments: int = typer.Option(None, help="Stop proposing after this many experiments in the lab."),
+    budget: str = typer.Option(None, help="Wall-clock budget for this session, e.g. 30m or 2h."),
+    gpus: str = typer.Option(None, help="GPUs to use, e.g. 0,1,2,3 (default: all that nvidia-smi reports)."),
+    slots: int = typer.Option(None, help="CPU slots for CPU tasks (gpus = 0)."),
+    lines: int = typer.Option(None, help="Research lines (default: one per slot)."),
+    policy: str = typer.Option(None, help="Search policy: greedy (per-line ratchet) or tree (UCB over lines)."),
+    sandbox: str = typer.Option(None, help="auto | bwrap | none (auto: bwrap when it works)."),
+    brain_network: bool = typer.Option(None, "--brain-network/--no-brain-network",
+                                       help="Let a command brain use the network and your environment."),
+    seed: int = typer.Option(None, help="Seed for the brain and the search policy."),
+    edit: list[str] = typer.Option(None, help="Editable file glob (repeatable)."),
+    protect: list[str] = typer.Option(None, help="Protected file glob (repeatable)."),
+    command: str = typer.Option(None, help="The run command."),
+    metric: str = typer.Option(None, help="The metric's name as printed by the run."),
+    goal: str = typer.Option(None, help="minimize | maximize"),
+    timeout: str = typer.Option(None, help="Run timeout, e.g. 10m."),
+    gpus_per_run: int = typer.Option(None, help="GPUs per run (0 = CPU task)."),
+    setup: str = typer.Option(None, help="Setup command, run once before the baseline."),
+    plain: bool = typer.Option(False, "--plain", help="One line per event instead of the live view."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per event, then a summary object."),
+) -> None:
+    """Run the research loop on a task (creates the lab, or resumes it when it exists)."""
+    try:
+        budget_s = parse_duration(budget) if budget else None
+    except ValueError as exc:
+        fail(f"--budget: {exc}")
+    flags = {"edit": edit, "protect": protect, "command": command, "metric": metric, "goal": goal,
+             "timeout": timeout, "gpus_per_run": gpus_per_run, "setup": setup}
+    given = {"brain": brain, "max_experiments": max_experiments, "budget_s": budget_s, "lines": lines,
+             "policy": policy, "sandbox": sandbox, "brain_network": brain_network, "seed": seed}
+    output = "json" if json_out else "plain" if plain else "live"
+    execute(task_dir, flags=flags, given=given, gpus=gpus, slots=slots, output=output, require_existing=False)
+
+
+def resume(
+    task_dir: Path = TaskDirArg,
+    brain: str = typer.Option(None, help="Override the lab's brain."),
+    max_experiments: int = typer.Option(None, help="Raise or lower the experiment limit."),
+    budget: str = typer.Option(None, help="Wall-clock budget for this session, e.g. 30m."),
+    gpus: str = typer.Option(None, help="GPUs to use, e.g. 0,1."),
+    slots: int = typer.Option(None, help="CPU slots for CPU tasks."),
+    sandbox: str = typer.Option(None, help="auto | bwrap | none"),
+    plain: bool = typer.Option(False, "--plain", help="One line per event."),
+    json_out: bool = typer.Option(False, "--json", help="JSON lines."),
+) -> None:
+    """Resume a stopped or killed lab: finished work is kept, interrupted runs are re-queued once."""
+    try:
+        budget_s = parse_duration(budget) if budget else None
+    except ValueError as exc:
+        fail(f"--budget: {exc}")
+    given = {"brain": brain, "max_experiments": max_experiments, "budget_s": budget_s, "sandbox": sandbox}
+    output = "json" if json_out else "plain" if plain else "live"
+    execute(task_dir, flags={}, given=given, gpus=gpus, slots=slots, output=output, require_existing=True)

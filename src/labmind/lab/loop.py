@@ -1,0 +1,616 @@
+"""The lab loop: wires task, store, workspace, brain, search, executor and judge.
+
+Everything is driven from the store: each step writes its row before acting, and `advance` decides an
+experiment's next step from its rows alone, so a lab killed at any point resumes where it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from labmind.brains.base import Brain, Idea
+from labmind.execute.base import Executor, RunOutcome, RunSpec, Slot
+from labmind.judge import Judge, auto_min_effect, summarize
+from labmind.lab.paths import LabPaths
+from labmind.lab.settings import LabSettings
+from labmind.lab.views import best_experiment, brain_context, search_view
+from labmind.search.base import Policy
+from labmind.store import ExperimentRow, RunRow, Store
+from labmind.task import Task
+from labmind.verdicts import MEANING, Verdict
+from labmind.workspace import git as gitops
+from labmind.workspace.scope import digest, digest_mismatch, protected_files, scope_violation
+
+RUN_PRIORITY = {"baseline": 0, "confirm": 1, "screen": 2}
+PROTECTED_FLAG = "protected_modified"
+#: Places in a home directory that hold credentials; runs never see them.
+SECRET_HOME_PATHS = (".ssh", ".aws", ".azure", ".gnupg", ".netrc", ".docker", ".kube", ".config/gcloud",
+                     ".config/gh", ".config/labmind", ".anthropic", ".claude", ".claude.json", ".codex",
+                     ".git-credentials", ".pypirc", ".huggingface", ".cache/huggingface/token")
+
+
+class LabError(Exception):
+    """The lab cannot go on (e.g. the baseline itself fails); the message says what to do."""
+
+
+class Reporter(Protocol):
+    def event(self, kind: str, message: str) -> None: ...
+
+    def tick(self, lab: Lab) -> None: ...
+
+
+@dataclass
+class SessionStats:
+    started: float = field(default_factory=time.monotonic)
+    busy_s: float = 0.0  # slot-seconds spent running during this session
+    finished: int = 0  # candidate experiments given a verdict during this session
+    verdicts: dict[str, int] = field(default_factory=dict)
+
+    def wall_s(self) -> float:
+        return time.monotonic() - self.started
+
+
+@dataclass(frozen=True)
+class Proposal:
+    idea: Idea
+    snapshot: gitops.Snapshot
+    problem: str | None
+    seconds: float
+    worktree: Path | None = None  # ready for the screening run
+
+
+class Lab:
+    def __init__(self, *, paths: LabPaths, task: Task, repo: gitops.RepoInfo, store: Store, executor: Executor,
+                 brain: Brain, policy: Policy, settings: LabSettings, reporter: Reporter,
+                 protected_digest: dict[str, str], brief_text: str = "") -> None:
+        self.paths, self.task, self.repo, self.store = paths, task, repo, store
+        self.executor, self.brain, self.policy, self.settings = executor, brain, policy, settings
+        self.reporter = reporter
+        self.protected_digest = protected_digest
+        self.brief_text = brief_text
+        self.slots = list(executor.slots)
+        self.free: list[Slot] = list(self.slots)
+        self.reserved = 0  # slots held for proposals in flight (sequential mode only)
+        self.tasks: dict[asyncio.Future[Any], tuple[str, int, Slot | None]] = {}
+        self.rows: dict[int, ExperimentRow] = {r.id: r for r in store.experiments()}
+        self.judge: Judge | None = None
+        self.stopping = False
+        self.fatal: str | None = None
+        self.brain_failures = 0
+        self.stats = SessionStats()
+        self.running: dict[int, tuple[Slot, int]] = {}  # run id -> (slot, experiment id)
+        self.ready_worktrees: dict[int, Path] = {}  # experiment id -> its proposal's worktree, at its commit
+        lookahead = settings.lookahead if settings.lookahead is not None else len(self.slots)
+        self.lookahead = lookahead
+        self.pool = ThreadPoolExecutor(max_workers=len(self.slots) + lookahead + 1, thread_name_prefix="brain")
+        self._wake = asyncio.Event()
+
+    # -- small helpers -----------------------------------------------------------------------------
+
+    def note(self, kind: str, message: str, *, experiment_id: int | None = None, run_id: int | None = None) -> None:
+        self.store.event(kind, message, experiment_id=experiment_id, run_id=run_id)
+        self.reporter.event(kind, message)
+
+    def refresh(self, experiment_id: int) -> ExperimentRow:
+        row = self.store.experiment(experiment_id)
+        self.rows[experiment_id] = row
+        return row
+
+    def baseline(self) -> ExperimentRow | None:
+        return next((r for r in self.rows.values() if r.kind == "baseline"), None)
+
+    def best(self) -> ExperimentRow | None:
+        return best_experiment(list(self.rows.values()), self.task)
+
+    def commit_of(self, exp: ExperimentRow) -> str:
+        commit = exp.commit_sha or exp.base_commit
+        assert commit, f"experiment {exp.id} has no commit"
+        return commit
+
+    def task_dir_in(self, worktree: Path) -> Path:
+        return worktree / self.repo.subdir if self.repo.subdir else worktree
+
+    def min_effect(self) -> float:
+        lab = self.store.lab()
+        return lab.min_effect if lab and lab.min_effect is not None else 0.0
+
+    # -- start-up ------------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Re-queue runs a killed lab left running (exactly once each) and clear stale worktrees."""
+        running = self.store.runs(status="running")
+        killed = self.executor.kill_leftovers([r.token for r in running if r.token])
+        for run in running:
+            with self.store.transaction():
+                self.store.update_run(run.id, status="interrupted", ended_at=time.time())
+                new = self.store.add_run(experiment_id=run.experiment_id, purpose=run.purpose, seed=run.seed,
+                                         requeued_from=run.id)
+            self.note("requeued", f"run {run.id} was interrupted; queued again as run {new}",
+                      experiment_id=run.experiment_id, run_id=new)
+        if killed:
+            self.note("cleanup", f"killed {killed} leftover process(es) of interrupted runs")
+        if self.paths.worktrees.exists():
+            for child in self.paths.worktrees.iterdir():
+                gitops.remove_worktree(self.repo.root, child)
+
+    def ensure_baseline(self) -> None:
+        if self.baseline() is not None:
+            return
+        lab = self.store.lab()
+        assert lab is not None
+        n_lines = self.settings.lines or len(self.slots)
+        with self.store.transaction():
+            exp_id = self.store.add_experiment(kind="baseline", line_id=None, parent_id=None, brain="",
+                                               base_commit=lab.base_commit, status="testing")
+            self.store.update_experiment(exp_id, commit_sha=lab.base_commit,
+                                         idea=Idea(title="baseline", hypothesis="the task's code as committed"))
+            self.store.update_lab(baseline_id=exp_id)
+            for i in range(n_lines):
+                self.store.add_line(f"line-{i + 1}", exp_id)
+            for _ in range(self.task.noise.baseline_runs):
+                self.store.add_run(experiment_id=exp_id, purpose="baseline", seed=self.store.next_seed())
+        self.refresh(exp_id)
+        self.note("baseline", f"measuring the baseline's noise with {self.task.noise.baseline_runs} runs",
+                  experiment_id=exp_id)
+
+    def run_setup(self) -> None:
+        """The task's setup command, once per machine and protected-files digest."""
+        cmd = self.task.task.setup
+        if not cmd:
+            return
+        key = "".join(sorted(self.protected_digest.values()))
+        marker = self.paths.root / f"setup-{abs(hash((cmd, key))) % 10**12}.done"
+        if marker.exists():
+            return
+        self.note("setup", f"running setup: {cmd}")
+        log = self.paths.root / "setup.log"
+        import subprocess
+
+        with log.open("wb") as out:
+            proc = subprocess.run(["bash", "-c", cmd], cwd=self.paths.task_dir, stdout=out, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise LabError(f"the task's setup command failed (exit {proc.returncode}); see {log}:\n{tail}")
+        marker.write_text(str(time.time()))
+
+    # -- the loop --------------------------------------------------------------------------------------
+
+    async def run(self) -> SessionStats:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        self.deadline = time.monotonic() + self.settings.budget_s if self.settings.budget_s else None
+        self.recover()
+        await asyncio.to_thread(self.run_setup)
+        self.ensure_baseline()
+        self.judge_from_store()
+        for row in sorted(self.rows.values(), key=lambda r: r.id):
+            if row.status == "done" and (row.kind == "baseline" or row.verdict):
+                self.brain.learn(row.past())
+        for row in list(self.rows.values()):
+            self.advance(row.id)
+        for row in list(self.rows.values()):
+            if row.status == "proposing" and self.may_propose(count_only=False):
+                self.launch_proposal(row.id)
+        try:
+            await self.main_loop()
+        finally:
+            await self.shutdown()
+        if self.fatal:
+            raise LabError(self.fatal)
+        return self.stats
+
+    def request_stop(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.reporter.event("stop", "stopping: running runs are interrupted and re-queued for `labmind resume`")
+        self._wake.set()
+
+    async def main_loop(self) -> None:
+        while not self.stopping:
+            self.start_proposals()
+            self.dispatch()
+            self.reporter.tick(self)
+            if not self.tasks:
+                break
+            self._wake.clear()
+            waker = asyncio.ensure_future(self._wake.wait())
+            done, _ = await asyncio.wait([*self.tasks, waker], return_when=asyncio.FIRST_COMPLETED)
+            waker.cancel()
+            for fut in done:
+                if fut is not waker:
+                    self.finish_task(fut)
+
+    async def shutdown(self) -> None:
+        pending = [f for f, (kind, _, _) in self.tasks.items() if kind == "run"]
+        for fut in pending:
+            fut.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.reporter.tick(self)
+
+    def finish_task(self, fut: asyncio.Future[Any]) -> None:
+        kind, ident, slot = self.tasks.pop(fut)
+        if kind == "proposal":
+            if self.reserved:
+                self.reserved -= 1
+            self.finish_proposal(ident, fut)
+        else:
+            assert slot is not None
+            self.free.append(slot)
+            self.free.sort(key=lambda s: s.index)
+            self.finish_run(ident, fut)
+
+    # -- proposals ---------------------------------------------------------------------------------------
+
+    def in_budget(self) -> bool:
+        return self.deadline is None or time.monotonic() < self.deadline
+
+    def may_propose(self, count_only: bool = True) -> bool:
+        if self.stopping or self.fatal or not self.in_budget():
+            return False
+        if self.brain_failures >= self.settings.max_brain_failures:
+            return False
+        if count_only and self.settings.max_experiments is not None:
+            return self.store.count_candidates() < self.settings.max_experiments
+        return True
+
+    def proposals_in_flight(self) -> int:
+        return sum(1 for kind, _, _ in self.tasks.values() if kind == "proposal")
+
+    def queued_screens(self) -> int:
+        return sum(1 for r in self.store.runs(status="queued") if r.purpose == "screen")
+
+    def start_proposals(self) -> None:
+        if not self.store.lines():
+            return
+        while self.may_propose():
+            if self.settings.prefetch:
+                # Keep `lookahead` proposals ready beyond what free slots will take right now.
+                ready = self.proposals_in_flight() + self.queued_screens()
+                if ready >= len(self.free) + self.lookahead:
+                    return
+            else:
+                # Sequential shape: a proposal holds a free slot while the brain thinks.
+                if len(self.free) - self.reserved <= 0 or self.store.runs(status="queued"):
+                    return
+                self.reserved += 1
+            self.new_proposal()
+
+    def new_proposal(self) -> None:
+        rows = list(self.rows.values())
+        choice = self.policy.choose(search_view(self.store, rows, self.task, self.min_effect() or 1e-12))
+        parent = self.rows[choice.parent_id]
+        exp_id = self.store.add_experiment(kind="candidate", line_id=choice.line_id, parent_id=parent.id,
+                                           brain=self.brain.name, base_commit=self.commit_of(parent))
+        self.refresh(exp_id)
+        self.note("propose", f"exp {exp_id}: {choice.why}", experiment_id=exp_id)
+        self.launch_proposal(exp_id)
+
+    def launch_proposal(self, exp_id: int) -> None:
+        exp = self.rows[exp_id]
+        assert exp.line_id is not None and exp.parent_id is not None
+        worktree = self.paths.worktrees / f"exp-{exp_id}-{uuid.uuid4().hex[:6]}"
+        ctx = brain_context(
+            self.store, list(self.rows.values()), self.task, experiment_id=exp_id, line_id=exp.line_id,
+            parent_id=exp.parent_id, min_effect=self.min_effect(), task_dir_in_worktree=self.task_dir_in(worktree),
+            brief_text=self.brief_text)
+        fut = asyncio.wrap_future(self.pool.submit(self.propose_work, exp, ctx, worktree))
+        self.tasks[fut] = ("proposal", exp_id, None)
+
+    def propose_work(self, exp: ExperimentRow, ctx: Any, worktree: Path) -> Proposal:
+        """Runs in a brain thread: worktree from the parent's commit, brain edits, labmind snapshots."""
+        started = time.monotonic()
+        base = exp.base_commit
+        assert base
+        gitops.add_worktree(self.repo.root, worktree, base)
+        keep = False
+        try:
+            idea = self.brain.propose(ctx)
+            snap = gitops.snapshot(worktree, base, f"labmind exp {exp.id}: {idea.title}"[:200])
+            problem = digest_mismatch(self.protected_digest,
+                                      digest(self.task_dir_in(worktree), self.task.task.protected))
+            # The snapshot left the worktree exactly at the new commit: the screening run can use it
+            # as is, which keeps worktree creation off the slot's critical path.
+            keep = snap.commit is not None and problem is None
+        finally:
+            if not keep:
+                gitops.remove_worktree(self.repo.root, worktree)
+        return Proposal(idea, snap, problem, time.monotonic() - started, worktree if keep else None)
+
+    def finish_proposal(self, exp_id: int, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self.brain_failures += 1
+            message = f"{type(exc).__name__}: {exc}"[:4000]
+            self.store.update_experiment(exp_id, status="failed", error=message, finished_at=time.time())
+            self.refresh(exp_id)
+            self.note("brain_failed", f"exp {exp_id}: the brain failed: {message[:300]}", experiment_id=exp_id)
+            if self.brain_failures >= self.settings.max_brain_failures:
+                self.note("stop", f"the brain failed {self.brain_failures} times in a row; no more proposals. "
+                                  "Check the brain (see `labmind show` of the failed experiments).")
+            return
+        self.brain_failures = 0
+        p: Proposal = fut.result()
+        snap = p.snapshot
+        with self.store.transaction():
+            self.store.update_experiment(exp_id, idea=p.idea, brain_seconds=p.seconds, commit_sha=snap.commit,
+                                         diff=snap.diff, changed_files=snap.changed)
+            verdict, reason = self.scope_verdict(p)
+            if verdict is None:
+                self.store.update_experiment(exp_id, status="testing")
+                self.store.add_run(experiment_id=exp_id, purpose="screen", seed=self.store.next_seed())
+        self.refresh(exp_id)
+        if p.worktree is not None:
+            if verdict is None:
+                self.ready_worktrees[exp_id] = p.worktree
+            else:
+                gitops.remove_worktree(self.repo.root, p.worktree)
+        if verdict is not None:
+            self.finish_experiment(exp_id, verdict, reason)
+        else:
+            self.note("proposed", f"exp {exp_id}: {p.idea.title}", experiment_id=exp_id)
+
+    def scope_verdict(self, p: Proposal) -> tuple[Verdict | None, str]:
+        snap = p.snapshot
+        if snap.commit is None:
+            return Verdict.NO_CHANGE, MEANING[Verdict.NO_CHANGE]
+        if snap.symlinks_out:
+            return Verdict.REJECTED, f"adds symlink {snap.symlinks_out[0]} pointing outside the worktree"
+        violation = scope_violation(snap.changed, self.repo.subdir, self.task.task.editable,
+                                    self.task.task.protected)
+        if violation:
+            return Verdict.REJECTED, violation
+        if p.problem:
+            return Verdict.REJECTED, p.problem
+        return None, ""
+
+    # -- runs ----------------------------------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        queued = sorted(self.store.runs(status="queued"), key=lambda r: (RUN_PRIORITY[r.purpose], r.id))
+        for run in queued:
+            available = len(self.free) - (0 if self.settings.prefetch else self.reserved)
+            if self.stopping or self.fatal or available <= 0:
+                return
+            if run.purpose == "screen" and not self.in_budget():
+                continue
+            self.start_run(run, self.free.pop(0))
+
+    def run_env(self, seed: int) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for item in self.task.run.env:
+            name, eq, value = item.partition("=")
+            if eq:
+                env[name] = value
+            elif name in os.environ:
+                env[name] = os.environ[name]
+        env[self.task.noise.seed_env] = str(seed)
+        env["LABMIND_SEED"] = str(seed)
+        return env
+
+    def hidden_paths(self) -> list[Path]:
+        home = Path.home()
+        return [self.paths.root, *(home / p for p in SECRET_HOME_PATHS)]
+
+    def start_run(self, run: RunRow, slot: Slot) -> None:
+        exp = self.rows[run.experiment_id]
+        token = uuid.uuid4().hex
+        log = self.paths.run_log(exp.id, run.id)
+        self.store.update_run(run.id, status="running", slot=slot.label, token=token, started_at=time.time(),
+                              log_path=str(log), sandbox=self.executor.sandbox_name)
+        ready = self.ready_worktrees.pop(exp.id, None) if run.purpose == "screen" else None
+        worktree = ready or self.paths.worktrees / f"run-{run.id}"
+        task_dir = self.task_dir_in(worktree)
+        spec = RunSpec(
+            run_id=run.id, command=self.task.run.command, workdir=task_dir, writable=worktree, log_path=log,
+            timeout_s=self.task.run.timeout, metric=self.task.metric.name,
+            secondary=tuple(self.task.metric.secondary),
+            hidden=tuple(self.hidden_paths()), evaluate=self.task.metric.evaluate, env=self.run_env(run.seed),
+            token=token)
+        self.running[run.id] = (slot, exp.id)
+        fut = asyncio.ensure_future(self.run_work(spec, slot, None if ready else self.commit_of(exp)))
+        self.tasks[fut] = ("run", run.id, slot)
+        self.note("run", f"run {run.id} of exp {exp.id} ({run.purpose}, seed {run.seed}) on {slot.label}",
+                  experiment_id=exp.id, run_id=run.id)
+
+    async def run_work(self, spec: RunSpec, slot: Slot, commit: str | None) -> tuple[RunOutcome, str | None]:
+        """One run in its own worktree (made from `commit`, or already prepared when None)."""
+        worktree = spec.writable
+        if commit is not None:
+            await asyncio.to_thread(gitops.add_worktree, self.repo.root, worktree, commit)
+        try:
+            # Protected files are bound read-only inside the sandbox, and digested again afterwards.
+            files = tuple(protected_files(spec.workdir, self.task.task.protected))
+            spec = RunSpec(**{**spec.__dict__, "protected": files})
+            outcome = await self.executor.run(spec, slot)
+            actual = await asyncio.to_thread(digest, spec.workdir, self.task.task.protected)
+            return outcome, digest_mismatch(self.protected_digest, actual)
+        finally:
+            await asyncio.shield(asyncio.to_thread(gitops.remove_worktree, self.repo.root, worktree))
+
+    def finish_run(self, run_id: int, fut: asyncio.Future[Any]) -> None:
+        slot, exp_id = self.running.pop(run_id)
+        if fut.cancelled():
+            return  # stopping: the row stays 'running' and is re-queued on resume
+        exc = fut.exception()
+        if exc is not None:
+            now = time.time()
+            outcome = RunOutcome(status="crashed", exit_code=None, metric=None, secondary={}, flags=(),
+                                 log_tail=f"labmind could not run it: {type(exc).__name__}: {exc}",
+                                 started_at=now, ended_at=now, sandbox=self.executor.sandbox_name)
+            problem = None
+        else:
+            outcome, problem = fut.result()
+        flags = list(outcome.flags) + ([f"{PROTECTED_FLAG}: {problem} during the run"] if problem else [])
+        self.store.update_run(run_id, status="done", outcome=outcome.status, exit_code=outcome.exit_code,
+                              metric=outcome.metric, secondary=outcome.secondary, flags=flags,
+                              log_tail=outcome.log_tail, started_at=outcome.started_at,
+                              ended_at=outcome.ended_at, self_reported=outcome.self_reported,
+                              sandbox=outcome.sandbox)
+        slot_s = outcome.seconds * max(1, len(slot.gpus))
+        self.stats.busy_s += outcome.seconds
+        exp = self.rows[exp_id]
+        self.store.update_experiment(exp_id, gpu_seconds=exp.gpu_seconds + slot_s)
+        self.refresh(exp_id)
+        shown = f"{self.task.metric.name}={outcome.metric:.6g}" if outcome.metric is not None else outcome.status
+        self.note("run_done", f"run {run_id} of exp {exp_id}: {shown} in {outcome.seconds:.1f}s",
+                  experiment_id=exp_id, run_id=run_id)
+        self.advance(exp_id)
+
+    # -- judging -----------------------------------------------------------------------------------------
+
+    def judge_from_store(self) -> None:
+        lab = self.store.lab()
+        if lab and lab.min_effect is not None:
+            self.judge = Judge(self.task, lab.min_effect)
+
+    def incumbent_values(self, line_id: int) -> list[float]:
+        line = self.store.line(line_id)
+        assert line.incumbent_id is not None
+        return self.values_of(line.incumbent_id)
+
+    def values_of(self, exp_id: int) -> list[float]:
+        """The runs that define an experiment's metric: the baseline's runs, or a candidate's
+        confirmation runs (the screening run is excluded: it was selected for looking good)."""
+        runs = [r for r in self.store.runs_of(exp_id) if r.status == "done" and r.metric is not None]
+        confirm = [r.metric for r in runs if r.purpose in ("baseline", "confirm") and r.metric is not None]
+        return confirm or [r.metric for r in runs if r.metric is not None]
+
+    def advance(self, exp_id: int) -> None:
+        """Take an experiment's next step from what the store says about it."""
+        exp = self.refresh(exp_id)
+        if exp.status != "testing":
+            return
+        runs = self.store.runs_of(exp_id)
+        if any(r.status in ("queued", "running") for r in runs):
+            return
+        done = [r for r in runs if r.status == "done"]
+        if exp.kind == "baseline":
+            self.finish_baseline(exp, done)
+            return
+        if self.judge is None:
+            return  # judged once the baseline has measured the noise
+        for run in done:
+            hard = [f for f in run.flags if f.startswith(PROTECTED_FLAG)]
+            if hard:
+                self.finish_experiment(exp_id, Verdict.REJECTED, hard[0].split(": ", 1)[1])
+                return
+        failed = next((r for r in done if r.outcome != "ok"), None)
+        if failed is not None:
+            self.finish_failure(exp_id, failed)
+            return
+        screens = [r for r in done if r.purpose == "screen"]
+        confirms = [r for r in done if r.purpose == "confirm"]
+        if not screens:
+            self.store.add_run(experiment_id=exp_id, purpose="screen", seed=self.store.next_seed())
+            return
+        incumbent = self.incumbent_values(exp.line_id or 0)
+        if not confirms:
+            run = screens[-1]
+            assert run.metric is not None
+            screen = self.judge.screen(run.metric, run.secondary, incumbent)
+            if screen.confirm:
+                with self.store.transaction():
+                    for _ in range(self.task.noise.confirm_seeds):
+                        self.store.add_run(experiment_id=exp_id, purpose="confirm", seed=self.store.next_seed())
+                self.note("confirm", f"exp {exp_id}: {screen.reason}; confirming with "
+                                     f"{self.task.noise.confirm_seeds} fresh seeds", experiment_id=exp_id)
+                return
+            assert screen.verdict is not None
+            self.finish_experiment(exp_id, screen.verdict, screen.reason, values=[run.metric],
+                                   near_miss=screen.near_miss)
+            return
+        flags = [f for r in done for f in r.flags]
+        values = [r.metric for r in confirms if r.metric is not None]
+        decision = self.judge.decide(values, [r.secondary for r in confirms], incumbent, flags)
+        self.finish_experiment(exp_id, decision.verdict, decision.reason, values=values, p_value=decision.p_value,
+                               flags=sorted(set(flags)), near_miss=decision.verdict == Verdict.INCONCLUSIVE)
+        if decision.verdict == Verdict.IMPROVED:
+            self.promote(exp_id)
+
+    def finish_failure(self, exp_id: int, run: RunRow) -> None:
+        verdict = Verdict(run.outcome)
+        detail = {
+            Verdict.CRASHED: f"exit code {run.exit_code}",
+            Verdict.TIMED_OUT: f"killed after the {self.task.run.timeout:g}s timeout",
+            Verdict.NO_METRIC: f"no `{self.task.metric.name}` line in its output",
+            Verdict.BAD_METRIC: f"{self.task.metric.name} = {run.metric}",
+        }[verdict]
+        last = (run.log_tail or "").strip().splitlines()[-1:] or [""]
+        reason = f"{run.purpose} run {run.id} (seed {run.seed}): {MEANING[verdict]} ({detail})"
+        if last[0]:
+            reason += f"; last output: {last[0][:200]}"
+        self.finish_experiment(exp_id, verdict, reason)
+
+    def finish_baseline(self, exp: ExperimentRow, done: list[RunRow]) -> None:
+        failed = next((r for r in done if r.outcome != "ok"), None)
+        if failed is not None:
+            self.finish_failure(exp.id, failed)
+            self.fatal = (f"the baseline itself failed: {self.rows[exp.id].reason}. Fix the task, commit, and "
+                          f"start over (delete {self.paths.root}). Log: {failed.log_path}")
+            return
+        values = [r.metric for r in done if r.metric is not None]
+        s = summarize(values)
+        configured = self.task.noise.min_effect
+        min_effect = auto_min_effect(values) if configured == "auto" else float(configured)
+        with self.store.transaction():
+            self.store.update_lab(min_effect=min_effect, noise_sd=s.sd)
+            self.store.update_experiment(
+                exp.id, status="done", metric=s.mean, metric_sd=s.sd, ci_low=s.ci_low, ci_high=s.ci_high,
+                n_runs=s.n, finished_at=time.time(),
+                reason=f"baseline {self.task.metric.name} {s.mean:.6g} ± {s.sd:.3g} over {s.n} seeds; "
+                       f"minimum effect {min_effect:.3g}" + (" (auto: 2 × sd)" if configured == "auto" else ""))
+        self.refresh(exp.id)
+        self.judge = Judge(self.task, min_effect)
+        self.note("noise", self.rows[exp.id].reason or "", experiment_id=exp.id)
+        self.brain.learn(self.rows[exp.id].past())
+        for row in list(self.rows.values()):
+            if row.kind == "candidate" and row.status == "testing":
+                self.advance(row.id)
+
+    def finish_experiment(self, exp_id: int, verdict: Verdict, reason: str, *, values: list[float] | None = None,
+                          p_value: float | None = None, flags: list[str] | None = None,
+                          near_miss: bool = False) -> None:
+        fields: dict[str, Any] = dict(status="done", verdict=verdict.value, reason=reason, p_value=p_value,
+                                      near_miss=int(near_miss), finished_at=time.time())
+        if values:
+            s = summarize(values)
+            fields.update(metric=s.mean, metric_sd=s.sd, ci_low=s.ci_low, ci_high=s.ci_high, n_runs=s.n)
+        if flags:
+            fields["flags"] = flags
+        self.store.update_experiment(exp_id, **fields)
+        exp = self.refresh(exp_id)
+        if exp.kind == "candidate":
+            self.stats.finished += 1
+            self.stats.verdicts[verdict.value] = self.stats.verdicts.get(verdict.value, 0) + 1
+        self.note("verdict", f"exp {exp_id} {verdict.value}: {reason}", experiment_id=exp_id)
+        if exp.kind == "candidate":
+            self.brain.learn(exp.past())
+
+    def promote(self, exp_id: int) -> None:
+        exp = self.rows[exp_id]
+        assert exp.line_id is not None and exp.commit_sha
+        self.store.set_incumbent(exp.line_id, exp_id)
+        best = self.best()
+        is_best = best is not None and best.id == exp_id
+        lab = self.store.lab()
+        assert lab is not None
+        gitops.keep(self.repo.root, lab.name, exp_id, exp.commit_sha, best=is_best)
+        self.note("incumbent", f"exp {exp_id} is line {exp.line_id}'s new incumbent"
+                               + (f"; lab best, kept on branch {lab.branch}" if is_best else ""),
+                  experiment_id=exp_id)
+

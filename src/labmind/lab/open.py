@@ -1,0 +1,123 @@
+"""Create a new lab or reopen an existing one, holding its writer lock."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from labmind.brains.base import Brain
+from labmind.brains.registry import make_brain
+from labmind.execute.local import LocalExecutor
+from labmind.execute.sandbox import resolve_sandbox
+from labmind.execute.slots import plan_slots
+from labmind.lab.loop import Lab, LabError, Reporter
+from labmind.lab.paths import LabPaths
+from labmind.lab.settings import LabSettings
+from labmind.search import make_policy
+from labmind.store import LabLock, Store
+from labmind.task import Task, load_task
+from labmind.workspace import git as gitops
+from labmind.workspace.scope import digest
+
+
+@dataclass
+class Opened:
+    lab: Lab
+    lock: LabLock
+    store: Store
+    created: bool
+    warnings: list[str]
+
+    def close(self) -> None:
+        self.store.close()
+        self.lock.release()
+
+
+def baseline_digest(repo: gitops.RepoInfo, paths: LabPaths, task: Task) -> dict[str, str]:
+    """Digest protected files as committed (what every worktree will contain), not as on disk."""
+    tmp = paths.worktrees / "digest"
+    gitops.add_worktree(repo.root, tmp, repo.head)
+    try:
+        return digest(tmp / repo.subdir if repo.subdir else tmp, task.task.protected)
+    finally:
+        gitops.remove_worktree(repo.root, tmp)
+
+
+def _create(task_dir: Path, paths: LabPaths, store: Store, flags: dict[str, Any],
+            settings: LabSettings) -> tuple[Task, gitops.RepoInfo, dict[str, str]]:
+    task = load_task(task_dir, flags)
+    repo = gitops.repo_info(task_dir)
+    dirty = [p for p in gitops.dirty_paths(repo) if "/.labmind/" not in f"/{p}"]
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        raise LabError(f"{task_dir} has uncommitted changes ({shown}). Experiments start from a commit: "
+                       "commit or stash them, then run again.")
+    gitops.exclude_lab_dir(repo.root)
+    protected = baseline_digest(repo, paths, task)
+    store.create_lab(name=task.name, task_json=task.model_dump_json(), repo_root=str(repo.root),
+                     task_subdir=repo.subdir, base_commit=repo.head, branch=f"labmind/{task.name}",
+                     settings={**settings.to_dict(), "protected_digest": protected})
+    return task, repo, protected
+
+
+def merge_settings(stored: dict[str, Any], given: dict[str, Any]) -> LabSettings:
+    names = {f.name for f in fields(LabSettings)}
+    base = LabSettings(**{k: v for k, v in stored.items() if k in names})
+    return replace(base, **{k: v for k, v in given.items() if k in names and v is not None})
+
+
+def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], reporter: Reporter,
+             gpus: list[int] | None, slots: int | None, require_existing: bool = False,
+             brain: Brain | None = None) -> Opened:
+    """`given` holds the session options the user passed explicitly (None = not given). `brain`
+    replaces the one the settings name (used by benchmarks with simulated brains)."""
+    task_dir = task_dir.resolve()
+    paths = LabPaths(task_dir)
+    if require_existing and not paths.db.exists():
+        raise LabError(f"no lab to resume in {task_dir}. Start one with `labmind run {task_dir}`.")
+    if not paths.db.exists():
+        # Fail on a bad task or a non-repository before creating anything on disk.
+        load_task(task_dir, flags)
+        gitops.repo_info(task_dir)
+    lock = LabLock(paths.lock)
+    lock.acquire()
+    try:
+        store = Store.open(paths.db)
+        row = store.lab()
+        warnings: list[str] = []
+        if row is None:
+            settings = merge_settings({}, given)
+            task, repo, protected = _create(task_dir, paths, store, flags, settings)
+            created = True
+        else:
+            stored = dict(row.settings)
+            protected = stored.pop("protected_digest", {})
+            settings = merge_settings(stored, given)
+            task = Task.model_validate_json(row.task_json)
+            repo = gitops.RepoInfo(root=Path(row.repo_root), subdir=row.task_subdir, head=row.base_commit)
+            if any(v not in (None, [], ()) for v in flags.values()):
+                warnings.append("this lab already exists: task flags are ignored and its recorded task is used")
+            store.update_lab(settings_json=json.dumps({**settings.to_dict(), "protected_digest": protected}))
+            created = False
+        plan, slot_warning = plan_slots(gpus, slots, task.run.gpus)
+        if slot_warning:
+            warnings.append(slot_warning)
+        sandbox, sandbox_warning = resolve_sandbox(settings.sandbox)  # type: ignore[arg-type]
+        if sandbox_warning:
+            warnings.append(sandbox_warning)
+        executor = LocalExecutor(plan, sandbox)
+        brain = brain or make_brain(settings.brain, task, seed=settings.seed, network=settings.brain_network,
+                           sandbox=sandbox, task_dir=task_dir, transcript_dir=paths.transcripts,
+                           hidden=[paths.root])
+        policy = make_policy(settings.policy, settings.seed)
+        brief = ""
+        if task.task.brief and (task_dir / task.task.brief).is_file():
+            brief = (task_dir / task.task.brief).read_text(encoding="utf-8", errors="replace")
+        lab = Lab(paths=paths, task=task, repo=repo, store=store, executor=executor, brain=brain, policy=policy,
+                  settings=settings, reporter=reporter, protected_digest=protected, brief_text=brief)
+        return Opened(lab=lab, lock=lock, store=store, created=created, warnings=warnings)
+    except BaseException:
+        lock.release()
+        raise

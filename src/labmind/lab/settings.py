@@ -1,0 +1,26 @@
+"""Knobs of a lab session (as opposed to the task, which says what to optimise)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    brain: str = "knobs"
+    policy: str = "greedy"
+    lines: int | None = None  # default: one per slot
+    max_experiments: int | None = None  # candidate experiments over the lab's life
+    budget_s: float | None = None  # wall-clock for this session
+    sandbox: str = "auto"
+    brain_network: bool = False
+    seed: int = 0
+    #: Prepare proposals ahead of free slots (True), or let each slot wait for its own proposal, as a
+    #: sequential propose-then-run loop does (False; used by `labmind bench scheduler` for comparison).
+    prefetch: bool = True
+    lookahead: int | None = None  # proposals prepared beyond free slots; default: one per slot
+    max_brain_failures: int = 5  # consecutive failed proposals before the lab stops
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

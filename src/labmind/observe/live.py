@@ -1,0 +1,113 @@
+"""Reporters the lab talks to: a live rich view for people, plain lines or JSON lines for agents."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from labmind.lab.status import lab_status
+
+if TYPE_CHECKING:
+    from labmind.lab.loop import Lab
+
+
+class PlainReporter:
+    """One line per event, for logs and for agents reading the output."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def event(self, kind: str, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {kind}: {message}", file=self.stream, flush=True)
+
+    def tick(self, lab: Lab) -> None:
+        return None
+
+
+class JsonReporter:
+    """One JSON object per event (`{"at", "kind", "message"}`)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def event(self, kind: str, message: str) -> None:
+        print(json.dumps({"at": time.time(), "kind": kind, "message": message}), file=self.stream, flush=True)
+
+    def tick(self, lab: Lab) -> None:
+        return None
+
+
+def fmt(value: float | None, digits: int = 6) -> str:
+    return "–" if value is None else f"{value:.{digits}g}"
+
+
+def status_view(status: dict[str, Any], events: list[str]) -> Group:
+    metric = status["metric"]["name"]
+    head = Table.grid(padding=(0, 2))
+    base, best = status.get("baseline"), status.get("best")
+    head.add_row("lab", f"[bold]{status['lab']}[/] ({metric}, {status['metric']['goal']})")
+    head.add_row("baseline", "measuring…" if not base else f"{fmt(base['metric'])} ± {fmt(base['sd'], 3)}"
+                 f" (n={base['n_runs']}), min effect {fmt(status['min_effect'], 3)}")
+    if best and best["confirmed"]:
+        rel = f" ({best['relative']:+.2%})" if best.get("relative") is not None else ""
+        head.add_row("best", f"[green]{fmt(best['metric'])}[/]{rel} exp {best['experiment']}: {best['idea']}")
+    else:
+        head.add_row("best", "baseline (no confirmed improvement yet)")
+    counts = ", ".join(f"{k} {v}" for k, v in status["verdicts"].items()) or "none yet"
+    head.add_row("verdicts", f"{counts}  ({status['experiments']} experiments, {status['in_progress']} in progress)")
+    slots = Table("slot", "run", "exp", "purpose", "time", "idea", box=None, header_style="bold")
+    for r in status["running"]:
+        slots.add_row(r["slot"] or "", str(r["run"]), str(r["experiment"]), r["purpose"], f"{r['seconds']:.0f}s",
+                      r["idea"][:60])
+    parts: list[Any] = [Panel(head, title="labmind", border_style="blue"), slots]
+    if events:
+        parts.append(Panel("\n".join(events), title="recent", border_style="dim"))
+    return Group(*parts)
+
+
+class LiveReporter:
+    """A refreshing terminal panel: best so far, slots in use, recent events."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self.events: deque[str] = deque(maxlen=8)
+        self.live: Live | None = None
+        self._last = 0.0
+
+    def event(self, kind: str, message: str) -> None:
+        self.events.append(f"[dim]{time.strftime('%H:%M:%S')}[/] {kind}: {message[:160]}")
+        if kind in ("verdict", "incumbent", "noise", "stop") and self.live is None:
+            self.console.print(f"{kind}: {message}")
+
+    def tick(self, lab: Lab) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.25:
+            return
+        self._last = now
+        view = status_view(lab_status(lab.store, lab.paths), list(self.events))
+        if self.live is None:
+            self.live = Live(view, console=self.console, refresh_per_second=4, transient=False)
+            self.live.start()
+        else:
+            self.live.update(view)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+
+def make_reporter(mode: str) -> PlainReporter | JsonReporter | LiveReporter:
+    if mode == "json":
+        return JsonReporter()
+    if mode == "plain" or not sys.stdout.isatty():
+        return PlainReporter()
+    return LiveReporter()
