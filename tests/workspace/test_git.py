@@ -122,8 +122,6 @@ def test_dirty_paths_sees_deletions(repo: Path) -> None:
     assert dirty_paths(repo_info(repo / "task")) == ["task/eval.py"]
 
 
-@pytest.mark.xfail(reason="bug: porcelain output parsed without -z, so names with spaces come back quoted",
-                   strict=True)
 def test_dirty_paths_with_space_in_name(repo: Path) -> None:
     (repo / "task" / "my notes.txt").write_text("n\n")
     assert dirty_paths(repo_info(repo / "task")) == ["task/my notes.txt"]
@@ -265,8 +263,6 @@ def test_snapshot_detects_symlink_outside_worktree(repo: Path, wt: Path, tmp_pat
     assert sorted(snap.symlinks_out) == ["task/data.txt", "task/up"]
 
 
-@pytest.mark.xfail(reason="bug: git quotes non-ASCII paths (core.quotePath); changed/symlinks_out miss them",
-                   strict=True)
 def test_snapshot_non_ascii_symlink_outside_is_detected(repo: Path, wt: Path, tmp_path: Path) -> None:
     os.symlink("/etc/passwd", wt / "task" / "café.py")
     snap = snapshot(wt, head(repo), "links")

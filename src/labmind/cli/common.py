@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from labmind.lab.paths import LabPaths
 from labmind.store import Store
@@ -23,7 +24,7 @@ JsonOpt = typer.Option(False, "--json", help="Machine-readable JSON output.")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]error:[/] {message}", highlight=False)
+    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from labmind.brains.base import BrainError
 from labmind.cli.common import TaskDirArg, console, fail, fmt
 from labmind.execute.sandbox import SandboxUnavailable
 from labmind.lab import LabError
@@ -35,7 +36,7 @@ def execute(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], gpu
     try:
         opened = open_lab(task_dir, flags=flags, given=given, reporter=reporter, gpus=parse_gpus(gpus),
                           slots=slots, require_existing=require_existing)
-    except (TaskError, LabError, LabLocked, GitError, SandboxUnavailable, StoreError, ValueError) as exc:
+    except (TaskError, LabError, LabLocked, GitError, SandboxUnavailable, StoreError, BrainError, ValueError) as exc:
         fail(str(exc))
     lab = opened.lab
     for warning in opened.warnings:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
+import sys
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,20 @@ class Sandbox:
         )  # fmt: skip
 
 
+def tool_paths() -> list[Path]:
+    """Interpreter and PATH directories that live under /tmp: the sandbox's private /tmp would hide
+    them (a virtual environment in a temporary clone, say), so they are bound back read-only."""
+    tmp = Path("/tmp")
+    candidates = {Path(sys.prefix), Path(sys.base_prefix)}
+    candidates.update(Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p)
+    out = []
+    for path in sorted(candidates):
+        resolved = path.resolve()
+        if resolved.is_relative_to(tmp) and resolved != tmp and resolved.exists():
+            out.append(resolved)
+    return out
+
+
 def _mask(path: Path) -> list[str]:
     # A directory is replaced by an empty tmpfs, a file by /dev/null; absent paths need no mask.
     if path.is_dir():
@@ -99,7 +115,7 @@ def _bwrap_argv(
         out += _mask(path)
     for path in writable:
         out += ["--bind", str(path.resolve()), str(path.resolve())]
-    for path in readonly:
+    for path in [*tool_paths(), *readonly]:
         if path.exists():
             out += ["--ro-bind", str(path.resolve()), str(path.resolve())]
     for path in hidden:

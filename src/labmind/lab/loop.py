@@ -548,7 +548,7 @@ class Lab:
             Verdict.CRASHED: f"exit code {run.exit_code}",
             Verdict.TIMED_OUT: f"killed after the {self.task.run.timeout:g}s timeout",
             Verdict.NO_METRIC: f"no `{self.task.metric.name}` line in its output",
-            Verdict.BAD_METRIC: f"{self.task.metric.name} = {run.metric}",
+            Verdict.BAD_METRIC: f"{self.task.metric.name} was not a finite number",
         }[verdict]
         last = (run.log_tail or "").strip().splitlines()[-1:] or [""]
         reason = f"{run.purpose} run {run.id} (seed {run.seed}): {MEANING[verdict]} ({detail})"

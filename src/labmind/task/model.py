@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -21,14 +22,16 @@ def parse_duration(value: Any) -> float:
         if not match or not any(match.groups()):
             raise ValueError(f"expected a duration such as 90, \"90s\", \"10m\" or \"2h\", got {value!r}")
         h, m, s = (float(g) if g else 0.0 for g in match.groups())
+        if (match.group(1) or match.group(2)) and match.group(3) and not str(value).rstrip().endswith("s"):
+            raise ValueError(f"ambiguous duration {value!r}: give the last number a unit, e.g. \"1h30m\"")
         seconds = h * 3600 + m * 60 + s
-    if seconds <= 0:
-        raise ValueError(f"expected a positive duration, got {value!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"expected a positive, finite duration, got {value!r}")
     return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*(<=|>=|<|>|==|!=)\s*(-?[\d.]+(?:[eE][-+]?\d+)?)\s*$")
+_CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*(<=|>=|<|>|==|!=)\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
 class _Section(BaseModel):

@@ -50,8 +50,17 @@ def repo_info(task_dir: Path) -> RepoInfo:
 
 def dirty_paths(info: RepoInfo) -> list[str]:
     """Uncommitted changes (tracked or untracked, not ignored) under the task directory."""
-    out = git(info.root, "status", "--porcelain", "--untracked-files=all", "--", info.subdir or ".")
-    return [line[3:] for line in out.splitlines() if line.strip()]
+    out = git(info.root, "status", "--porcelain", "-z", "--untracked-files=all", "--", info.subdir or ".")
+    entries = out.split("\0")
+    paths, i = [], 0
+    while i < len(entries):
+        entry = entries[i]
+        if len(entry) > 3:
+            paths.append(entry[3:])
+            if entry[0] in "RC":  # a rename/copy entry is followed by its original name
+                i += 1
+        i += 1
+    return paths
 
 
 def exclude_lab_dir(root: Path) -> None:
@@ -108,7 +117,9 @@ def snapshot(worktree: Path, base: str, message: str) -> Snapshot:
     """Commit everything the brain changed, then make the worktree exactly that commit (ignored files
     too are removed, so a run executes precisely what the diff shows)."""
     git(worktree, "add", "-A")
-    changed = [p for p in git(worktree, "diff", "--cached", "--name-only", "--no-renames", base).splitlines() if p]
+    # -z: names verbatim (no quoting of spaces or non-ASCII characters).
+    changed = [p for p in git(worktree, "diff", "--cached", "--name-only", "-z", "--no-renames", base).split("\0")
+               if p]
     symlinks_out = [p for p in changed if _symlink_outside(worktree, p)]
     commit = None
     diff = ""

@@ -1,0 +1,149 @@
+"""Every way an experiment can go wrong becomes its documented verdict, and the lab keeps going."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .toy import labmind, log, make_toy, show, status
+
+HAS_BWRAP = shutil.which("bwrap") is not None
+
+
+def run_mode(tmp_path: Path, mode: str, *, arg: str = "", timeout: str = "30s", extra: tuple[str, ...] = ()) -> list[dict]:
+    task = make_toy(tmp_path / "task", timeout=timeout)
+    brain = f"command:python brains/write.py {mode} {arg}".strip()
+    labmind("run", str(task), "--brain", brain, "--max-experiments", "2", "--slots", "2", "--plain", *extra)
+    rows = log(task)
+    assert rows[0]["kind"] == "baseline" and rows[0]["n_runs"] == 3
+    candidates = [r for r in rows if r["kind"] == "candidate"]
+    assert len(candidates) == 2, "the lab must keep going after a failed experiment"
+    return candidates
+
+
+@pytest.mark.parametrize(
+    ("mode", "verdict", "words"),
+    [
+        ("nometric", "no_metric", "no `loss` line"),
+        ("nan", "bad_metric", "loss was not a finite number"),
+        ("crash", "crashed", "exit code 3"),
+        ("outside", "rejected", "notes.md, which is not editable"),
+        ("noop", "no_change", "changed no file"),
+    ],
+)
+def test_failure_modes_get_their_verdict(tmp_path: Path, mode: str, verdict: str, words: str) -> None:
+    for exp in run_mode(tmp_path, mode):
+        assert exp["verdict"] == verdict
+        assert words in exp["reason"]
+        assert exp["near_miss"] is False
+
+
+def test_protected_file_edits_are_rejected_even_without_a_sandbox(tmp_path: Path) -> None:
+    # Without a sandbox the brain can write the protected file: the scope check rejects the diff.
+    for exp in run_mode(tmp_path / "brain", "protected", extra=("--sandbox", "none")):
+        assert exp["verdict"] == "rejected" and exp["reason"] == "changed protected file guard.txt"
+    # A run that rewrites it while running is caught by the digest taken after the run.
+    for exp in run_mode(tmp_path / "run", "runtime_protected", extra=("--sandbox", "none")):
+        assert exp["verdict"] == "rejected"
+        assert exp["reason"] == "protected file guard.txt was modified during the run"
+
+
+@pytest.mark.sandbox
+@pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
+def test_protected_files_are_read_only_inside_the_sandbox(tmp_path: Path) -> None:
+    task = make_toy(tmp_path / "task")
+    labmind("run", str(task), "--brain", "command:python brains/write.py protected", "--max-experiments", "1",
+            "--sandbox", "bwrap", "--plain")
+    failed = [r for r in log(task) if r["kind"] == "candidate"][0]
+    assert failed["status"] == "failed" and "Read-only file system" in failed["error"]
+    for exp in run_mode(tmp_path / "run", "runtime_protected", extra=("--sandbox", "bwrap")):
+        assert exp["verdict"] == "crashed" and "Read-only file system" in exp["reason"]
+
+
+def test_hanging_run_is_timed_out_and_killed(tmp_path: Path) -> None:
+    candidates = run_mode(tmp_path, "hang", timeout="3s")
+    for exp in candidates:
+        assert exp["verdict"] == "timed_out"
+        assert "3s timeout" in exp["reason"]
+    detail = show(tmp_path / "task", candidates[0]["id"])
+    run = detail["runs"][0]
+    assert run["outcome"] == "timed_out" and run["seconds"] < 15
+
+
+def test_crash_reason_carries_the_log_tail(tmp_path: Path) -> None:
+    exp = run_mode(tmp_path, "crash")[0]
+    assert "about to fail" in exp["reason"]
+
+
+def test_bad_task_file_names_the_field_and_creates_nothing(tmp_path: Path) -> None:
+    task = make_toy(tmp_path / "task")
+    text = (task / "labmind.toml").read_text().replace('goal = "minimize"', 'goal = "lowest"')
+    (task / "labmind.toml").write_text(text)
+    proc = labmind("run", str(task), "--plain", check=False)
+    assert proc.returncode == 1
+    assert "labmind.toml" in proc.stderr and "[metric] goal" in proc.stderr and "'minimize'" in proc.stderr
+    assert not (task / ".labmind").exists()
+
+
+def test_dirty_repo_is_refused(tmp_path: Path) -> None:
+    task = make_toy(tmp_path / "task")
+    (task / "train.py").write_text("print('loss: 1')\n")
+    proc = labmind("run", str(task), "--plain", check=False)
+    assert proc.returncode == 1 and "uncommitted changes (train.py)" in proc.stderr
+
+
+def test_not_a_repository_suggests_init(tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "train.py").write_text("X = 1\nprint('loss: 1')\n")
+    proc = labmind("run", str(plain), "--edit", "train.py", "--command", "python train.py", "--metric", "loss",
+                   "--goal", "minimize", "--plain", check=False)
+    assert proc.returncode == 1 and "labmind init" in proc.stderr
+    labmind("init", str(plain))
+    labmind("run", str(plain), "--edit", "train.py", "--command", "python train.py", "--metric", "loss",
+            "--goal", "minimize", "--max-experiments", "0", "--plain")
+    assert status(plain)["baseline"]["metric"] == 1.0
+
+
+def test_metric_printed_twice_is_flagged_not_promoted(tmp_path: Path) -> None:
+    for exp in run_mode(tmp_path, "repeat"):
+        # Runs print a deterministic 0.001, far better than the baseline: without the flag this would
+        # be an improvement.
+        assert exp["verdict"] == "flagged"
+        assert "metric_repeated" in exp["flags"]
+    assert status(tmp_path / "task")["best"]["confirmed"] is False
+
+
+@pytest.mark.sandbox
+@pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
+def test_escape_attempts_fail_inside_the_sandbox(tmp_path: Path) -> None:
+    import uuid
+
+    # Outside the run's worktree (the home directory is read-only inside the sandbox). Paths under /tmp
+    # would land in the sandbox's private /tmp and vanish with it.
+    target = Path.home() / f"labmind-escape-{uuid.uuid4().hex}"
+    for exp in run_mode(tmp_path, "escape_write", arg=str(target), extra=("--sandbox", "bwrap")):
+        assert exp["verdict"] == "crashed"
+        assert "Read-only file system" in exp["reason"]
+    assert not target.exists()
+    tmp2 = tmp_path / "net"
+    tmp2.mkdir()
+    for exp in run_mode(tmp2, "escape_net", extra=("--sandbox", "bwrap")):
+        assert exp["verdict"] == "crashed"
+        assert "unreachable" in exp["reason"].lower() or "network" in exp["reason"].lower()
+
+
+def test_improvement_is_confirmed_and_kept_on_a_branch(tmp_path: Path) -> None:
+    candidates = run_mode(tmp_path, "good")
+    first = candidates[0]
+    assert first["verdict"] == "improved" and first["n_runs"] == 3 and first["p_value"] < 0.05
+    task = tmp_path / "task"
+    st = status(task)
+    assert st["best"]["confirmed"] and st["best"]["metric"] == pytest.approx(0.001)
+    from .toy import git
+
+    assert git(task, "rev-parse", "labmind/toy").strip() == st["best"]["commit"]
+    # The second experiment re-proposes the same code on top of the new incumbent: no change.
+    assert candidates[1]["verdict"] in ("no_change", "not_improved", "improved", "inconclusive")
