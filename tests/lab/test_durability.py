@@ -31,8 +31,9 @@ def _wait_for(predicate, timeout: float = 120.0) -> None:
 
 
 def _start(task: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([*LABMIND, "run", str(task), "--plain", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [*LABMIND, "run", str(task), "--plain", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _token_processes(tokens: list[str]) -> list[int]:
@@ -55,8 +56,10 @@ def test_kill_9_then_resume_loses_nothing(tmp_path: Path) -> None:
 
     def mid_flight() -> bool:
         db = _db(task)
-        done = db.execute("SELECT COUNT(*) FROM runs r JOIN experiments e ON e.id = r.experiment_id "
-                          "WHERE r.status = 'done' AND e.kind = 'candidate'").fetchone()[0]
+        done = db.execute(
+            "SELECT COUNT(*) FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+            "WHERE r.status = 'done' AND e.kind = 'candidate'"
+        ).fetchone()[0]
         running = db.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0]
         return done >= 1 and running >= 1
 
@@ -65,12 +68,17 @@ def test_kill_9_then_resume_loses_nothing(tmp_path: Path) -> None:
     proc.wait(timeout=30)
     # Captured after the kill: nothing can change these rows any more.
     db = _db(task)
-    before_done = {r["id"]: (r["metric"], r["seed"], r["ended_at"])
-                   for r in db.execute("SELECT * FROM runs WHERE status = 'done'")}
-    running = {r["id"]: (r["experiment_id"], r["seed"], r["purpose"], r["token"])
-               for r in db.execute("SELECT * FROM runs WHERE status = 'running'")}
-    proposals = {r["id"]: r["commit_sha"] for r in db.execute(
-        "SELECT * FROM experiments WHERE kind = 'candidate' AND commit_sha IS NOT NULL")}
+    before_done = {
+        r["id"]: (r["metric"], r["seed"], r["ended_at"]) for r in db.execute("SELECT * FROM runs WHERE status = 'done'")
+    }
+    running = {
+        r["id"]: (r["experiment_id"], r["seed"], r["purpose"], r["token"])
+        for r in db.execute("SELECT * FROM runs WHERE status = 'running'")
+    }
+    proposals = {
+        r["id"]: r["commit_sha"]
+        for r in db.execute("SELECT * FROM experiments WHERE kind = 'candidate' AND commit_sha IS NOT NULL")
+    }
     assert running, "the kill must interrupt at least one run"
     assert status(task)["state"] == "stopped"
 
@@ -81,7 +89,7 @@ def test_kill_9_then_resume_loses_nothing(tmp_path: Path) -> None:
     for run_id, (metric, seed, ended) in before_done.items():
         assert after[run_id]["status"] == "done"
         assert (after[run_id]["metric"], after[run_id]["seed"], after[run_id]["ended_at"]) == (metric, seed, ended)
-    for run_id, (exp_id, seed, purpose, token) in running.items():
+    for run_id, (exp_id, seed, purpose, _token) in running.items():
         assert after[run_id]["status"] == "interrupted"
         requeued = [r for r in after.values() if r["requeued_from"] == run_id]
         assert len(requeued) == 1, "each interrupted run is re-queued exactly once"

@@ -12,7 +12,9 @@ from .toy import labmind, log, make_toy, show, status
 HAS_BWRAP = shutil.which("bwrap") is not None
 
 
-def run_mode(tmp_path: Path, mode: str, *, arg: str = "", timeout: str = "30s", extra: tuple[str, ...] = ()) -> list[dict]:
+def run_mode(
+    tmp_path: Path, mode: str, *, arg: str = "", timeout: str = "30s", extra: tuple[str, ...] = ()
+) -> list[dict]:
     task = make_toy(tmp_path / "task", timeout=timeout)
     brain = f"command:python brains/write.py {mode} {arg}".strip()
     labmind("run", str(task), "--brain", brain, "--max-experiments", "2", "--slots", "2", "--plain", *extra)
@@ -54,9 +56,18 @@ def test_protected_file_edits_are_rejected_even_without_a_sandbox(tmp_path: Path
 @pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
 def test_protected_files_are_read_only_inside_the_sandbox(tmp_path: Path) -> None:
     task = make_toy(tmp_path / "task")
-    labmind("run", str(task), "--brain", "command:python brains/write.py protected", "--max-experiments", "1",
-            "--sandbox", "bwrap", "--plain")
-    failed = [r for r in log(task) if r["kind"] == "candidate"][0]
+    labmind(
+        "run",
+        str(task),
+        "--brain",
+        "command:python brains/write.py protected",
+        "--max-experiments",
+        "1",
+        "--sandbox",
+        "bwrap",
+        "--plain",
+    )
+    failed = next(r for r in log(task) if r["kind"] == "candidate")
     assert failed["status"] == "failed" and "Read-only file system" in failed["error"]
     for exp in run_mode(tmp_path / "run", "runtime_protected", extra=("--sandbox", "bwrap")):
         assert exp["verdict"] == "crashed" and "Read-only file system" in exp["reason"]
@@ -98,12 +109,37 @@ def test_not_a_repository_suggests_init(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "train.py").write_text("X = 1\nprint('loss: 1')\n")
-    proc = labmind("run", str(plain), "--edit", "train.py", "--command", "python train.py", "--metric", "loss",
-                   "--goal", "minimize", "--plain", check=False)
+    proc = labmind(
+        "run",
+        str(plain),
+        "--edit",
+        "train.py",
+        "--command",
+        "python train.py",
+        "--metric",
+        "loss",
+        "--goal",
+        "minimize",
+        "--plain",
+        check=False,
+    )
     assert proc.returncode == 1 and "labmind init" in proc.stderr
     labmind("init", str(plain))
-    labmind("run", str(plain), "--edit", "train.py", "--command", "python train.py", "--metric", "loss",
-            "--goal", "minimize", "--max-experiments", "0", "--plain")
+    labmind(
+        "run",
+        str(plain),
+        "--edit",
+        "train.py",
+        "--command",
+        "python train.py",
+        "--metric",
+        "loss",
+        "--goal",
+        "minimize",
+        "--max-experiments",
+        "0",
+        "--plain",
+    )
     assert status(plain)["baseline"]["metric"] == 1.0
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import sys
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal

@@ -25,19 +25,36 @@ def lab_status(store: Store, paths: LabPaths) -> dict[str, Any]:
     running = []
     for run in store.runs(status="running"):
         exp = by_id.get(run.experiment_id)
-        running.append({"run": run.id, "experiment": run.experiment_id, "purpose": run.purpose, "slot": run.slot,
-                        "seconds": round(now - (run.started_at or now), 1),
-                        "idea": exp.idea.title if exp else ""})
+        running.append(
+            {
+                "run": run.id,
+                "experiment": run.experiment_id,
+                "purpose": run.purpose,
+                "slot": run.slot,
+                "seconds": round(now - (run.started_at or now), 1),
+                "idea": exp.idea.title if exp else "",
+            }
+        )
     best_out = None
     if best is not None and best.metric is not None:
         delta = rel = None
         if baseline is not None and baseline.metric is not None:
             delta = best.metric - baseline.metric
             rel = delta / abs(baseline.metric) if baseline.metric else None
-        best_out = {"experiment": best.id, "metric": best.metric, "sd": best.metric_sd, "ci": [best.ci_low, best.ci_high],
-                    "n_runs": best.n_runs, "idea": best.idea.title, "delta": delta, "relative": rel,
-                    "p_value": best.p_value, "confirmed": best.kind == "candidate", "commit": best.commit_sha,
-                    "branch": lab.branch}
+        best_out = {
+            "experiment": best.id,
+            "metric": best.metric,
+            "sd": best.metric_sd,
+            "ci": [best.ci_low, best.ci_high],
+            "n_runs": best.n_runs,
+            "idea": best.idea.title,
+            "delta": delta,
+            "relative": rel,
+            "p_value": best.p_value,
+            "confirmed": best.kind == "candidate",
+            "commit": best.commit_sha,
+            "branch": lab.branch,
+        }
     pid = holder_pid(paths.lock)
     return {
         "lab": lab.name,
@@ -45,9 +62,15 @@ def lab_status(store: Store, paths: LabPaths) -> dict[str, Any]:
         "metric": {"name": task.metric.name, "goal": task.metric.goal},
         "state": "running" if pid else "stopped",
         "pid": pid,
-        "baseline": None if baseline is None or baseline.metric is None else {
-            "experiment": baseline.id, "metric": baseline.metric, "sd": baseline.metric_sd, "n_runs": baseline.n_runs,
-            "ci": [baseline.ci_low, baseline.ci_high]},
+        "baseline": None
+        if baseline is None or baseline.metric is None
+        else {
+            "experiment": baseline.id,
+            "metric": baseline.metric,
+            "sd": baseline.metric_sd,
+            "n_runs": baseline.n_runs,
+            "ci": [baseline.ci_low, baseline.ci_high],
+        },
         "min_effect": lab.min_effect,
         "best": best_out,
         "experiments": sum(1 for r in rows if r.kind == "candidate"),
@@ -55,8 +78,13 @@ def lab_status(store: Store, paths: LabPaths) -> dict[str, Any]:
         "in_progress": sum(1 for r in rows if r.kind == "candidate" and r.status in ("proposing", "testing")),
         "failed_proposals": sum(1 for r in rows if r.status == "failed"),
         "lines": [
-            {"id": line.id, "name": line.name, "status": line.status, "incumbent": line.incumbent_id,
-             "metric": by_id[line.incumbent_id].metric if line.incumbent_id in by_id else None}
+            {
+                "id": line.id,
+                "name": line.name,
+                "status": line.status,
+                "incumbent": line.incumbent_id,
+                "metric": by_id[line.incumbent_id].metric if line.incumbent_id in by_id else None,
+            }
             for line in store.lines()
         ],
         "running": running,

@@ -1,0 +1,13 @@
+"""Suite-wide settings. CI sets LABMIND_REQUIRE_BWRAP=1 so a missing sandbox fails instead of skipping."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("LABMIND_REQUIRE_BWRAP") == "1" and shutil.which("bwrap") is None:
+        raise pytest.UsageError("LABMIND_REQUIRE_BWRAP=1 but bubblewrap (bwrap) is not installed")
