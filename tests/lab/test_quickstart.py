@@ -1,0 +1,42 @@
+"""The README's quick start, for real: the knobs brain on examples/tiny-lm finds a confirmed improvement."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .toy import git, labmind, log, show, status
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tiny-lm"
+
+
+@pytest.mark.slow
+def test_tiny_lm_knobs_lab_confirms_an_improvement(tmp_path: Path) -> None:
+    task = tmp_path / "tiny-lm"
+    shutil.copytree(EXAMPLE, task, ignore=shutil.ignore_patterns(".labmind", "model.npz", "__pycache__"))
+    git(task, "init", "-q")
+    git(task, "add", "-A")
+    git(task, "commit", "-qm", "tiny-lm")
+    labmind("run", str(task), "--max-experiments", "12", "--slots", "2", "--plain", timeout=900)
+
+    st = status(task)
+    assert st["experiments"] == 12 and st["in_progress"] == 0
+    assert st["baseline"]["n_runs"] == 3 and st["baseline"]["sd"] > 0
+    best = st["best"]
+    assert best["confirmed"], st
+    assert best["metric"] < st["baseline"]["metric"] - st["min_effect"]
+    assert best["p_value"] < 0.05 and best["n_runs"] == 3
+    assert git(task, "rev-parse", "labmind/tiny-lm").strip() == best["commit"]
+
+    rows = [r for r in log(task) if r["kind"] == "candidate"]
+    assert all(r["verdict"] for r in rows)
+    detail = show(task, best["experiment"])
+    assert detail["changed_files"] == ["train.py"]
+    confirm = [r for r in detail["runs"] if r["purpose"] == "confirm"]
+    assert len(confirm) == 3 and len({r["seed"] for r in detail["runs"]}) == 4  # fresh seeds
+    # The metric comes from the protected evaluator, run by labmind after training.
+    assert all(r["outcome"] == "ok" and r["metric"] is not None for r in detail["runs"])
+    expected_sandbox = "bwrap" if shutil.which("bwrap") else "none"
+    assert {r["sandbox"] for r in detail["runs"]} == {expected_sandbox}
