@@ -26,7 +26,9 @@ def text() -> str:
     try:
         raw = CORPUS.read_bytes()
     except OSError as exc:
-        raise DataError(f"cannot read the corpus {CORPUS}: {exc}. Regenerate it with: python data/make_corpus.py") from exc
+        raise DataError(
+            f"cannot read the corpus {CORPUS}: {exc}. Regenerate it with: python data/make_corpus.py"
+        ) from exc
     digest = hashlib.sha256(raw).hexdigest()
     if digest != CORPUS_SHA256:
         raise DataError(f"{CORPUS} has sha256 {digest}, expected {CORPUS_SHA256}; restore the committed file")

@@ -24,9 +24,8 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
 import data
+import torch
 from model import GPT, GPTConfig
 
 MAX_PARAMS = 200_000_000

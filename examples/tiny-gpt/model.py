@@ -14,6 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+#: Allowed ranges of the integer sizes (the evaluator refuses checkpoints outside them).
+LIMITS = {"block_size": (8, 2048), "n_layer": (1, 48), "n_head": (1, 64), "n_embd": (8, 4096), "mlp_ratio": (1, 16)}
+
 
 @dataclass
 class GPTConfig:
@@ -25,16 +28,13 @@ class GPTConfig:
     mlp_ratio: int = 4
     dropout: float = 0.0    # used in training only; evaluation runs in eval() mode
 
-    LIMITS = {"block_size": (8, 2048), "n_layer": (1, 48), "n_head": (1, 64), "n_embd": (8, 4096),
-              "mlp_ratio": (1, 16)}
-
     def validate(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
-            want = float if f.name == "dropout" else int
-            if isinstance(v, bool) or not isinstance(v, want if want is int else (int, float)):
-                raise ValueError(f"config {f.name} must be {want.__name__}, got {v!r}")
-        for name, (lo, hi) in self.LIMITS.items():
+            want = (int, float) if f.name == "dropout" else (int,)
+            if isinstance(v, bool) or not isinstance(v, want):
+                raise ValueError(f"config {f.name} must be {want[-1].__name__}, got {v!r}")
+        for name, (lo, hi) in LIMITS.items():
             if not lo <= getattr(self, name) <= hi:
                 raise ValueError(f"config {name} must be in {lo}..{hi}, got {getattr(self, name)}")
         if self.n_embd % self.n_head:
@@ -111,7 +111,7 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, vocab) for token ids (B, T); position t sees ids[:, :t+1]."""
         T = idx.shape[1]
-        if T > self.cfg.block_size:
+        if self.cfg.block_size < T:
             raise ValueError(f"sequence length {T} exceeds block_size {self.cfg.block_size}")
         pos = torch.arange(T, device=idx.device)
         x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))

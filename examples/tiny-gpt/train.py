@@ -13,9 +13,8 @@ import math
 import os
 import time
 
-import torch
-
 import data
+import torch
 from model import GPT, GPTConfig
 
 # ---- settings (the knobs) -------------------------------------------------------------------------

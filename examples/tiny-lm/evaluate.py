@@ -32,9 +32,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
-
 import data
+import numpy as np
 
 MAX_PARAMS = 20_000_000
 MAX_CONTEXT = 256
@@ -85,7 +84,7 @@ def load_model(path: Path) -> dict:
     if [int(k[1:]) for k in hidden_keys] != list(range(len(hidden_keys))):
         raise ModelError(f"hidden layers must be numbered W0, W1, ... without gaps, got {hidden_keys}")
     layers, width = [], context * emb.shape[1]
-    for k in hidden_keys + ["Wout"]:
+    for k in [*hidden_keys, "Wout"]:
         W = matrix(k, 2)
         b = matrix("b" + k[1:] if k != "Wout" else "bout", 1)
         if W.shape[0] != width or b.shape != (W.shape[1],):

@@ -13,9 +13,8 @@ import math
 import os
 import time
 
-import numpy as np
-
 import data
+import numpy as np
 
 # ---- settings (the knobs) -------------------------------------------------------------------------
 LEARNING_RATE = 3e-4     # peak learning rate
