@@ -54,7 +54,10 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}")
     if device == "cuda":
-        print(f"device: cuda ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} visible)")
+        props = torch.cuda.get_device_properties(0)
+        # The UUID and PCI bus show which physical GPU this run got (labmind gives each slot its own).
+        print(f"device: cuda ({props.name}, {torch.cuda.device_count()} visible, uuid {props.uuid}, "
+              f"pci {props.pci_bus_id:02x}:{props.pci_device_id:02x})")
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     else:
