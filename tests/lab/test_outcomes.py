@@ -183,3 +183,16 @@ def test_improvement_is_confirmed_and_kept_on_a_branch(tmp_path: Path) -> None:
     assert git(task, "rev-parse", "labmind/toy").strip() == st["best"]["commit"]
     # The second experiment re-proposes the same code on top of the new incumbent: no change.
     assert candidates[1]["verdict"] in ("no_change", "not_improved", "improved", "inconclusive")
+
+
+def test_tree_policy_spreads_work_over_lines(tmp_path: Path) -> None:
+    task = make_toy(tmp_path / "task")
+    labmind("run", str(task), "--policy", "tree", "--lines", "3", "--slots", "2", "--max-experiments", "6", "--plain")
+    st = status(task)
+    assert [line["id"] for line in st["lines"]] == [1, 2, 3]
+    candidates = [r for r in log(task) if r["kind"] == "candidate"]
+    assert len(candidates) == 6 and all(r["verdict"] for r in candidates)
+    assert {r["line"] for r in candidates} == {1, 2, 3}  # the UCB bonus visits every line
+    for line in st["lines"]:
+        incumbent = next(r for r in log(task) if r["id"] == line["incumbent"])
+        assert incumbent["kind"] == "baseline" or incumbent["verdict"] == "improved"

@@ -54,6 +54,7 @@ def execute(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], gpu
     finally:
         if isinstance(reporter, LiveReporter):
             reporter.close()
+    opened.lock.release()  # so the status below says how the lab was left: stopped
     status = lab_status(opened.store, lab.paths)
     opened.close()
     summary(status, stats, len(lab.slots), output)

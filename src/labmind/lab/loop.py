@@ -51,7 +51,7 @@ class Reporter(Protocol):
 @dataclass
 class SessionStats:
     started: float = field(default_factory=time.monotonic)
-    busy_s: float = 0.0  # slot-seconds spent running during this session
+    busy_s: float = 0.0  # slot-seconds held by runs (worktree, run, evaluation) during this session
     finished: int = 0  # candidate experiments given a verdict during this session
     verdicts: dict[str, int] = field(default_factory=dict)
 
@@ -88,6 +88,7 @@ class Lab:
         self.brain_failures = 0
         self.stats = SessionStats()
         self.running: dict[int, tuple[Slot, int]] = {}  # run id -> (slot, experiment id)
+        self.slot_taken: dict[int, float] = {}  # run id -> when its slot was taken (monotonic)
         self.ready_worktrees: dict[int, Path] = {}  # experiment id -> its proposal's worktree, at its commit
         lookahead = settings.lookahead if settings.lookahead is not None else len(self.slots)
         self.lookahead = lookahead
@@ -422,6 +423,7 @@ class Lab:
             hidden=tuple(self.hidden_paths()), evaluate=self.task.metric.evaluate, env=self.run_env(run.seed),
             token=token)
         self.running[run.id] = (slot, exp.id)
+        self.slot_taken[run.id] = time.monotonic()
         fut = asyncio.ensure_future(self.run_work(spec, slot, None if ready else self.commit_of(exp)))
         self.tasks[fut] = ("run", run.id, slot)
         self.note("run", f"run {run.id} of exp {exp.id} ({run.purpose}, seed {run.seed}) on {slot.label}",
@@ -444,6 +446,8 @@ class Lab:
 
     def finish_run(self, run_id: int, fut: asyncio.Future[Any]) -> None:
         slot, exp_id = self.running.pop(run_id)
+        # Duty cycle counts the whole time a slot is held for a run: worktree, run, trusted evaluation.
+        self.stats.busy_s += time.monotonic() - self.slot_taken.pop(run_id)
         if fut.cancelled():
             return  # stopping: the row stays 'running' and is re-queued on resume
         exc = fut.exception()
@@ -462,7 +466,6 @@ class Lab:
                               ended_at=outcome.ended_at, self_reported=outcome.self_reported,
                               sandbox=outcome.sandbox)
         slot_s = outcome.seconds * max(1, len(slot.gpus))
-        self.stats.busy_s += outcome.seconds
         exp = self.rows[exp_id]
         self.store.update_experiment(exp_id, gpu_seconds=exp.gpu_seconds + slot_s)
         self.refresh(exp_id)
