@@ -72,8 +72,10 @@ def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, help="Show 
             print_json([experiment_dict(r) for r in rows])
             return
         metric = store.lab().name if store.lab() else ""
-    table = Table("exp", "line", "parent", "verdict", "metric ± CI", "flags", "idea", header_style="bold",
-                  title=f"{metric}: {len(rows)} experiment(s)")
+    table = Table(header_style="bold", title=f"{metric}: {len(rows)} experiment(s)")
+    for name in ("exp", "line", "parent", "verdict", "metric ± CI", "flags"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("idea", no_wrap=True, overflow="ellipsis", ratio=1)
     for r in rows:
         verdict = r.verdict or ("baseline" if r.kind == "baseline" else r.status)
         style = VERDICT_STYLE.get(verdict, "cyan")
