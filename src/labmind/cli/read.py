@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, fmt, print_json, read_store
@@ -72,17 +73,23 @@ def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, help="Show 
             print_json([experiment_dict(r) for r in rows])
             return
         metric = store.lab().name if store.lab() else ""
-    table = Table(header_style="bold", title=f"{metric}: {len(rows)} experiment(s)")
-    for name in ("exp", "line", "parent", "verdict", "metric ± CI", "flags"):
+    table = Table(header_style="bold", title=f"{metric}: {len(rows)} experiment(s)", box=box.SIMPLE_HEAD)
+    for name in ("exp", "line", "parent", "verdict", "metric ± CI", "flags", "idea"):
         table.add_column(name, no_wrap=True)
-    table.add_column("idea", no_wrap=True, overflow="ellipsis", ratio=1)
+    # Fit the idea into what the other columns leave, rather than letting every column wrap.
+    room = max(16, console.width - 72)
     for r in rows:
         verdict = r.verdict or ("baseline" if r.kind == "baseline" else r.status)
         style = VERDICT_STYLE.get(verdict, "cyan")
         table.add_row(str(r.id), "–" if r.line_id is None else str(r.line_id),
                       "–" if r.parent_id is None else str(r.parent_id), f"[{style}]{verdict}[/]", metric_text(r),
-                      ",".join(f.split(":")[0] for f in r.flags), (r.idea.title or r.error or "")[:70])
+                      ",".join(f.split(":")[0] for f in r.flags), _clip(r.idea.title or r.error or "", room))
     console.print(table)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _experiment(store: Store, exp: int) -> ExperimentRow:
