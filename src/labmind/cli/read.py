@@ -77,7 +77,7 @@ def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, help="Show 
     for name in ("exp", "line", "parent", "verdict", "metric ± CI", "flags", "idea"):
         table.add_column(name, no_wrap=True)
     # Fit the idea into what the other columns leave, rather than letting every column wrap.
-    room = max(16, console.width - 72)
+    room = max(12, console.width - 80)
     for r in rows:
         verdict = r.verdict or ("baseline" if r.kind == "baseline" else r.status)
         style = VERDICT_STYLE.get(verdict, "cyan")
