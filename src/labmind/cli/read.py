@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, fmt, print_json, read_store
@@ -83,7 +84,7 @@ def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, help="Show 
         style = VERDICT_STYLE.get(verdict, "cyan")
         table.add_row(str(r.id), "–" if r.line_id is None else str(r.line_id),
                       "–" if r.parent_id is None else str(r.parent_id), f"[{style}]{verdict}[/]", metric_text(r),
-                      ",".join(f.split(":")[0] for f in r.flags), _clip(r.idea.title or r.error or "", room))
+                      ",".join(f.split(":")[0] for f in r.flags), escape(_clip(r.idea.title or r.error or "", room)))
     console.print(table)
 
 
@@ -113,16 +114,16 @@ def show(exp: int = typer.Argument(..., help="Experiment id (see `labmind log`).
                   f"[{VERDICT_STYLE.get(verdict, 'cyan')}]{verdict}[/]")
     if row.verdict in {v.value for v in Verdict}:
         console.print(f"  meaning: {MEANING[Verdict(row.verdict)]}")
-    console.print(f"  why:     {row.reason or row.error or '–'}")
-    console.print(f"  idea:    {row.idea.title}")
+    console.print(f"  why:     {escape(row.reason or row.error or '–')}")
+    console.print(f"  idea:    {escape(row.idea.title)}")
     for label, text in (("hypothesis", row.idea.hypothesis), ("rationale", row.idea.rationale),
                         ("expected", row.idea.expected_effect)):
         if text:
-            console.print(f"  {label}: {text}")
+            console.print(f"  {label}: {escape(text)}")
     console.print(f"  metric:  {metric_text(row)} (n={row.n_runs}, 95% CI {fmt(row.ci_low)}..{fmt(row.ci_high)})"
                   + (f", p={row.p_value:.3g}" if row.p_value is not None else ""))
     if row.flags:
-        console.print(f"  flags:   {'; '.join(row.flags)}")
+        console.print(f"  flags:   {escape('; '.join(row.flags))}")
     console.print(f"  files:   {', '.join(row.changed_files) or '–'}   commit {row.commit_sha or '–'}")
     table = Table("run", "purpose", "seed", "slot", "outcome", "metric", "seconds", "flags", "log",
                   header_style="bold")

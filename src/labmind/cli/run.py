@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from labmind.brains.base import BrainError
 from labmind.cli.common import TaskDirArg, console, fail, fmt
@@ -84,7 +85,7 @@ def summary(status: dict[str, Any], stats: Any, n_slots: int, output: str) -> No
     if best and best["confirmed"]:
         console.print(f"best     {fmt(best['metric'])} ± {fmt(best['sd'], 3)} (n={best['n_runs']}, "
                       f"p={fmt(best['p_value'], 3)}) {best['relative']:+.2%} vs baseline: exp {best['experiment']} "
-                      f"“{best['idea']}” on branch {best['branch']}")
+                      f"“{escape(best['idea'])}” on branch {best['branch']}", highlight=False)
     else:
         console.print("best     no confirmed improvement over the baseline yet")
     console.print(f"session  {wall:.0f}s wall, slot duty cycle {duty:.2f}. Next: `labmind status`, `labmind log`, "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -58,7 +59,7 @@ def status_view(status: dict[str, Any], events: list[str]) -> Group:
                  f" (n={base['n_runs']}), min effect {fmt(status['min_effect'], 3)}")
     if best and best["confirmed"]:
         rel = f" ({best['relative']:+.2%})" if best.get("relative") is not None else ""
-        head.add_row("best", f"[green]{fmt(best['metric'])}[/]{rel} exp {best['experiment']}: {best['idea']}")
+        head.add_row("best", f"[green]{fmt(best['metric'])}[/]{rel} exp {best['experiment']}: {escape(best['idea'])}")
     else:
         head.add_row("best", "baseline (no confirmed improvement yet)")
     counts = ", ".join(f"{k} {v}" for k, v in status["verdicts"].items()) or "none yet"
@@ -66,7 +67,7 @@ def status_view(status: dict[str, Any], events: list[str]) -> Group:
     slots = Table("slot", "run", "exp", "purpose", "time", "idea", box=None, header_style="bold")
     for r in status["running"]:
         slots.add_row(r["slot"] or "", str(r["run"]), str(r["experiment"]), r["purpose"], f"{r['seconds']:.0f}s",
-                      r["idea"][:60])
+                      escape(r["idea"][:60]))
     parts: list[Any] = [Panel(head, title="labmind", border_style="blue"), slots]
     if events:
         parts.append(Panel("\n".join(events), title="recent", border_style="dim"))
@@ -83,13 +84,13 @@ class LiveReporter:
         self._last = 0.0
 
     def event(self, kind: str, message: str) -> None:
-        self.events.append(f"[dim]{time.strftime('%H:%M:%S')}[/] {kind}: {message[:160]}")
-        if kind in ("verdict", "incumbent", "noise", "stop") and self.live is None:
-            self.console.print(f"{kind}: {message}")
+        self.events.append(f"[dim]{time.strftime('%H:%M:%S')}[/] {kind}: {escape(message[:160])}")
+        if kind in ("verdict", "incumbent", "noise", "stop", "warning") and self.live is None:
+            self.console.print(f"{kind}: {escape(message)}")
 
     def tick(self, lab: Lab) -> None:
         now = time.monotonic()
-        if now - self._last < 0.25:
+        if now - self._last < 0.25 and lab.tasks:  # throttle, but always draw the final state
             return
         self._last = now
         view = status_view(lab_status(lab.store, lab.paths), list(self.events))
