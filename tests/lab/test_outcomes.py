@@ -196,3 +196,39 @@ def test_tree_policy_spreads_work_over_lines(tmp_path: Path) -> None:
     for line in st["lines"]:
         incumbent = next(r for r in log(task) if r["id"] == line["incumbent"])
         assert incumbent["kind"] == "baseline" or incumbent["verdict"] == "improved"
+
+
+EVALUATOR = """import json, sys
+print("loss:", json.load(open(sys.argv[1]))["loss"])
+"""
+
+
+def test_trusted_evaluator_sees_only_declared_artifacts(tmp_path: Path) -> None:
+    # A run that drops json.py next to the evaluator (which does `import json`) must not fake the metric:
+    # the evaluator runs in a pristine checkout holding only the declared artifact.
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "train.py").write_text("import json\nLR = 0.5\njson.dump({'loss': 1.0 + LR / 100}, open('out.json', 'w'))\n")
+    (task / "evaluate.py").write_text(EVALUATOR)
+    (task / "brains").mkdir()
+    (task / "brains" / "shadow.py").write_text(
+        "from pathlib import Path\n"
+        "Path('train.py').write_text(\"import json\\njson.dump({'loss': 1.005}, open('out.json', 'w'))\\n"
+        "open('json.py', 'w').write('print(\\\\'loss: 0.0001\\\\')\\\\nraise SystemExit(0)\\\\n')\\n\")\n"
+    )
+    (task / "labmind.toml").write_text(
+        '[task]\nname = "ev"\neditable = ["train.py"]\nprotected = ["evaluate.py"]\n'
+        '[run]\ncommand = "python train.py"\nartifacts = ["out.json"]\n'
+        '[metric]\nname = "loss"\ngoal = "minimize"\nevaluate = "python evaluate.py out.json"\n'
+    )
+    from .toy import git
+
+    git(task, "init", "-q")
+    git(task, "add", "-A")
+    git(task, "commit", "-qm", "ev")
+    labmind("run", str(task), "--brain", "command:python brains/shadow.py", "--max-experiments", "1",
+            "--slots", "1", "--plain")
+    exp = next(r for r in log(task) if r["kind"] == "candidate")
+    assert exp["verdict"] == "not_improved" and exp["metric"] == pytest.approx(1.005)
+    run = show(task, exp["id"])["runs"][0]
+    assert run["self_reported"] is None  # the candidate printed nothing itself; json.py never ran

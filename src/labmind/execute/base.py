@@ -39,6 +39,12 @@ class RunSpec:
     hidden: tuple[Path, ...] = ()
     #: Trusted evaluator command, run after a successful run; when set, the metric comes only from it.
     evaluate: str | None = None
+    #: Where the evaluator runs: a fresh checkout of the experiment's commit (task dir, worktree root)
+    #: into which only the `artifacts` the run produced are copied, so nothing else the run wrote (a
+    #: module shadowing one the evaluator imports, say) can reach it. None: the run's own workdir.
+    eval_workdir: Path | None = None
+    eval_writable: Path | None = None
+    artifacts: tuple[str, ...] = ()  # globs relative to workdir
     env: dict[str, str] = field(default_factory=dict)  # task-declared variables and the seed
     token: str = ""  # marks every process of this run (LABMIND_RUN_TOKEN) so none can outlive it
 

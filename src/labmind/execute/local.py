@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from labmind.execute.base import RunOutcome, RunSpec, RunStatus, Slot
@@ -117,8 +117,9 @@ class LocalExecutor:
             if spec.evaluate is None:
                 return self._judge_metrics(spec, run_metrics, None, times, start_offset)
             _append(spec.log_path, f"\n{EVAL_SEPARATOR}\n")
+            eval_spec = _evaluation_spec(spec)
             eval_start = _size(spec.log_path)
-            evaluation = await self._exec(spec.evaluate, spec, slot, env, token, spec.timeout_s)
+            evaluation = await self._exec(spec.evaluate, eval_spec, slot, env, token, spec.timeout_s)
             if evaluation.timed_out or evaluation.exit_code != 0:
                 # Flagged so people can tell the trusted evaluator's failure from the candidate's.
                 status = "timed_out" if evaluation.timed_out else "crashed"
@@ -218,6 +219,23 @@ class LocalExecutor:
             sandbox=self._sandbox.name,
             self_reported=self_reported,
         )
+
+
+def _evaluation_spec(spec: RunSpec) -> RunSpec:
+    """The spec the trusted evaluator runs under: in the pristine checkout when there is one, with the
+    run's declared artifacts (regular files only, never symlinks) copied in."""
+    if spec.eval_workdir is None or spec.eval_writable is None:
+        return spec
+    for pattern in spec.artifacts:
+        for src in spec.workdir.glob(pattern):
+            if src.is_symlink() or not src.is_file():
+                continue
+            dst = spec.eval_workdir / src.relative_to(spec.workdir)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+    protected = tuple(spec.eval_workdir / p.relative_to(spec.workdir) for p in spec.protected
+                      if p.is_relative_to(spec.workdir))
+    return replace(spec, workdir=spec.eval_workdir, writable=spec.eval_writable, protected=protected)
 
 
 def _secondary(spec: RunSpec, primary: ParsedMetrics, fallback: ParsedMetrics | None) -> dict[str, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -67,7 +68,26 @@ def kill_by_token(tokens: Iterable[str], rounds: int = 5) -> int:
                 killed.add(pid)
             except (ProcessLookupError, PermissionError):
                 pass
+    _wait_dead(killed)
     return len(killed)
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _wait_dead(pids: set[int], timeout_s: float = 2.0) -> None:
+    """SIGKILL is delivered asynchronously: wait until the processes are really gone (or zombies), so a
+    run's outcome is recorded only once nothing of it is left running."""
+    deadline = time.monotonic() + timeout_s
+    while pids and time.monotonic() < deadline:
+        pids = {p for p in pids if _running(p)}
+        if pids:
+            time.sleep(0.01)
 
 
 async def _wait_exit(proc: asyncio.subprocess.Process, timeout_s: float) -> bool:

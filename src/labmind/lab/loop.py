@@ -13,7 +13,7 @@ import signal
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -424,25 +424,33 @@ class Lab:
             token=token)
         self.running[run.id] = (slot, exp.id)
         self.slot_taken[run.id] = time.monotonic()
-        fut = asyncio.ensure_future(self.run_work(spec, slot, None if ready else self.commit_of(exp)))
+        fut = asyncio.ensure_future(self.run_work(spec, slot, self.commit_of(exp), prepared=ready is not None))
         self.tasks[fut] = ("run", run.id, slot)
         self.note("run", f"run {run.id} of exp {exp.id} ({run.purpose}, seed {run.seed}) on {slot.label}",
                   experiment_id=exp.id, run_id=run.id)
 
-    async def run_work(self, spec: RunSpec, slot: Slot, commit: str | None) -> tuple[RunOutcome, str | None]:
-        """One run in its own worktree (made from `commit`, or already prepared when None)."""
-        worktree = spec.writable
-        if commit is not None:
-            await asyncio.to_thread(gitops.add_worktree, self.repo.root, worktree, commit)
+    async def run_work(self, spec: RunSpec, slot: Slot, commit: str, *, prepared: bool
+                       ) -> tuple[RunOutcome, str | None]:
+        """One run in its own worktree (made from `commit` unless `prepared`). A trusted evaluator gets a
+        second, pristine checkout of the commit holding only the run's declared artifacts."""
+        worktrees = [spec.writable]
         try:
+            if not prepared:
+                await asyncio.to_thread(gitops.add_worktree, self.repo.root, spec.writable, commit)
+            if spec.evaluate:
+                pristine = self.paths.worktrees / f"eval-{spec.run_id}"
+                worktrees.append(pristine)
+                await asyncio.to_thread(gitops.add_worktree, self.repo.root, pristine, commit)
+                spec = replace(spec, eval_workdir=self.task_dir_in(pristine), eval_writable=pristine,
+                               artifacts=tuple(self.task.run.artifacts))
             # Protected files are bound read-only inside the sandbox, and digested again afterwards.
-            files = tuple(protected_files(spec.workdir, self.task.task.protected))
-            spec = RunSpec(**{**spec.__dict__, "protected": files})
+            spec = replace(spec, protected=tuple(protected_files(spec.workdir, self.task.task.protected)))
             outcome = await self.executor.run(spec, slot)
             actual = await asyncio.to_thread(digest, spec.workdir, self.task.task.protected)
             return outcome, digest_mismatch(self.protected_digest, actual)
         finally:
-            await asyncio.shield(asyncio.to_thread(gitops.remove_worktree, self.repo.root, worktree))
+            for worktree in worktrees:
+                await asyncio.shield(asyncio.to_thread(gitops.remove_worktree, self.repo.root, worktree))
 
     def finish_run(self, run_id: int, fut: asyncio.Future[Any]) -> None:
         slot, exp_id = self.running.pop(run_id)
