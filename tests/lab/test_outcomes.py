@@ -171,6 +171,23 @@ def test_escape_attempts_fail_inside_the_sandbox(tmp_path: Path) -> None:
         assert "unreachable" in exp["reason"].lower() or "network" in exp["reason"].lower()
 
 
+@pytest.mark.sandbox
+@pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
+def test_runs_cannot_read_the_home_directory_or_the_lab_store(tmp_path: Path) -> None:
+    import uuid
+
+    secret = Path.home() / f".labmind-test-secret-{uuid.uuid4().hex}"
+    secret.write_text("SEKRIT")
+    try:
+        for exp in run_mode(tmp_path / "home", "read", arg=str(secret), extra=("--sandbox", "bwrap")):
+            assert exp["verdict"] == "crashed" and "No such file" in exp["reason"]
+    finally:
+        secret.unlink()
+    store = tmp_path / "store" / "task" / ".labmind" / "lab.db"
+    for exp in run_mode(tmp_path / "store", "read", arg=str(store), extra=("--sandbox", "bwrap")):
+        assert exp["verdict"] == "crashed" and "No such file" in exp["reason"]
+
+
 def test_improvement_is_confirmed_and_kept_on_a_branch(tmp_path: Path) -> None:
     candidates = run_mode(tmp_path, "good")
     first = candidates[0]
@@ -208,7 +225,9 @@ def test_trusted_evaluator_sees_only_declared_artifacts(tmp_path: Path) -> None:
     # the evaluator runs in a pristine checkout holding only the declared artifact.
     task = tmp_path / "task"
     task.mkdir()
-    (task / "train.py").write_text("import json\nLR = 0.5\njson.dump({'loss': 1.0 + LR / 100}, open('out.json', 'w'))\n")
+    (task / "train.py").write_text(
+        "import json\nLR = 0.5\njson.dump({'loss': 1.0 + LR / 100}, open('out.json', 'w'))\n"
+    )
     (task / "evaluate.py").write_text(EVALUATOR)
     (task / "brains").mkdir()
     (task / "brains" / "shadow.py").write_text(
@@ -226,8 +245,17 @@ def test_trusted_evaluator_sees_only_declared_artifacts(tmp_path: Path) -> None:
     git(task, "init", "-q")
     git(task, "add", "-A")
     git(task, "commit", "-qm", "ev")
-    labmind("run", str(task), "--brain", "command:python brains/shadow.py", "--max-experiments", "1",
-            "--slots", "1", "--plain")
+    labmind(
+        "run",
+        str(task),
+        "--brain",
+        "command:python brains/shadow.py",
+        "--max-experiments",
+        "1",
+        "--slots",
+        "1",
+        "--plain",
+    )
     exp = next(r for r in log(task) if r["kind"] == "candidate")
     assert exp["verdict"] == "not_improved" and exp["metric"] == pytest.approx(1.005)
     run = show(task, exp["id"])["runs"][0]

@@ -35,6 +35,7 @@ body = {
     "hang": "import time\nprint('starting', flush=True)\ntime.sleep(600)",
     "crash": "import sys\nprint('about to fail', flush=True)\nsys.exit(3)",
     "escape_write": f"open({arg!r}, 'w').write('escaped')\nprint('loss: 0.001')",
+    "read": f"print(open({arg!r}).read())\nprint('loss: 0.001')",
     "escape_net": "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=3)\nprint('loss: 0.001')",
     "repeat": "print('loss: 0.001')\nprint('loss: 0.001')",
     "runtime_protected": "open('guard.txt', 'w').write('tampered')\nprint('loss: 0.001')",

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Protocol
 
 from labmind.brains.base import BrainContext, BrainError, Idea, PastExperiment
+from labmind.execute.local import with_interpreter
 from labmind.task.model import Task
 
 DEFAULT_TIMEOUT_S = 30 * 60.0
@@ -96,7 +97,9 @@ def expand_globs(task_dir: Path, patterns: Sequence[str]) -> list[Path]:
 
 def scrubbed_env() -> dict[str, str]:
     """The caller's environment reduced to harmless variables (no keys, tokens, credentials)."""
-    return {k: v for k, v in os.environ.items() if k in _SAFE_ENV or k.startswith("LC_")}
+    env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV or k.startswith("LC_")}
+    env["PATH"] = with_interpreter(env.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
+    return env
 
 
 def _metric_text(p: PastExperiment) -> str:

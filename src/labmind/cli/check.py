@@ -20,5 +20,6 @@ def check(
 ) -> None:
     """Validate the task and measure the baseline's noise (no experiments are proposed)."""
     output = "json" if json_out else "plain" if plain else "live"
-    execute(task_dir, flags={}, given={"max_experiments": 0, "sandbox": sandbox}, gpus=gpus, slots=slots,
-            output=output, require_existing=False)
+    # "No experiments" holds for this session only: a later `labmind run` proposes as usual.
+    execute(task_dir, flags={}, given={"sandbox": sandbox}, gpus=gpus, slots=slots, output=output,
+            require_existing=False, session={"max_experiments": 0})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from labmind.brains.base import BrainError
-from labmind.cli.common import TaskDirArg, console, fail, fmt
+from labmind.cli.common import TaskDirArg, console, err_console, fail, fmt
 from labmind.execute.sandbox import SandboxUnavailable
 from labmind.lab import LabError
 from labmind.lab.open import open_lab
@@ -32,11 +34,11 @@ def parse_gpus(value: str | None) -> list[int] | None:
 
 
 def execute(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], gpus: str | None, slots: int | None,
-            output: str, require_existing: bool) -> None:
+            output: str, require_existing: bool, session: dict[str, Any] | None = None) -> None:
     reporter = make_reporter(output)
     try:
         opened = open_lab(task_dir, flags=flags, given=given, reporter=reporter, gpus=parse_gpus(gpus),
-                          slots=slots, require_existing=require_existing)
+                          slots=slots, require_existing=require_existing, session=session)
     except (TaskError, LabError, LabLocked, GitError, SandboxUnavailable, StoreError, BrainError, ValueError) as exc:
         fail(str(exc))
     lab = opened.lab
@@ -52,6 +54,11 @@ def execute(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], gpu
     except LabError as exc:
         error = str(exc)
         stats = lab.stats
+    except Exception as exc:  # a bug in labmind: say so plainly; the store already holds all finished work
+        traceback.print_exc()
+        error = (f"labmind stopped on an internal error ({type(exc).__name__}: {exc}). Finished work is saved; "
+                 f"continue with `labmind resume {task_dir}` and please report the traceback above.")
+        stats = lab.stats
     finally:
         if isinstance(reporter, LiveReporter):
             reporter.close()
@@ -60,10 +67,13 @@ def execute(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], gpu
     opened.close()
     summary(status, stats, len(lab.slots), output)
     if error:
-        fail(error)
-    # Brain threads (e.g. an external agent) cannot be interrupted; everything is in the store already.
-    if lab.stopping:
-        os._exit(0)
+        err_console.print(f"[red]error:[/] {escape(error)}", highlight=False)
+    if error or lab.stopping:
+        # Brain threads (an external agent, say) cannot be interrupted and would keep the process alive;
+        # everything they could lose is a proposal not yet recorded, which resume makes again.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1 if error else 0)
 
 
 def summary(status: dict[str, Any], stats: Any, n_slots: int, output: str) -> None:
@@ -96,11 +106,11 @@ def run(
     task_dir: Path = TaskDirArg,
     brain: str = typer.Option(None, help="knobs (default, no LLM) | command:<shell command> | claude-code | "
                                          "codex | aider"),
-    max_experiments: int = typer.Option(None, help="Stop proposing after this many experiments in the lab."),
+    max_experiments: int = typer.Option(None, min=0, help="Stop proposing after this many experiments in the lab."),
     budget: str = typer.Option(None, help="Wall-clock budget for this session, e.g. 30m or 2h."),
     gpus: str = typer.Option(None, help="GPUs to use, e.g. 0,1,2,3 (default: all that nvidia-smi reports)."),
     slots: int = typer.Option(None, help="CPU slots for CPU tasks (gpus = 0)."),
-    lines: int = typer.Option(None, help="Research lines (default: one per slot)."),
+    lines: int = typer.Option(None, min=1, help="Research lines (default: one per slot)."),
     policy: str = typer.Option(None, help="Search policy: greedy (per-line ratchet) or tree (UCB over lines)."),
     sandbox: str = typer.Option(None, help="auto | bwrap | none (auto: bwrap when it works)."),
     brain_network: bool = typer.Option(None, "--brain-network/--no-brain-network",
@@ -133,7 +143,7 @@ def run(
 def resume(
     task_dir: Path = TaskDirArg,
     brain: str = typer.Option(None, help="Override the lab's brain."),
-    max_experiments: int = typer.Option(None, help="Raise or lower the experiment limit."),
+    max_experiments: int = typer.Option(None, min=0, help="Raise or lower the experiment limit."),
     budget: str = typer.Option(None, help="Wall-clock budget for this session, e.g. 30m."),
     gpus: str = typer.Option(None, help="GPUs to use, e.g. 0,1."),
     slots: int = typer.Option(None, help="CPU slots for CPU tasks."),

@@ -7,6 +7,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -43,11 +44,19 @@ def scrub_env(mapping: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in mapping.items() if not is_secret_name(k)}
 
 
+def with_interpreter(path: str) -> str:
+    """PATH with labmind's own interpreter directory first, so `python` in a task command means the
+    environment labmind was installed into (its virtualenv), as it would in an activated shell."""
+    bindir = os.path.dirname(sys.executable)
+    parts = [p for p in path.split(os.pathsep) if p and p != bindir]
+    return os.pathsep.join([bindir, *parts])
+
+
 def run_env(spec_env: dict[str, str], slot: Slot, token: str, home: str) -> dict[str, str]:
     """The whole environment of a run: an allow-list of ours, the task's (scrubbed), then the fixed
     variables that the task may not override (token and device assignment)."""
     env = {k: os.environ[k] for k in (*_ALLOWED_PARENT_VARS, *_GPU_HOST_VARS) if k in os.environ}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env["PATH"] = with_interpreter(env.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
     env["HOME"] = home
     env["PYTHONUNBUFFERED"] = "1"
     env.update(scrub_env(spec_env))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import site
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -68,18 +69,44 @@ class Sandbox:
         )  # fmt: skip
 
 
+#: Credential stores in a home directory. Runs and brains see the home directory only through the
+#: tool directories bound back (see tool_paths); these stay masked even inside those.
+SECRET_HOME_PATHS = (
+    ".ssh", ".aws", ".azure", ".gnupg", ".netrc", ".docker", ".kube", ".config", ".anthropic", ".claude",
+    ".claude.json", ".codex", ".git-credentials", ".pypirc", ".npmrc", ".cargo/credentials",
+    ".cargo/credentials.toml", ".kaggle", ".vault-token", ".huggingface", ".cache/huggingface/token",
+    ".bash_history", ".zsh_history", ".python_history", ".local/share/keyrings", ".password-store",
+)
+
+
+def default_hidden(lab_dir: Path) -> list[Path]:
+    """What sandboxed code never sees: the lab's own directory, the home directory (tools bound back)
+    and, within what is bound back, known credential stores."""
+    home = Path.home()
+    return [lab_dir, home, *(home / p for p in SECRET_HOME_PATHS)]
+
+
 def tool_paths() -> list[Path]:
-    """Interpreter and PATH directories that live under /tmp: the sandbox's private /tmp would hide
-    them (a virtual environment in a temporary clone, say), so they are bound back read-only."""
-    tmp = Path("/tmp")
-    candidates = {Path(sys.prefix), Path(sys.base_prefix)}
+    """Directories sandboxed code needs although they live where the sandbox hides things: the
+    interpreter, PATH entries and the user site-packages under /tmp (private inside the sandbox) or
+    under the home directory (hidden), plus ~/.cache for datasets and model caches. Bound back
+    read-only. Under the home directory the whole top-level folder is bound (pyenv's shims need
+    ~/.pyenv), minus SECRET_HOME_PATHS."""
+    tmp, home = Path("/tmp"), Path.home().resolve()
+    candidates = {Path(sys.prefix), Path(sys.base_prefix), Path(site.getusersitepackages()), home / ".cache"}
     candidates.update(Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p)
-    out = []
-    for path in sorted(candidates):
+    out: set[Path] = set()
+    for path in candidates:
         resolved = path.resolve()
-        if resolved.is_relative_to(tmp) and resolved != tmp and resolved.exists():
-            out.append(resolved)
-    return out
+        if not resolved.exists():
+            continue
+        if resolved.is_relative_to(tmp) and resolved != tmp:
+            out.add(resolved)
+        elif resolved.is_relative_to(home) and resolved != home:
+            top = home / resolved.relative_to(home).parts[0]
+            if top.name not in SECRET_HOME_PATHS:
+                out.add(top)
+    return sorted(out)
 
 
 def _mask(path: Path) -> list[str]:
@@ -110,17 +137,26 @@ def _bwrap_argv(
     # may live under /tmp), protected files after the writable binds. A hidden directory that contains a
     # writable one (the lab's .labmind/ holds the run's worktree) is masked first so the worktree is bound
     # back in; every other mask comes last so it also hides what lies inside writable paths.
-    outer = [p.resolve() for p in hidden if any(w.resolve().is_relative_to(p.resolve()) for w in writable)]
+    tools = tool_paths()
+    inside = [w.resolve() for w in writable] + tools
+    outer = [p.resolve() for p in hidden if any(w.is_relative_to(p.resolve()) for w in inside)]
     for path in outer:
         out += _mask(path)
+    for path in tools:
+        out += ["--ro-bind", str(path), str(path)]
     for path in writable:
         out += ["--bind", str(path.resolve()), str(path.resolve())]
-    for path in [*tool_paths(), *readonly]:
+    for path in readonly:
         if path.exists():
             out += ["--ro-bind", str(path.resolve()), str(path.resolve())]
     for path in hidden:
         if path.resolve() not in outer:
             out += _mask(path.resolve())
+    # Masks are empty tmpfs mounts: make them read-only too (mounts bound inside keep their own mode), so
+    # a write "outside the worktree" fails loudly instead of vanishing into a private directory.
+    for path in hidden:
+        if path.resolve().is_dir():
+            out += ["--remount-ro", str(path.resolve())]
     out += ["--unshare-all"]
     if network:
         out += ["--share-net"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import signal
 import time
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 from labmind.brains.base import Brain, Idea
 from labmind.execute.base import Executor, RunOutcome, RunSpec, Slot
+from labmind.execute.sandbox import default_hidden
 from labmind.judge import Judge, auto_min_effect, summarize
 from labmind.lab.paths import LabPaths
 from labmind.lab.settings import LabSettings
@@ -32,10 +34,9 @@ from labmind.workspace.scope import digest, digest_mismatch, protected_files, sc
 
 RUN_PRIORITY = {"baseline": 0, "confirm": 1, "screen": 2}
 PROTECTED_FLAG = "protected_modified"
-#: Places in a home directory that hold credentials; runs never see them.
-SECRET_HOME_PATHS = (".ssh", ".aws", ".azure", ".gnupg", ".netrc", ".docker", ".kube", ".config/gcloud",
-                     ".config/gh", ".config/labmind", ".anthropic", ".claude", ".claude.json", ".codex",
-                     ".git-credentials", ".pypirc", ".huggingface", ".cache/huggingface/token")
+def hidden_paths(paths: LabPaths) -> list[Path]:
+    """Hidden from runs and command brains: the lab's store and logs, the home directory, credentials."""
+    return default_hidden(paths.root)
 
 
 class LabError(Exception):
@@ -143,6 +144,41 @@ class Lab:
             for child in self.paths.worktrees.iterdir():
                 gitops.remove_worktree(self.repo.root, child)
 
+    def refuse_failed_baseline(self) -> None:
+        base = self.baseline()
+        if base is not None and base.status == "done" and base.verdict is not None:
+            raise LabError(f"this lab's baseline failed ({base.reason}). Its code is the lab's starting commit, so "
+                           f"the lab cannot go on: fix the task, commit, and start a new lab (delete or move "
+                           f"{self.paths.root}).")
+
+    def ensure_lines(self) -> None:
+        """Add lines when a resumed lab is asked for more than it has."""
+        lab, lines = self.store.lab(), self.store.lines()
+        wanted = self.settings.lines or len(self.slots)
+        if lab is None or lab.baseline_id is None or not lines or wanted <= len(lines):
+            return
+        for i in range(len(lines), wanted):
+            line_id = self.store.add_line(f"line-{i + 1}", lab.baseline_id)
+            self.note("line", f"added line {line_id}, starting from the baseline")
+
+    def sync_refs(self) -> None:
+        """Git refs for kept work are derived from the store: (re)write them, so a lab killed between
+        a promotion and its ref update heals on resume."""
+        lab = self.store.lab()
+        best = self.best()
+        if lab is None:
+            return
+        for row in self.rows.values():
+            if row.verdict == Verdict.IMPROVED and row.commit_sha:
+                self.keep_ref(lab.name, row.id, row.commit_sha, best=best is not None and best.id == row.id)
+
+    def keep_ref(self, lab: str, exp_id: int, commit: str, *, best: bool) -> None:
+        try:
+            gitops.keep(self.repo.root, lab, exp_id, commit, best=best)
+        except gitops.GitError as exc:
+            # The verdict stands (it is in the store); only the convenience ref is missing.
+            self.note("warning", f"could not record exp {exp_id}'s commit as a git ref: {exc}")
+
     def ensure_baseline(self) -> None:
         if self.baseline() is not None:
             return
@@ -168,8 +204,8 @@ class Lab:
         cmd = self.task.task.setup
         if not cmd:
             return
-        key = "".join(sorted(self.protected_digest.values()))
-        marker = self.paths.root / f"setup-{abs(hash((cmd, key))) % 10**12}.done"
+        key = hashlib.sha256("\n".join([cmd, *sorted(self.protected_digest.values())]).encode()).hexdigest()
+        marker = self.paths.root / f"setup-{key[:16]}.done"
         if marker.exists():
             return
         self.note("setup", f"running setup: {cmd}")
@@ -192,9 +228,12 @@ class Lab:
                 loop.add_signal_handler(sig, self.request_stop)
         self.deadline = time.monotonic() + self.settings.budget_s if self.settings.budget_s else None
         self.recover()
+        self.refuse_failed_baseline()
         await asyncio.to_thread(self.run_setup)
         self.ensure_baseline()
+        self.ensure_lines()
         self.judge_from_store()
+        self.sync_refs()
         for row in sorted(self.rows.values(), key=lambda r: r.id):
             if row.status == "done" and (row.kind == "baseline" or row.verdict):
                 self.brain.learn(row.past())
@@ -218,7 +257,7 @@ class Lab:
         self._wake.set()
 
     async def main_loop(self) -> None:
-        while not self.stopping:
+        while not self.stopping and not self.fatal:
             self.start_proposals()
             self.dispatch()
             self.reporter.tick(self)
@@ -320,6 +359,8 @@ class Lab:
         try:
             idea = self.brain.propose(ctx)
             snap = gitops.snapshot(worktree, base, f"labmind exp {exp.id}: {idea.title}"[:200])
+            if snap.commit:
+                gitops.pin(self.repo.root, self.task.name, exp.id, snap.commit)
             problem = digest_mismatch(self.protected_digest,
                                       digest(self.task_dir_in(worktree), self.task.task.protected))
             # The snapshot left the worktree exactly at the new commit: the screening run can use it
@@ -403,10 +444,6 @@ class Lab:
         env["LABMIND_SEED"] = str(seed)
         return env
 
-    def hidden_paths(self) -> list[Path]:
-        home = Path.home()
-        return [self.paths.root, *(home / p for p in SECRET_HOME_PATHS)]
-
     def start_run(self, run: RunRow, slot: Slot) -> None:
         exp = self.rows[run.experiment_id]
         token = uuid.uuid4().hex
@@ -420,7 +457,7 @@ class Lab:
             run_id=run.id, command=self.task.run.command, workdir=task_dir, writable=worktree, log_path=log,
             timeout_s=self.task.run.timeout, metric=self.task.metric.name,
             secondary=tuple(self.task.metric.secondary),
-            hidden=tuple(self.hidden_paths()), evaluate=self.task.metric.evaluate, env=self.run_env(run.seed),
+            hidden=tuple(hidden_paths(self.paths)), evaluate=self.task.metric.evaluate, env=self.run_env(run.seed),
             token=token)
         self.running[run.id] = (slot, exp.id)
         self.slot_taken[run.id] = time.monotonic()
@@ -549,9 +586,8 @@ class Lab:
         values = [r.metric for r in confirms if r.metric is not None]
         decision = self.judge.decide(values, [r.secondary for r in confirms], incumbent, flags)
         self.finish_experiment(exp_id, decision.verdict, decision.reason, values=values, p_value=decision.p_value,
-                               flags=sorted(set(flags)), near_miss=decision.verdict == Verdict.INCONCLUSIVE)
-        if decision.verdict == Verdict.IMPROVED:
-            self.promote(exp_id)
+                               flags=sorted(set(flags)), near_miss=decision.verdict == Verdict.INCONCLUSIVE,
+                               promote=decision.verdict == Verdict.IMPROVED)
 
     def finish_failure(self, exp_id: int, run: RunRow) -> None:
         verdict = Verdict(run.outcome)
@@ -595,7 +631,8 @@ class Lab:
 
     def finish_experiment(self, exp_id: int, verdict: Verdict, reason: str, *, values: list[float] | None = None,
                           p_value: float | None = None, flags: list[str] | None = None,
-                          near_miss: bool = False) -> None:
+                          near_miss: bool = False, promote: bool = False) -> None:
+        """Record a verdict; with `promote`, the line's new incumbent is written in the same transaction."""
         fields: dict[str, Any] = dict(status="done", verdict=verdict.value, reason=reason, p_value=p_value,
                                       near_miss=int(near_miss), finished_at=time.time())
         if values:
@@ -603,25 +640,29 @@ class Lab:
             fields.update(metric=s.mean, metric_sd=s.sd, ci_low=s.ci_low, ci_high=s.ci_high, n_runs=s.n)
         if flags:
             fields["flags"] = flags
-        self.store.update_experiment(exp_id, **fields)
+        with self.store.transaction():
+            self.store.update_experiment(exp_id, **fields)
+            if promote:
+                line_id = self.rows[exp_id].line_id
+                assert line_id is not None
+                self.store.set_incumbent(line_id, exp_id)
         exp = self.refresh(exp_id)
         if exp.kind == "candidate":
             self.stats.finished += 1
             self.stats.verdicts[verdict.value] = self.stats.verdicts.get(verdict.value, 0) + 1
         self.note("verdict", f"exp {exp_id} {verdict.value}: {reason}", experiment_id=exp_id)
+        if promote:
+            self.announce_promotion(exp)
         if exp.kind == "candidate":
             self.brain.learn(exp.past())
 
-    def promote(self, exp_id: int) -> None:
-        exp = self.rows[exp_id]
-        assert exp.line_id is not None and exp.commit_sha
-        self.store.set_incumbent(exp.line_id, exp_id)
-        best = self.best()
-        is_best = best is not None and best.id == exp_id
+    def announce_promotion(self, exp: ExperimentRow) -> None:
         lab = self.store.lab()
-        assert lab is not None
-        gitops.keep(self.repo.root, lab.name, exp_id, exp.commit_sha, best=is_best)
-        self.note("incumbent", f"exp {exp_id} is line {exp.line_id}'s new incumbent"
+        assert lab is not None and exp.commit_sha
+        best = self.best()
+        is_best = best is not None and best.id == exp.id
+        self.keep_ref(lab.name, exp.id, exp.commit_sha, best=is_best)
+        self.note("incumbent", f"exp {exp.id} is line {exp.line_id}'s new incumbent"
                                + (f"; lab best, kept on branch {lab.branch}" if is_best else ""),
-                  experiment_id=exp_id)
+                  experiment_id=exp.id)
 

@@ -12,10 +12,10 @@ from labmind.brains.registry import make_brain
 from labmind.execute.local import LocalExecutor
 from labmind.execute.sandbox import resolve_sandbox
 from labmind.execute.slots import plan_slots
-from labmind.lab.loop import Lab, LabError, Reporter
+from labmind.lab.loop import Lab, LabError, Reporter, hidden_paths
 from labmind.lab.paths import LabPaths
 from labmind.lab.settings import LabSettings
-from labmind.search import make_policy
+from labmind.search import POLICIES, make_policy
 from labmind.store import LabLock, Store
 from labmind.task import Task, load_task
 from labmind.workspace import git as gitops
@@ -45,8 +45,7 @@ def baseline_digest(repo: gitops.RepoInfo, paths: LabPaths, task: Task) -> dict[
         gitops.remove_worktree(repo.root, tmp)
 
 
-def _create(task_dir: Path, paths: LabPaths, store: Store, flags: dict[str, Any],
-            settings: LabSettings) -> tuple[Task, gitops.RepoInfo, dict[str, str]]:
+def _check_new(task_dir: Path, flags: dict[str, Any]) -> tuple[Task, gitops.RepoInfo]:
     task = load_task(task_dir, flags)
     repo = gitops.repo_info(task_dir)
     dirty = [p for p in gitops.dirty_paths(repo) if "/.labmind/" not in f"/{p}"]
@@ -54,12 +53,18 @@ def _create(task_dir: Path, paths: LabPaths, store: Store, flags: dict[str, Any]
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
         raise LabError(f"{task_dir} has uncommitted changes ({shown}). Experiments start from a commit: "
                        "commit or stash them, then run again.")
-    gitops.exclude_lab_dir(repo.root)
-    protected = baseline_digest(repo, paths, task)
-    store.create_lab(name=task.name, task_json=task.model_dump_json(), repo_root=str(repo.root),
-                     task_subdir=repo.subdir, base_commit=repo.head, branch=f"labmind/{task.name}",
-                     settings={**settings.to_dict(), "protected_digest": protected})
-    return task, repo, protected
+    return task, repo
+
+
+def validate_settings(settings: LabSettings) -> None:
+    if settings.lines is not None and settings.lines < 1:
+        raise LabError(f"--lines must be at least 1, got {settings.lines}")
+    if settings.max_experiments is not None and settings.max_experiments < 0:
+        raise LabError(f"--max-experiments must be 0 or more, got {settings.max_experiments}")
+    if settings.policy not in POLICIES:
+        raise LabError(f"unknown policy {settings.policy!r}; choose one of: {', '.join(POLICIES)}")
+    if settings.sandbox not in ("auto", "bwrap", "none"):
+        raise LabError(f"--sandbox must be auto, bwrap or none, got {settings.sandbox!r}")
 
 
 def merge_settings(stored: dict[str, Any], given: dict[str, Any]) -> LabSettings:
@@ -68,19 +73,26 @@ def merge_settings(stored: dict[str, Any], given: dict[str, Any]) -> LabSettings
     return replace(base, **{k: v for k, v in given.items() if k in names and v is not None})
 
 
+#: Options that apply to one session only and are never stored with the lab.
+SESSION_ONLY = ("budget_s",)
+
+
 def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], reporter: Reporter,
              gpus: list[int] | None, slots: int | None, require_existing: bool = False,
-             brain: Brain | None = None) -> Opened:
-    """`given` holds the session options the user passed explicitly (None = not given). `brain`
-    replaces the one the settings name (used by benchmarks with simulated brains)."""
+             brain: Brain | None = None, session: dict[str, Any] | None = None) -> Opened:
+    """Open (or create) the lab in `task_dir`, holding its writer lock.
+
+    `given` holds the options the user passed explicitly (None = not given); they are stored with the
+    lab, except SESSION_ONLY ones and `session` overrides (e.g. `labmind check`'s "no experiments").
+    Everything is validated before anything is written. `brain` replaces the one the settings name
+    (benchmarks use simulated brains).
+    """
     task_dir = task_dir.resolve()
     paths = LabPaths(task_dir)
     if require_existing and not paths.db.exists():
         raise LabError(f"no lab to resume in {task_dir}. Start one with `labmind run {task_dir}`.")
     if not paths.db.exists():
-        # Fail on a bad task or a non-repository before creating anything on disk.
-        load_task(task_dir, flags)
-        gitops.repo_info(task_dir)
+        _check_new(task_dir, flags)  # a bad task or a non-repository fails before anything is on disk
     lock = LabLock(paths.lock)
     lock.acquire()
     try:
@@ -88,19 +100,19 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
         row = store.lab()
         warnings: list[str] = []
         if row is None:
-            settings = merge_settings({}, given)
-            task, repo, protected = _create(task_dir, paths, store, flags, settings)
-            created = True
+            task, repo = _check_new(task_dir, flags)
+            stored: dict[str, Any] = {}
+            protected: dict[str, str] = {}
         else:
             stored = dict(row.settings)
             protected = stored.pop("protected_digest", {})
-            settings = merge_settings(stored, given)
             task = Task.model_validate_json(row.task_json)
             repo = gitops.RepoInfo(root=Path(row.repo_root), subdir=row.task_subdir, head=row.base_commit)
             if any(v not in (None, [], ()) for v in flags.values()):
                 warnings.append("this lab already exists: task flags are ignored and its recorded task is used")
-            store.update_lab(settings_json=json.dumps({**settings.to_dict(), "protected_digest": protected}))
-            created = False
+        persisted = merge_settings(stored, {k: v for k, v in given.items() if k not in SESSION_ONLY})
+        settings = replace(merge_settings(persisted.to_dict(), given), **(session or {}))
+        validate_settings(settings)
         plan, slot_warning = plan_slots(gpus, slots, task.run.gpus)
         if slot_warning:
             warnings.append(slot_warning)
@@ -109,15 +121,24 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
             warnings.append(sandbox_warning)
         executor = LocalExecutor(plan, sandbox)
         brain = brain or make_brain(settings.brain, task, seed=settings.seed, network=settings.brain_network,
-                           sandbox=sandbox, task_dir=task_dir, transcript_dir=paths.transcripts,
-                           hidden=[paths.root])
+                                    sandbox=sandbox, task_dir=task_dir, transcript_dir=paths.transcripts,
+                                    hidden=hidden_paths(paths))
         policy = make_policy(settings.policy, settings.seed)
+        # Only now, with everything valid, does anything get written.
+        if row is None:
+            gitops.exclude_lab_dir(repo.root)
+            protected = baseline_digest(repo, paths, task)
+            store.create_lab(name=task.name, task_json=task.model_dump_json(), repo_root=str(repo.root),
+                             task_subdir=repo.subdir, base_commit=repo.head, branch=f"labmind/{task.name}",
+                             settings={**persisted.to_dict(), "protected_digest": protected})
+        else:
+            store.update_lab(settings_json=json.dumps({**persisted.to_dict(), "protected_digest": protected}))
         brief = ""
         if task.task.brief and (task_dir / task.task.brief).is_file():
             brief = (task_dir / task.task.brief).read_text(encoding="utf-8", errors="replace")
         lab = Lab(paths=paths, task=task, repo=repo, store=store, executor=executor, brain=brain, policy=policy,
                   settings=settings, reporter=reporter, protected_digest=protected, brief_text=brief)
-        return Opened(lab=lab, lock=lock, store=store, created=created, warnings=warnings)
+        return Opened(lab=lab, lock=lock, store=store, created=row is None, warnings=warnings)
     except BaseException:
         lock.release()
         raise

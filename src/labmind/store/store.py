@@ -68,12 +68,22 @@ class Store:
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise StoreError(f"{path} is not a readable labmind store ({exc}). Move it aside to start a new "
+                                 "lab, or restore it from a backup.") from exc
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA foreign_keys=ON")
         store = cls(conn, path, readonly)
-        store._check_schema()
+        try:
+            conn.execute("PRAGMA foreign_keys=ON")
+            store._check_schema()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{path} is not a readable labmind store ({exc}). Move it aside to start a new lab, "
+                             "or restore it from a backup.") from exc
         return store
 
     def _check_schema(self) -> None:

@@ -74,6 +74,8 @@ def load_task(task_dir: Path, flags: dict[str, Any] | None = None) -> Task:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise TaskError(f"{path}: not valid TOML: {exc}. Fix the syntax and try again.") from exc
+        except UnicodeDecodeError as exc:
+            raise TaskError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}). Save it as UTF-8.") from exc
     given = {k: v for k, v in (flags or {}).items() if v not in (None, [], ())}
     if not data and not given:
         raise TaskError(

@@ -140,6 +140,12 @@ def _symlink_outside(worktree: Path, rel: str) -> bool:
     return not target.is_relative_to(worktree.resolve())
 
 
+def pin(root: Path, lab: str, experiment_id: int, commit: str) -> None:
+    """Keep every experiment's commit reachable (so `git gc` never prunes one a run still needs)."""
+    with _REPO_LOCK:
+        git(root, "update-ref", f"refs/labmind/{lab}/exp/{experiment_id}", commit)
+
+
 def keep(root: Path, lab: str, experiment_id: int, commit: str, *, best: bool) -> None:
     """Keep an experiment's commit reachable; the lab's best is the branch `labmind/<lab>`."""
     with _REPO_LOCK:
