@@ -52,7 +52,8 @@ def main() -> None:
     t0 = time.time()
     steps = int(os.environ.get("TINY_GPT_STEPS", STEPS))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}")
+    print(f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')} "
+          f"LABMIND_GPUS={os.environ.get('LABMIND_GPUS', '<unset>')}")
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         # The UUID and PCI bus show which physical GPU this run got (labmind gives each slot its own).

@@ -95,3 +95,29 @@ def test_bwrap_mode_raises_when_unusable(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_auto_uses_working_bwrap() -> None:
     assert resolve_sandbox("auto") == (Sandbox("bwrap"), None)
     assert resolve_sandbox("bwrap")[0].name == "bwrap"
+
+
+def test_gpu_runs_get_only_their_own_device_nodes(tmp_path: Path) -> None:
+    from labmind.execute.sandbox import _devices
+
+    assert _devices(False) == ["--dev", "/dev"]
+    assert _devices(True)[:3] == ["--dev-bind", "/dev", "/dev"]
+    node = tmp_path / "nvidia7"
+    node.write_text("")
+    argv = _devices((str(node),))
+    assert argv[:2] == ["--dev", "/dev"]  # a fresh /dev, not the host's
+    assert ["--dev-bind", str(node), str(node)] == argv[-3:]
+    assert "/dev/nvidia0" not in argv or Path("/dev/nvidia0") == node
+
+
+def test_nested_masks_are_made_outermost_first(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    lab = home / "repo" / ".labmind"
+    wt = lab / "worktrees" / "run-1"
+    wt.mkdir(parents=True)
+    argv = Sandbox("bwrap").wrap(["true"], workdir=wt, writable=[wt], readonly=[], hidden=[lab, home],
+                                 gpus=False, network=False, env={})
+    home_mask = _index(argv, "--tmpfs", str(home))
+    lab_mask = _index(argv, "--tmpfs", str(lab))
+    assert home_mask < lab_mask < _index(argv, "--bind", str(wt), str(wt))
+    assert _index(argv, "--remount-ro", str(home)) < _index(argv, "--remount-ro", str(lab))

@@ -260,3 +260,19 @@ def test_trusted_evaluator_sees_only_declared_artifacts(tmp_path: Path) -> None:
     assert exp["verdict"] == "not_improved" and exp["metric"] == pytest.approx(1.005)
     run = show(task, exp["id"])["runs"][0]
     assert run["self_reported"] is None  # the candidate printed nothing itself; json.py never ran
+
+
+@pytest.mark.sandbox
+@pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
+def test_a_task_inside_the_home_directory_runs_sandboxed(tmp_path: Path) -> None:
+    import uuid
+
+    # The usual layout (~/project): the home directory is hidden, the lab's worktrees are bound back.
+    root = Path.home() / f".labmind-test-{uuid.uuid4().hex}"
+    try:
+        candidates = run_mode(root, "good", extra=("--sandbox", "bwrap"))
+        assert candidates[0]["verdict"] == "improved"
+        runs = show(root / "task", candidates[0]["id"])["runs"]
+        assert {r["sandbox"] for r in runs} == {"bwrap"}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -18,6 +18,7 @@ from labmind.execute.base import RunOutcome, RunSpec, RunStatus, Slot
 from labmind.execute.metric import ParsedMetrics, is_finite, parse_log
 from labmind.execute.procs import TOKEN_VAR, kill_by_token, kill_now, reap_leftovers, terminate_tree
 from labmind.execute.sandbox import Sandbox
+from labmind.execute.slots import gpu_device_nodes
 
 EVAL_SEPARATOR = "----- labmind: trusted evaluation -----"
 TAIL_LINES = 40
@@ -94,6 +95,14 @@ class LocalExecutor:
         self._sandbox = sandbox
         self._grace_s = grace_s
         self._network = network
+        # Under bwrap a GPU run gets only its own /dev/nvidia<minor> nodes (when they can be mapped).
+        wants_gpus = sandbox.name == "bwrap" and any(slot.gpus for slot in slots)
+        self._gpu_nodes = gpu_device_nodes() if wants_gpus else {}
+
+    def _devices(self, slot: Slot) -> tuple[str, ...] | bool:
+        if slot.gpus and all(g in self._gpu_nodes for g in slot.gpus):
+            return tuple(self._gpu_nodes[g] for g in slot.gpus)
+        return bool(slot.gpus)
 
     @property
     def slots(self) -> list[Slot]:
@@ -115,6 +124,10 @@ class LocalExecutor:
         try:
             home = "/tmp" if self._sandbox.name == "bwrap" else scratch  # bwrap's /tmp is a private tmpfs
             env = run_env(spec.env, slot, token, home)
+            if isinstance(self._devices(slot), tuple):
+                # Only the slot's GPUs exist inside the sandbox, numbered from 0 there.
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(slot.gpus)))
+                env["LABMIND_GPUS"] = ",".join(map(str, slot.gpus))
             proc = await self._exec(spec.command, spec, slot, env, token, spec.timeout_s)
             # The candidate's wall clock, measured here and excluding the trusted evaluation.
             times = (started, time.time())
@@ -149,7 +162,7 @@ class LocalExecutor:
             writable=[spec.writable],
             readonly=list(spec.protected),
             hidden=list(spec.hidden),
-            gpus=bool(slot.gpus),
+            gpus=self._devices(slot),
             network=self._network,
             env=env,
         )

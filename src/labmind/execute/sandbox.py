@@ -8,6 +8,7 @@ import shutil
 import site
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -56,7 +57,7 @@ class Sandbox:
         writable: list[Path],
         readonly: list[Path],
         hidden: list[Path],
-        gpus: bool,
+        gpus: bool | Sequence[str],
         network: bool,
         env: dict[str, str],
     ) -> list[str]:
@@ -109,6 +110,25 @@ def tool_paths() -> list[Path]:
     return sorted(out)
 
 
+#: Device nodes every CUDA process needs besides its GPUs' own /dev/nvidia<minor>.
+NVIDIA_CONTROL_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset",
+                        "/dev/nvidia-caps")
+
+
+def _devices(gpus: bool | Sequence[str]) -> list[str]:
+    """A minimal /dev; for GPU runs plus either the given GPU nodes only (the run cannot reach other
+    slots' GPUs whatever it sets CUDA_VISIBLE_DEVICES to) or, when the nodes are unknown, all of /dev."""
+    if not gpus:
+        return ["--dev", "/dev"]
+    if gpus is True:
+        return ["--dev-bind", "/dev", "/dev", "--tmpfs", "/dev/shm"]
+    out = ["--dev", "/dev"]
+    for node in [*NVIDIA_CONTROL_NODES, *gpus]:
+        if Path(node).exists():
+            out += ["--dev-bind", node, node]
+    return out
+
+
 def _mask(path: Path) -> list[str]:
     # A directory is replaced by an empty tmpfs, a file by /dev/null; absent paths need no mask.
     if path.is_dir():
@@ -125,13 +145,13 @@ def _bwrap_argv(
     writable: list[Path],
     readonly: list[Path],
     hidden: list[Path],
-    gpus: bool,
+    gpus: bool | Sequence[str],
     network: bool,
     env: dict[str, str],
 ) -> list[str]:
     out = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/"]
     # GPUs need the host's /dev/nvidia* nodes; a fresh /dev/shm keeps shared memory private either way.
-    out += ["--dev-bind", "/dev", "/dev", "--tmpfs", "/dev/shm"] if gpus else ["--dev", "/dev"]
+    out += _devices(gpus)
     out += ["--proc", "/proc", "--tmpfs", "/tmp"]
     # Order matters: later mounts cover earlier ones. Writable binds come after the /tmp tmpfs (worktrees
     # may live under /tmp), protected files after the writable binds. A hidden directory that contains a
@@ -139,7 +159,9 @@ def _bwrap_argv(
     # back in; every other mask comes last so it also hides what lies inside writable paths.
     tools = tool_paths()
     inside = [w.resolve() for w in writable] + tools
-    outer = [p.resolve() for p in hidden if any(w.is_relative_to(p.resolve()) for w in inside)]
+    # Shallowest first: a mask made inside another would be covered (and lost) by the outer one.
+    outer = sorted({p.resolve() for p in hidden if any(w.is_relative_to(p.resolve()) for w in inside)},
+                   key=lambda p: len(p.parts))
     for path in outer:
         out += _mask(path)
     for path in tools:
@@ -154,9 +176,9 @@ def _bwrap_argv(
             out += _mask(path.resolve())
     # Masks are empty tmpfs mounts: make them read-only too (mounts bound inside keep their own mode), so
     # a write "outside the worktree" fails loudly instead of vanishing into a private directory.
-    for path in hidden:
-        if path.resolve().is_dir():
-            out += ["--remount-ro", str(path.resolve())]
+    for path in sorted({p.resolve() for p in hidden}, key=lambda p: len(p.parts)):
+        if path.is_dir():
+            out += ["--remount-ro", str(path)]
     out += ["--unshare-all"]
     if network:
         out += ["--share-net"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+from pathlib import Path
 
 from labmind.execute.base import Slot
 
@@ -32,6 +33,32 @@ def detect_gpus(timeout_s: float = 10.0) -> list[int]:
         except ValueError:
             continue  # e.g. "No devices were found"
     return indices
+
+
+def gpu_device_nodes(timeout_s: float = 10.0) -> dict[int, str]:
+    """nvidia-smi GPU index -> its /dev/nvidia<minor> node, matched through the PCI bus id in
+    /proc/driver/nvidia. Empty when any part is unavailable (then sandboxes fall back to all of /dev)."""
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=index,pci.bus_id", "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if result.returncode != 0:
+        return {}
+    nodes: dict[int, str] = {}
+    for line in result.stdout.splitlines():
+        index, _, bus = (part.strip() for part in line.partition(","))
+        # nvidia-smi prints an 8-digit PCI domain (00000000:00:06.0); /proc uses 4 (0000:00:06.0).
+        info = Path("/proc/driver/nvidia/gpus") / bus.lower()[-12:] / "information"
+        try:
+            text = info.read_text()
+        except OSError:
+            return {}
+        minor = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("Device Minor")), "")
+        if not (index.isdigit() and minor.isdigit()) or not Path(f"/dev/nvidia{minor}").exists():
+            return {}
+        nodes[int(index)] = f"/dev/nvidia{minor}"
+    return nodes
 
 
 def _gpu_slots(gpus: list[int], slots: int | None, gpus_per_run: int) -> tuple[list[Slot], str | None]:
