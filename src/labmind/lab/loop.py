@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -210,8 +211,6 @@ class Lab:
             return
         self.note("setup", f"running setup: {cmd}")
         log = self.paths.root / "setup.log"
-        import subprocess
-
         with log.open("wb") as out:
             proc = subprocess.run(["bash", "-c", cmd], cwd=self.paths.task_dir, stdout=out, stderr=subprocess.STDOUT)
         if proc.returncode != 0:
