@@ -1,0 +1,68 @@
+"""`labmind report` and `labmind export`: read-only views of a lab for people (report) and tools (export)."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from labmind.cli.common import TaskDirArg, console, err_console, fail, read_store
+from labmind.observe.export import ExportError, log_mlflow
+from labmind.observe.export import export as export_rows
+
+
+class Format(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class What(StrEnum):
+    experiments = "experiments"
+    runs = "runs"
+
+
+def report(task_dir: Path = TaskDirArg,
+           out: Path = typer.Option(None, "--out", help="Folder to write into [default: <task>/.labmind/report/].")
+           ) -> None:
+    """Write report.md, report.html (self-contained) and PNG plots of the lab."""
+    # Imported here: matplotlib takes a while to load, and no other verb needs it.
+    from labmind.observe.report import write_report
+    from labmind.observe.report_data import collect
+
+    with read_store(task_dir) as (store, paths):
+        data = collect(store, paths)
+    folder = (out or paths.root / "report").resolve()
+    files = write_report(data, folder)
+    console.print(f"report of {data.lab} ({len(data.experiments)} experiment(s)) written to {folder}")
+    for key in ("markdown", "html"):
+        console.print(f"  {files[key]}")
+
+
+def export(task_dir: Path = TaskDirArg,
+           fmt: Format = typer.Option(Format.jsonl, "--format", help="jsonl: one JSON object a line; csv: header row."),
+           what: What = typer.Option(What.experiments, "--what", help="Export experiments or runs."),
+           out: str = typer.Option("-", "--out", help="File to write, or - for stdout."),
+           mlflow: str = typer.Option(None, "--mlflow", metavar="URI",
+                                      help="Log each experiment as an MLflow run to this tracking URI instead "
+                                           "(needs: pip install 'labmind[mlflow]')."),
+           mlflow_experiment: str = typer.Option(None, "--mlflow-experiment",
+                                                 help="MLflow experiment name [default: labmind/<lab>].")) -> None:
+    """Export experiments or runs as JSONL or CSV, or log them to MLflow."""
+    with read_store(task_dir) as (store, _):
+        try:
+            if mlflow:
+                n = log_mlflow(store, mlflow, mlflow_experiment)
+                err_console.print(f"logged {n} experiment(s) to MLflow at {mlflow}")
+                return
+            if out == "-":
+                n = export_rows(store, what=what.value, fmt=fmt.value, out=sys.stdout)
+            else:
+                path = Path(out)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("w", encoding="utf-8", newline="") as fh:
+                    n = export_rows(store, what=what.value, fmt=fmt.value, out=fh)
+                err_console.print(f"wrote {n} {what.value} to {path}")
+        except ExportError as exc:
+            fail(str(exc))

@@ -1,0 +1,163 @@
+"""`labmind export`: experiments or runs as JSONL or CSV, and optional MLflow logging.
+
+Rows are read from the store in pages and written as they come, so exporting a lab of 100,000 experiments never
+holds them all (or one huge string) in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+from labmind.store import ExperimentRow, RunRow, Store
+
+PAGE = 1000
+
+EXPERIMENT_COLUMNS = [
+    "id", "kind", "line", "parent", "status", "verdict", "reason", "metric", "sd", "ci_low", "ci_high", "n_runs",
+    "p_value", "flags", "near_miss", "brain", "idea_title", "idea_hypothesis", "idea_params", "changed_files",
+    "commit", "slot_seconds", "brain_seconds", "error", "created_at", "finished_at",
+]
+RUN_COLUMNS = [
+    "id", "experiment", "purpose", "seed", "slot", "status", "outcome", "metric", "self_reported", "secondary",
+    "flags", "exit_code", "started_at", "ended_at", "seconds", "sandbox", "log_path", "requeued_from",
+]
+#: Columns holding lists or dicts: native in JSONL, JSON text in a CSV cell.
+JSON_COLUMNS = {"flags", "idea_params", "changed_files", "secondary"}
+
+
+class ExportError(Exception):
+    pass
+
+
+def experiment_record(exp: ExperimentRow) -> dict[str, Any]:
+    return {
+        "id": exp.id, "kind": exp.kind, "line": exp.line_id, "parent": exp.parent_id, "status": exp.status,
+        "verdict": exp.verdict, "reason": exp.reason, "metric": exp.metric, "sd": exp.metric_sd,
+        "ci_low": exp.ci_low, "ci_high": exp.ci_high, "n_runs": exp.n_runs, "p_value": exp.p_value,
+        "flags": exp.flags, "near_miss": exp.near_miss, "brain": exp.brain, "idea_title": exp.idea.title,
+        "idea_hypothesis": exp.idea.hypothesis, "idea_params": exp.idea.params, "changed_files": exp.changed_files,
+        "commit": exp.commit_sha, "slot_seconds": exp.gpu_seconds, "brain_seconds": exp.brain_seconds,
+        "error": exp.error, "created_at": exp.created_at, "finished_at": exp.finished_at,
+    }
+
+
+def run_record(run: RunRow) -> dict[str, Any]:
+    return {
+        "id": run.id, "experiment": run.experiment_id, "purpose": run.purpose, "seed": run.seed, "slot": run.slot,
+        "status": run.status, "outcome": run.outcome, "metric": run.metric, "self_reported": run.self_reported,
+        "secondary": run.secondary, "flags": run.flags, "exit_code": run.exit_code, "started_at": run.started_at,
+        "ended_at": run.ended_at, "seconds": run.seconds if run.ended_at is not None else None,
+        "sandbox": run.sandbox, "log_path": run.log_path, "requeued_from": run.requeued_from,
+    }
+
+
+def iter_experiments(store: Store) -> Iterator[ExperimentRow]:
+    offset = 0
+    while page := store.experiments(limit=PAGE, offset=offset):
+        yield from page
+        offset += len(page)
+
+
+def iter_runs(store: Store) -> Iterator[RunRow]:
+    # Runs page through their experiments (runs_of is indexed), so memory stays bounded by one page.
+    for exp in iter_experiments(store):
+        yield from store.runs_of(exp.id)
+
+
+def records(store: Store, what: str) -> tuple[list[str], Iterator[dict[str, Any]]]:
+    if what == "experiments":
+        return EXPERIMENT_COLUMNS, (experiment_record(e) for e in iter_experiments(store))
+    if what == "runs":
+        return RUN_COLUMNS, (run_record(r) for r in iter_runs(store))
+    raise ExportError(f"cannot export {what!r}: choose experiments or runs")
+
+
+def write_jsonl(rows: Iterator[dict[str, Any]], out: TextIO) -> int:
+    n = 0
+    for row in rows:
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        n += 1
+    return n
+
+
+def _cell(column: str, value: Any) -> Any:
+    if column in JSON_COLUMNS:
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else value  # csv writes None as "" anyway; explicit for readers of this code
+
+
+def write_csv(columns: list[str], rows: Iterator[dict[str, Any]], out: TextIO) -> int:
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    n = 0
+    for row in rows:
+        writer.writerow([_cell(c, row[c]) for c in columns])
+        n += 1
+    return n
+
+
+def export(store: Store, *, what: str, fmt: str, out: TextIO) -> int:
+    """Write every experiment or run of the lab to `out`; return how many rows were written."""
+    columns, rows = records(store, what)
+    if fmt == "jsonl":
+        return write_jsonl(rows, out)
+    if fmt == "csv":
+        return write_csv(columns, rows, out)
+    raise ExportError(f"unknown format {fmt!r}: choose jsonl or csv")
+
+
+# -------------------------------------------------------------------------------------------- MLflow
+
+MLFLOW_MISSING = ("MLflow export needs the optional mlflow extra, which is not installed. "
+                  "Install it with: pip install 'labmind[mlflow]'")
+
+
+def import_mlflow() -> Any:
+    """mlflow is an optional, heavy dependency: import it only when asked to log."""
+    try:
+        import mlflow
+    except ImportError as exc:
+        raise ExportError(MLFLOW_MISSING) from exc
+    return mlflow
+
+
+def mlflow_params(exp: ExperimentRow) -> dict[str, str]:
+    # MLflow params are strings of bounded length; internal keys like `_brain` become a tag instead.
+    return {str(k): str(v)[:500] for k, v in exp.idea.params.items() if not str(k).startswith("_")}
+
+
+def mlflow_metrics(exp: ExperimentRow) -> dict[str, float]:
+    values = {"metric": exp.metric, "sd": exp.metric_sd, "p_value": exp.p_value, "ci_low": exp.ci_low,
+              "ci_high": exp.ci_high, "n_runs": float(exp.n_runs), "slot_seconds": exp.gpu_seconds}
+    return {k: float(v) for k, v in values.items() if v is not None}
+
+
+def mlflow_tags(exp: ExperimentRow, lab: str) -> dict[str, str]:
+    return {"labmind.lab": lab, "labmind.experiment": str(exp.id), "labmind.kind": exp.kind,
+            "verdict": exp.verdict or ("baseline" if exp.kind == "baseline" else exp.status),
+            "line": str(exp.line_id or ""), "parent": str(exp.parent_id or ""), "brain": exp.brain,
+            "commit": exp.commit_sha or "", "flags": ",".join(exp.flags)}
+
+
+def log_mlflow(store: Store, uri: str, experiment_name: str | None = None) -> int:
+    """Log every experiment of the lab as one MLflow run; return how many were logged.
+
+    Each call logs afresh (MLflow runs are append-only); use a new experiment name to keep exports apart."""
+    mlflow = import_mlflow()
+    lab = store.lab()
+    name = lab.name if lab else "lab"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment_name or f"labmind/{name}")
+    n = 0
+    for exp in iter_experiments(store):
+        with mlflow.start_run(run_name=f"{exp.id}: {exp.idea.title[:80]}"):
+            mlflow.log_params(mlflow_params(exp))
+            mlflow.log_metrics(mlflow_metrics(exp))
+            mlflow.set_tags(mlflow_tags(exp, name))
+            if exp.diff:
+                mlflow.log_text(exp.diff, "diff.patch")
+        n += 1
+    return n
