@@ -1,0 +1,42 @@
+"""`labmind ui`: serve the read-only web dashboard of a lab."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import typer
+
+from labmind.cli.common import TaskDirArg, console, fail
+from labmind.lab.paths import LabPaths
+
+
+def ui(task_dir: Path = TaskDirArg,
+       host: str = typer.Option("127.0.0.1", help="Address to listen on. Anything but loopback needs a token."),
+       port: int = typer.Option(8765, help="Port to listen on."),
+       token: str = typer.Option(None, help="Require this token (generated when --host is not loopback).")) -> None:
+    """Open the lab's web dashboard: progress chart, experiments, tree, diffs, logs; live while the lab runs."""
+    import uvicorn  # imported here so other verbs don't pay for the web stack
+
+    from labmind.observe.web import create_app
+    from labmind.observe.web.app import LOOPBACK
+
+    paths = LabPaths(task_dir.resolve())
+    if not paths.db.exists():
+        fail(f"no lab in {paths.task_dir}. Start one with `labmind run {task_dir}`, then `labmind ui {task_dir}`.")
+    if host not in LOOPBACK and not token:
+        # Exposing a lab's code and logs beyond this machine without a secret would let anyone read them.
+        token = secrets.token_urlsafe(24)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}/"
+    console.print(f"labmind ui for [bold]{paths.task_dir}[/]")
+    console.print(f"  open {url}" + (f"?token={token}" if token else ""), highlight=False, soft_wrap=True)
+    if token:
+        console.print("  the token is required on every request (cookie set on first visit, or "
+                      "`Authorization: Bearer TOKEN`)", highlight=False)
+    console.print("  read-only: the lab keeps running undisturbed. Ctrl-C to stop.", highlight=False)
+    app = create_app(paths.task_dir, token=token)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port} ({exc}). Pick another with --port.")

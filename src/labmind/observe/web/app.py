@@ -1,0 +1,67 @@
+"""The dashboard's app factory: settings, token check, static files and routes."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from labmind.lab.paths import LabPaths
+from labmind.observe.web import api, pages
+
+HERE = Path(__file__).parent
+COOKIE = "labmind_token"
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    task_dir: Path
+    token: str | None = None
+    #: How often the live stream polls the store for new events (seconds).
+    poll_seconds: float = 0.5
+
+    @property
+    def paths(self) -> LabPaths:
+        return LabPaths(self.task_dir.resolve())
+
+
+def _authorized(request: Request, token: str) -> bool:
+    header = request.headers.get("authorization", "")
+    given = [request.query_params.get("token", ""), request.cookies.get(COOKIE, ""),
+             header[7:] if header.lower().startswith("bearer ") else ""]
+    # compare_digest on every candidate: no early exit that would leak timing.
+    return any([secrets.compare_digest(g.encode(), token.encode()) for g in given if g])
+
+
+def create_app(task_dir: Path, *, token: str | None = None, poll_seconds: float = 0.5) -> FastAPI:
+    settings = Settings(task_dir=task_dir, token=token, poll_seconds=poll_seconds)
+    app = FastAPI(title="labmind", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+
+    if token:
+        @app.middleware("http")
+        async def check_token(request: Request, call_next) -> Response:
+            if not _authorized(request, token):
+                return PlainTextResponse("labmind ui: a token is required (open the URL printed by `labmind ui`, "
+                                         "or send `Authorization: Bearer TOKEN`).\n", status_code=401)
+            if "token" in request.query_params and request.method == "GET":
+                # Move the token from the URL into an HttpOnly cookie, so it leaves the address bar and history.
+                rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+                url = request.url.path + ("?" + urlencode(rest) if rest else "")
+                response: Response = RedirectResponse(url, status_code=303)
+            else:
+                response = await call_next(request)
+            if request.cookies.get(COOKIE) != token:
+                response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+            return response
+
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    return app

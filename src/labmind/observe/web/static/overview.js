@@ -1,0 +1,196 @@
+// Overview page: draws the progress chart with uPlot and keeps the page current from the lab's event stream.
+(function () {
+  "use strict";
+  const chartEl = document.getElementById("chart");
+  if (!chartEl) return;
+  const css = getComputedStyle(document.documentElement);
+  const colour = (v) => (css.getPropertyValue("--" + v).trim() || "#868e96");
+  // Draw order: failures first, so improved points end up on top where they overlap.
+  const ORDER = ["crashed", "timed_out", "no_metric", "bad_metric", "rejected", "no_change", "pending",
+    "not_improved", "inconclusive", "flagged", "improved"];
+  let plot = null;
+  let last = null;
+
+  const fmt = (x) => (x == null ? "–" : String(Number(x.toPrecision(5))));
+  const clip = (s, n) => (s.length > n ? s.slice(0, n - 1) + "…" : s);
+
+  function build(data) {
+    last = data;
+    const verdicts = ORDER.filter((v) => data.points.some((p) => p[2] === v));
+    for (const p of data.points) if (!verdicts.includes(p[2])) verdicts.push(p[2]);
+    const xsSet = new Set(data.points.map((p) => p[0]));
+    for (const s of data.best) xsSet.add(s[0]);
+    const xs = Array.from(xsSet).sort((a, b) => a - b);
+    const index = new Map(xs.map((x, i) => [x, i]));
+    const series = verdicts.map(() => new Array(xs.length).fill(null));
+    for (const [x, y, v] of data.points) series[verdicts.indexOf(v)][index.get(x)] = y;
+    // The running best is a step function that only changes at steps; fill it forward over every x.
+    const best = new Array(xs.length).fill(null);
+    let si = 0, cur = null;
+    xs.forEach((x, i) => {
+      while (si < data.best.length && data.best[si][0] <= x) cur = data.best[si++][1];
+      best[i] = cur;
+    });
+    const minimize = data.goal === "minimize";
+    const opts = {
+      width: Math.max(320, chartEl.clientWidth),
+      height: 380,
+      scales: { x: { time: false } },
+      cursor: { points: { size: 9 } },
+      legend: { live: true },
+      axes: [
+        { label: "experiment", stroke: "#6b7280", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#e4e7eb" } },
+        { label: data.metric + (minimize ? " (lower is better)" : " (higher is better)"), stroke: "#6b7280",
+          grid: { stroke: "#eef0f3" }, ticks: { stroke: "#e4e7eb" }, size: 70 },
+      ],
+      series: [
+        { label: "exp" },
+        ...verdicts.map((v) => ({
+          label: v.replace("_", " "), stroke: colour(v), fill: colour(v), paths: () => null,
+          points: { show: true, size: 7, width: 1, stroke: "#ffffff", fill: colour(v) },
+        })),
+        { label: "running best", stroke: "#111827", width: 2, spanGaps: true,
+          paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } },
+      ],
+      hooks: { drawClear: [drawBand], draw: [drawLabels] },
+    };
+    if (plot) plot.destroy();
+    chartEl.innerHTML = "";
+    plot = new uPlot(opts, [xs, ...series, best], chartEl);
+    chartEl.dataset.points = String(data.points.length);
+    chartEl.dataset.total = String(data.total);
+    window.labmindChart = { points: data.points.length, total: data.total, sampled: data.sampled };
+    const note = document.getElementById("chart-note");
+    note.textContent = data.total === 0 ? "No measured experiments yet." :
+      (data.sampled ? `${data.points.length} of ${data.total} points shown (min/max per bucket; every improved and flagged one kept)`
+        : `${data.total} measured experiment${data.total === 1 ? "" : "s"}`) +
+      (data.baseline ? " · band: baseline ± 2 sd" : "");
+  }
+
+  // The baseline's noise band (mean ± 2 sd), drawn under everything else.
+  function drawBand(u) {
+    if (!last || !last.baseline) return;
+    const { metric, sd } = last.baseline;
+    const top = u.valToPos(metric + 2 * sd, "y", true), bot = u.valToPos(metric - 2 * sd, "y", true);
+    const mid = u.valToPos(metric, "y", true);
+    const { left, width } = u.bbox;
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.fillStyle = "rgba(59, 91, 219, 0.08)";
+    ctx.fillRect(left, Math.min(top, bot), width, Math.abs(bot - top));
+    ctx.strokeStyle = "rgba(59, 91, 219, 0.55)";
+    ctx.setLineDash([5, 4]);
+    ctx.beginPath(); ctx.moveTo(left, mid); ctx.lineTo(left + width, mid); ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = "rgba(59, 91, 219, 0.9)";
+    ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
+    ctx.fillText("baseline", left + 6 * devicePixelRatio, mid - 5 * devicePixelRatio);
+    ctx.restore();
+  }
+
+  // Label improved experiments with their id and idea; only the newest ones when there are many.
+  function drawLabels(u) {
+    if (!last) return;
+    const ids = Object.keys(last.labels).map(Number).sort((a, b) => a - b).slice(-12);
+    const byId = new Map(last.points.map((p) => [p[0], p[1]]));
+    const ctx = u.ctx, dpr = devicePixelRatio;
+    ctx.save();
+    ctx.font = `${11 * dpr}px system-ui, sans-serif`;
+    ctx.textBaseline = "bottom";
+    ids.forEach((id, k) => {
+      const y = byId.get(id);
+      if (y == null) return;
+      const px = u.valToPos(id, "x", true), py = u.valToPos(y, "y", true);
+      const text = `#${id} ${clip(last.labels[String(id)] || "", 34)}`;
+      const w = ctx.measureText(text).width;
+      const x0 = Math.min(px + 6 * dpr, u.bbox.left + u.bbox.width - w - 4 * dpr);
+      const y0 = py - (6 + (k % 2) * 12) * dpr;
+      ctx.fillStyle = "rgba(255,255,255,0.85)";
+      ctx.fillRect(x0 - 2 * dpr, y0 - 13 * dpr, w + 4 * dpr, 14 * dpr);
+      ctx.fillStyle = colour("improved");
+      ctx.fillText(text, x0, y0);
+    });
+    ctx.restore();
+  }
+
+  async function loadChart() {
+    const r = await fetch("/api/chart", { credentials: "same-origin" });
+    if (r.ok) build(await r.json());
+  }
+
+  async function refreshStatus() {
+    const r = await fetch("/api/status", { credentials: "same-origin" });
+    if (!r.ok) return;
+    const s = await r.json();
+    const set = (id, text) => { const el = document.getElementById(id); if (el) el.textContent = text; };
+    set("n-experiments", s.experiments);
+    document.getElementById("n-experiments").dataset.count = String(s.experiments);
+    set("n-progress", s.in_progress);
+    set("n-lines", s.lines.length);
+    set("slot-hours", s.slot_hours.toFixed(2));
+    const state = document.getElementById("lab-state");
+    if (state) { state.textContent = s.state; state.className = "state state-" + s.state; }
+    if (s.best) {
+      const half = s.best.ci[0] != null && s.best.ci[1] != null && s.best.n_runs > 1 ? (s.best.ci[1] - s.best.ci[0]) / 2 : null;
+      const el = document.getElementById("best-metric");
+      if (el) el.innerHTML = `<span class="num">${fmt(s.best.metric)}</span>` + (half != null ? ` <span class="ci">± ${fmt(Number(half.toPrecision(2)))}</span>` : "");
+    }
+    if (window.htmx) {
+      for (const name of ["verdicts", "running", "lines"]) htmx.ajax("GET", "/partials/" + name, { target: "#" + name, swap: "innerHTML" });
+    }
+  }
+
+  // Coalesce bursts of events (a lab emits several per experiment) into one refresh at most every 1.5 s.
+  let pending = null;
+  function scheduleRefresh() {
+    if (pending) return;
+    pending = setTimeout(async () => {
+      pending = null;
+      await Promise.all([refreshStatus(), loadChart()]);
+    }, 1500);
+  }
+
+  function addEvent(ev) {
+    const list = document.getElementById("events");
+    const li = document.createElement("li");
+    li.className = "new";
+    const t = document.createElement("time");
+    t.textContent = new Date(ev.at * 1000).toLocaleString("sv-SE");
+    const k = document.createElement("span");
+    k.className = "ek ek-" + ev.kind;
+    k.textContent = ev.kind;
+    li.append(t, k);
+    let msg;
+    if (ev.experiment_id) { msg = document.createElement("a"); msg.href = "/experiments/" + ev.experiment_id; }
+    else msg = document.createElement("span");
+    msg.textContent = ev.message;
+    li.append(msg);
+    list.prepend(li);
+    while (list.children.length > 200) list.lastElementChild.remove();
+    list.dataset.last = String(ev.id);
+    const count = document.getElementById("live-count");
+    const n = Number(count.dataset.count) + 1;
+    count.dataset.count = String(n);
+    count.textContent = String(n);
+    const dot = document.getElementById("live-dot");
+    dot.classList.remove("flash"); void dot.offsetWidth; dot.classList.add("flash");
+  }
+
+  function connect() {
+    const after = document.getElementById("events").dataset.last || "0";
+    const es = new EventSource("/api/stream?after_id=" + encodeURIComponent(after));
+    const dot = document.getElementById("live-dot");
+    es.onopen = () => dot.classList.add("live");
+    es.onerror = () => dot.classList.remove("live");
+    es.addEventListener("lab", (m) => { addEvent(JSON.parse(m.data)); scheduleRefresh(); });
+  }
+
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => { if (plot) plot.setSize({ width: chartEl.clientWidth, height: 380 }); }, 150);
+  });
+
+  loadChart();
+  connect();
+})();
