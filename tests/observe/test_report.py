@@ -1,0 +1,190 @@
+"""`labmind report` on a real tiny-lm lab: the numbers in report.md must be the store's numbers."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from labmind.cli.main import app
+from labmind.lab.paths import LabPaths
+from labmind.observe.report import clip_diff, write_report
+from labmind.observe.report_data import changed_knobs, collect, title_family, welch_interval
+from labmind.store import Store
+from labmind.store.lock import LabLock
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+runner = CliRunner()
+
+
+def copy_lab(src: Path, dst: Path) -> Path:
+    """A private copy of a lab's store (sqlite backup: consistent even with a WAL), safe to modify."""
+    (dst / ".labmind").mkdir(parents=True)
+    with sqlite3.connect(LabPaths(src).db) as a, sqlite3.connect(LabPaths(dst).db) as b:
+        a.backup(b)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def report_dir(tiny_lm_lab: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    result = runner.invoke(app, ["report", str(tiny_lm_lab), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def store_of(task: Path) -> Store:
+    return Store.open(LabPaths(task).db, readonly=True)
+
+
+def test_report_numbers_match_the_store(tiny_lm_lab: Path, report_dir: Path) -> None:
+    md = (report_dir / "report.md").read_text()
+    store = store_of(tiny_lm_lab)
+    try:
+        rows = store.experiments()
+        counts = store.counts_by_verdict()
+        baseline = next(r for r in rows if r.kind == "baseline")
+        improved = [r for r in rows if r.verdict == "improved"]
+        candidates = [r for r in rows if r.kind == "candidate"]
+    finally:
+        store.close()
+    assert f"Baseline: val_bpb {baseline.metric:.6g} ± {baseline.metric_sd:.4g} (sd, n={baseline.n_runs})" in md
+    assert f"Candidate experiments: {len(candidates)}." in md
+    for verdict, n in counts.items():
+        assert re.search(rf"^\| {verdict} \| {n} \|", md, re.M), verdict
+    assert sum(counts.values()) == len(candidates)
+    if improved:  # the tiny-lm knobs lab nearly always improves; the no-improvement case is tested below
+        best = min(improved, key=lambda r: r.metric)
+        assert f"Best: val_bpb {best.metric:.6g}, 95% CI [{best.ci_low:.6g}, {best.ci_high:.6g}]" in md
+        rel = (best.metric - baseline.metric) / baseline.metric
+        assert f"({rel * 100:+.1f}%)" in md
+        assert f"p={best.p_value:.2g}" in md
+        assert "```diff\n" in md and f"### Experiment {best.id}:" in md
+    # The all-experiments table has one row per candidate.
+    appendix = md.split("## All experiments")[1]
+    assert len(re.findall(r"^\| \d+ \|", appendix, re.M)) == len(candidates)
+    summary = json.loads((report_dir / "report.json").read_text())
+    assert summary["experiments"] == len(candidates)
+    assert summary["baseline"]["metric"] == baseline.metric
+
+
+def test_plots_are_pngs_and_html_embeds_them(report_dir: Path) -> None:
+    pngs = sorted(report_dir.glob("*.png"))
+    assert {p.name for p in pngs} == {"progress.png", "families.png"}
+    html = (report_dir / "report.html").read_text()
+    md = (report_dir / "report.md").read_text()
+    for png in pngs:
+        data = png.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000
+        assert f"]({png.name})" in md
+    assert html.count("src='data:image/png;base64,") == len(pngs)
+    assert "http://" not in html and "https://" not in html  # self-contained: no external assets
+
+
+def test_default_out_is_inside_the_lab(tiny_lm_lab: Path, tmp_path: Path) -> None:
+    task = copy_lab(tiny_lm_lab, tmp_path / "task")
+    result = runner.invoke(app, ["report", str(task)])
+    assert result.exit_code == 0, result.output
+    assert (task / ".labmind" / "report" / "report.html").stat().st_size > 0
+
+
+def test_missing_lab_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "no lab in" in result.output
+
+
+def test_lab_without_improvement(tiny_lm_lab: Path, tmp_path: Path) -> None:
+    task = copy_lab(tiny_lm_lab, tmp_path / "task")
+    with sqlite3.connect(LabPaths(task).db) as db:
+        db.execute("UPDATE experiments SET verdict = 'not_improved' WHERE verdict = 'improved'")
+    files = _report(task, tmp_path / "out")
+    md = files["markdown"].read_text()
+    assert "No confirmed improvement yet" in md
+    assert "## Confirmed improvements\n\nNone yet." in md
+    assert json.loads(files["json"].read_text())["best"] is None
+
+
+def test_lab_with_only_a_baseline(tiny_lm_lab: Path, tmp_path: Path) -> None:
+    task = copy_lab(tiny_lm_lab, tmp_path / "task")
+    with sqlite3.connect(LabPaths(task).db) as db:
+        db.execute("DELETE FROM runs WHERE experiment_id IN (SELECT id FROM experiments WHERE kind = 'candidate')")
+        db.execute("UPDATE lines SET incumbent_id = (SELECT id FROM experiments WHERE kind = 'baseline')")
+        db.execute("DELETE FROM experiments WHERE kind = 'candidate'")
+    files = _report(task, tmp_path / "out")
+    md = files["markdown"].read_text()
+    assert "Candidate experiments: 0." in md and "No confirmed improvement yet" in md
+    assert files["progress"].read_bytes().startswith(PNG_MAGIC)
+    assert "families" not in files
+
+
+def test_report_while_the_lab_is_writing(tiny_lm_lab: Path, tmp_path: Path) -> None:
+    """A running lab holds the lock and writes; the read-only report neither blocks nor sees uncommitted rows."""
+    task = copy_lab(tiny_lm_lab, tmp_path / "task")
+    paths = LabPaths(task)
+    writer = Store.open(paths.db)
+    try:
+        with LabLock(paths.lock):
+            before = len(collect_of(task).experiments)
+            writer._conn.execute("BEGIN IMMEDIATE")  # a write in flight, as when the lab records a run
+            line = writer.lines()[0]
+            exp_id = writer.add_experiment(kind="candidate", line_id=line.id, parent_id=line.incumbent_id,
+                                           brain="knobs", base_commit=None, status="testing")
+            assert len(collect_of(task).experiments) == before
+            writer._conn.execute("COMMIT")
+            data = collect_of(task)
+            assert data.state == "running"
+            assert data.counts["in_progress"] == 1 and data.experiments[-1].id == exp_id
+            files = write_report(data, tmp_path / "out")
+            assert "| in_progress | 1 |" in files["markdown"].read_text()
+    finally:
+        writer.close()
+
+
+def collect_of(task: Path):
+    store = store_of(task)
+    try:
+        return collect(store, LabPaths(task))
+    finally:
+        store.close()
+
+
+def _report(task: Path, out: Path) -> dict[str, Path]:
+    return write_report(collect_of(task), out)
+
+
+# ------------------------------------------------------------------------------------ small pieces
+
+
+def test_clip_diff_says_what_was_cut() -> None:
+    diff = "\n".join(f"+line {i}" for i in range(200))
+    clipped = clip_diff(diff, max_lines=10, max_chars=6)
+    assert clipped.splitlines()[0] == "+line…"
+    assert clipped.splitlines()[-1] == "… 190 more line(s)"
+
+
+def test_welch_interval_contains_the_difference() -> None:
+    low, high = welch_interval([1.0, 1.1, 0.9], [2.0, 2.2, 1.8])
+    assert low < -1.0 < high
+    assert welch_interval([1.0], [2.0, 2.1]) is None
+
+
+def test_families(tiny_lm_lab: Path) -> None:
+    data = collect_of(tiny_lm_lab)
+    assert data.family_kind == "knob"
+    by_id = {e.id: e for e in data.experiments}
+    for exp in data.experiments:
+        knobs = changed_knobs(exp, by_id.get(exp.parent_id or -1) or data.baseline)
+        assert knobs or not exp.idea.title.startswith("set "), exp.idea.title
+        for name in knobs:
+            assert any(f.name == name for f in data.families)
+    assert sum(f.tried for f in data.families) == sum(
+        len(changed_knobs(e, by_id.get(e.parent_id or -1) or data.baseline)) for e in data.experiments)
+    first = data.experiments[0]
+    renamed = first.__class__(**{**first.__dict__, "idea": first.idea.__class__(title="Add RMSNorm, before attn")})
+    assert title_family(renamed) == "add rmsnorm"
+
