@@ -74,6 +74,9 @@ def _module_names(paths: Collection[str]) -> Iterator[str]:
             yield ".".join(parts[start:])
 
 
+_IMPORTERS = ("importlib.import_module", "__import__", "builtins.__import__")
+
+
 class Resolver:
     """Qualified names of expressions, following `import x as y`, `from x import y` and `t = time`."""
 
@@ -105,7 +108,7 @@ class Resolver:
     def _rooted_in_import(self, expr: ast.expr) -> bool:
         while isinstance(expr, ast.Attribute):
             expr = expr.value
-        return (isinstance(expr, ast.Name) and expr.id in self.aliases) or _module_lookup(expr) is not None
+        return (isinstance(expr, ast.Name) and expr.id in self.aliases) or self._module_lookup(expr) is not None
 
     def qualify(self, expr: ast.expr) -> str | None:
         if isinstance(expr, ast.Name):
@@ -113,20 +116,31 @@ class Resolver:
         if isinstance(expr, ast.Attribute):
             base = self.qualify(expr.value)
             return f"{base}.{expr.attr}" if base else None
-        return _module_lookup(expr)
+        return self._module_lookup(expr)
+
+    def _module_lookup(self, expr: ast.expr) -> str | None:
+        """`sys.modules["x"]`, `importlib.import_module("x")` and `__import__("x")` all name module x."""
+        if isinstance(expr, ast.Subscript) and self.qualify(expr.value) == "sys.modules":
+            return _const_str(expr.slice) or self._home_module(expr.slice)
+        if isinstance(expr, ast.Call) and expr.args:
+            func = self.qualify(expr.func)
+            if func in _IMPORTERS:
+                return _const_str(expr.args[0])
+            if func == "inspect.getmodule":
+                return self._home_module(ast.Attribute(value=expr.args[0], attr="__module__"))
+        return None
+
+    def _home_module(self, expr: ast.expr) -> str | None:
+        """`perf_counter.__module__` after `from time import perf_counter` is "time"."""
+        if isinstance(expr, ast.Attribute) and expr.attr == "__module__":
+            owner = self.qualify(expr.value)
+            if owner and "." in owner:
+                return owner.rsplit(".", 1)[0]
+        return None
 
 
 def _const_str(expr: ast.expr | None) -> str | None:
     return expr.value if isinstance(expr, ast.Constant) and isinstance(expr.value, str) else None
-
-
-def _module_lookup(expr: ast.expr) -> str | None:
-    """`sys.modules["x"]`, `importlib.import_module("x")` and `__import__("x")` all name module x."""
-    if isinstance(expr, ast.Subscript) and _dotted(expr.value) == "sys.modules":
-        return _const_str(expr.slice)
-    if isinstance(expr, ast.Call) and expr.args and _dotted(expr.func) in ("importlib.import_module", "__import__"):
-        return _const_str(expr.args[0])
-    return None
 
 
 def _dotted(expr: ast.expr) -> str | None:
