@@ -188,3 +188,24 @@ def test_families(tiny_lm_lab: Path) -> None:
     renamed = first.__class__(**{**first.__dict__, "idea": first.idea.__class__(title="Add RMSNorm, before attn")})
     assert title_family(renamed) == "add rmsnorm"
 
+
+
+def test_flagged_rejected_and_crashed_are_reported(tiny_lm_lab: Path, tmp_path: Path) -> None:
+    task = copy_lab(tiny_lm_lab, tmp_path / "task")
+    with sqlite3.connect(LabPaths(task).db) as db:
+        ids = [r[0] for r in db.execute("SELECT id FROM experiments WHERE verdict = 'not_improved' ORDER BY id")]
+        flagged, rejected, crashed = ids[:3]
+        db.execute("UPDATE experiments SET verdict = 'flagged', flags = ?, reason = 'metric looked forged' "
+                   "WHERE id = ?", (json.dumps(["self_reported_mismatch: 1.0 vs 2.0"]), flagged))
+        db.execute("UPDATE experiments SET verdict = 'rejected', reason = 'changed prepare.py', metric = NULL "
+                   "WHERE id = ?", (rejected,))
+        db.execute("UPDATE experiments SET verdict = 'crashed', reason = 'exit code 1', metric = NULL WHERE id = ?",
+                   (crashed,))
+    data = collect_of(task)
+    assert [e.id for e, _ in data.attention] == [flagged, rejected]
+    md = write_report(data, tmp_path / "out")["markdown"].read_text()
+    section = md.split("## Flagged and rejected")[1].split("## Cost")[0]
+    assert f"| {flagged} | flagged | self_reported_mismatch: 1.0 vs 2.0 | metric looked forged |" in section
+    assert f"| {rejected} | rejected | – | changed prepare.py |" in section
+    assert f"| {crashed} |" not in section
+    assert re.search(r"^\| crashed \| 1 \|", md, re.M)
