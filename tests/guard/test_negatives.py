@@ -37,6 +37,7 @@ ORDINARY = {
     "comparing with allclose": BASE_TRAIN.replace(
         "    return loss", "    assert torch.allclose(x, x)\n    return loss"
     ),
+    "exit status from main": "import sys\n" + BASE_TRAIN.replace("    main()", "    sys.exit(main())"),
     "a dataloader worker count": train_with(
         "WORKERS = 4\nloader = torch.utils.data.DataLoader([], num_workers=WORKERS)"
     ),

@@ -32,6 +32,7 @@ POSITIVES = [
     ("protected_read", 'SPEC = "harness/check.py"', "", None),
     ("exit_trick", "sys.exit(0)", "import sys\n", "sys.exit(0)"),
     ("exit_trick", "os._exit(0)", "import os\n", None),
+    ("exit_trick", "if __name__ == '__main__':\n    sys.exit(0)\n    main()", "import sys\n", "sys.exit(0)"),
     ("exit_trick", "atexit.register(lambda: print('done'))", "import atexit\n", None),
     ("stack_snoop", "frames = inspect.stack()", "import inspect\n", None),
     ("stack_snoop", "caller = sys._getframe(1).f_locals", "import sys\n", None),

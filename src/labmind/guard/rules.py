@@ -192,6 +192,22 @@ class Source:
         return list(_patches(self.tree, self.resolver))
 
     @cached_property
+    def main_tail_calls(self) -> set[int]:
+        """ids of calls that are the last statement of a top-level `if __name__ == "__main__":` block."""
+        assert self.tree is not None
+        out = set()
+        for stmt in self.tree.body:
+            if (
+                isinstance(stmt, ast.If)
+                and "__name__" in ast.unparse(stmt.test)
+                and "__main__" in ast.unparse(stmt.test)
+            ):
+                last = stmt.body[-1]
+                if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
+                    out.add(id(last.value))
+        return out
+
+    @cached_property
     def docstrings(self) -> set[int]:
         """ids of string constants that are bare expression statements: docs, not data."""
         assert self.tree is not None
@@ -319,11 +335,14 @@ class CallMatcher:
     kind = "call"
     names: tuple[str, ...]
     arg_regex: str = ""
+    #: Skip the idiomatic last line `sys.exit(main())` of a script's `if __name__ == "__main__":` block.
+    except_main_tail: bool = False
 
     def scan_python(self, src: Source, facts: TaskFacts) -> Iterator[Hit]:
         arg_regex = _metric_regex(self.arg_regex, facts) if self.arg_regex else None
+        skip = src.main_tail_calls if self.except_main_tail else set()
         for node in ast.walk(src.tree):  # type: ignore[arg-type]
-            if not isinstance(node, ast.Call):
+            if not isinstance(node, ast.Call) or id(node) in skip:
                 continue
             name = src.resolver.qualify(node.func)
             if not name or not name_matches(name, self.names):
