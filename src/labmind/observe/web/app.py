@@ -50,15 +50,17 @@ def create_app(task_dir: Path, *, token: str | None = None, poll_seconds: float 
             if not _authorized(request, token):
                 return PlainTextResponse("labmind ui: a token is required (open the URL printed by `labmind ui`, "
                                          "or send `Authorization: Bearer TOKEN`).\n", status_code=401)
-            if "token" in request.query_params and request.method == "GET":
-                # Move the token from the URL into an HttpOnly cookie, so it leaves the address bar and history.
+            if "token" not in request.query_params:
+                return await call_next(request)
+            # Move the token from the URL into an HttpOnly cookie, so it leaves the address bar and history
+            # and scripts (EventSource, fetch) authenticate without ever seeing it.
+            if request.method == "GET":
                 rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-                url = request.url.path + ("?" + urlencode(rest) if rest else "")
-                response: Response = RedirectResponse(url, status_code=303)
+                response: Response = RedirectResponse(request.url.path + ("?" + urlencode(rest) if rest else ""),
+                                                      status_code=303)
             else:
                 response = await call_next(request)
-            if request.cookies.get(COOKIE) != token:
-                response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+            response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
             return response
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -37,9 +37,9 @@
       height: 380,
       scales: { x: { time: false } },
       cursor: { points: { size: 9 } },
-      legend: { live: true },
+      legend: { live: false },
       axes: [
-        { label: "experiment", stroke: "#6b7280", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#e4e7eb" } },
+        { label: "experiment", stroke: "#6b7280", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000], grid: { stroke: "#eef0f3" }, ticks: { stroke: "#e4e7eb" } },
         { label: data.metric + (minimize ? " (lower is better)" : " (higher is better)"), stroke: "#6b7280",
           grid: { stroke: "#eef0f3" }, ticks: { stroke: "#e4e7eb" }, size: 70 },
       ],
@@ -47,7 +47,7 @@
         { label: "exp" },
         ...verdicts.map((v) => ({
           label: v.replace("_", " "), stroke: colour(v), fill: colour(v), paths: () => null,
-          points: { show: true, size: 7, width: 1, stroke: "#ffffff", fill: colour(v) },
+          points: { show: true, size: 9, width: 1, stroke: "#ffffff", fill: colour(v) },
         })),
         { label: "running best", stroke: "#111827", width: 2, spanGaps: true,
           paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } },
@@ -101,9 +101,9 @@
       const y = byId.get(id);
       if (y == null) return;
       const px = u.valToPos(id, "x", true), py = u.valToPos(y, "y", true);
-      const text = `#${id} ${clip(last.labels[String(id)] || "", 34)}`;
+      const text = `#${id} ${clip(last.labels[String(id)] || "", 28)}`;
       const w = ctx.measureText(text).width;
-      const x0 = Math.min(px + 6 * dpr, u.bbox.left + u.bbox.width - w - 4 * dpr);
+      const x0 = Math.max(u.bbox.left + 4 * dpr, Math.min(px + 8 * dpr, u.bbox.left + u.bbox.width - w - 4 * dpr));
       const y0 = py - (6 + (k % 2) * 12) * dpr;
       ctx.fillStyle = "rgba(255,255,255,0.85)";
       ctx.fillRect(x0 - 2 * dpr, y0 - 13 * dpr, w + 4 * dpr, 14 * dpr);
