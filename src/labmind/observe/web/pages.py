@@ -48,7 +48,7 @@ def _list_context(conn: sqlite3.Connection, page: int, verdict: str | None, line
     data = queries.experiments_page(conn, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, verdict=verdict, line=line)
     pages = max(1, -(-data["total"] // PAGE_SIZE))
     return {"data": data, "page": min(page, pages), "pages": pages, "verdict": verdict or "", "line": line,
-            "verdicts": VERDICT_FILTERS, "lines": queries.lines(conn)}
+            "verdicts": VERDICT_FILTERS, "lines": queries.line_names(conn)}
 
 
 @router.get("/experiments", response_class=HTMLResponse)
@@ -65,7 +65,7 @@ def experiments(request: Request, conn: sqlite3.Connection = Depends(db), page: 
 @router.get("/tree", response_class=HTMLResponse)
 def tree(request: Request, conn: sqlite3.Connection = Depends(db), line: str | None = None) -> HTMLResponse:
     line_id = int(line) if line and line.isdigit() else None
-    return _page(request, "tree.html", conn, tree=queries.tree(conn, line_id), lines=queries.lines(conn),
+    return _page(request, "tree.html", conn, tree=queries.tree(conn, line_id), lines=queries.line_names(conn),
                  line=line_id, nav="tree", title="Tree")
 
 

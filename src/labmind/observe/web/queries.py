@@ -81,23 +81,29 @@ def overview(conn: sqlite3.Connection, paths: LabPaths) -> dict[str, Any]:
     if info is None:
         return {"lab": None}
     sign = info.task.sign
-    baseline = conn.execute(f"SELECT {_LIST_COLUMNS} FROM experiments WHERE kind = 'baseline' ORDER BY id LIMIT 1"
-                            ).fetchone()
+    # `kind` has no index, so one scan finds the baseline rows; everything else uses indexes. In particular
+    # verdict counts come from the verdict index alone (covering), minus the baselines' own verdicts,
+    # instead of a `kind = 'candidate'` filter that would visit every row.
+    baselines = conn.execute(f"SELECT {_LIST_COLUMNS} FROM experiments WHERE kind = 'baseline' ORDER BY id").fetchall()
+    baseline = baselines[0] if baselines else None
+    improved = conn.execute(
+        f"SELECT {_LIST_COLUMNS} FROM experiments WHERE verdict = 'improved' AND metric IS NOT NULL "
+        "ORDER BY metric * ? DESC, id LIMIT 1", (sign,)).fetchone()
     # The best confirmed experiment: the baseline or an `improved` one (same rule as lab.views.best_experiment).
-    best = conn.execute(
-        f"SELECT {_LIST_COLUMNS} FROM experiments WHERE metric IS NOT NULL "
-        "AND (verdict = 'improved' OR kind = 'baseline') ORDER BY metric * ? DESC, id LIMIT 1", (sign,)).fetchone()
+    measured = [r for r in (improved, *baselines) if r is not None and r["metric"] is not None]
+    best = max(measured, key=lambda r: sign * r["metric"]) if measured else None
     best_out = _metric_block(best)
     base_out = _metric_block(baseline)
     if best_out and base_out:
         best_out["delta"] = best_out["metric"] - base_out["metric"]
         best_out["relative"] = best_out["delta"] / abs(base_out["metric"]) if base_out["metric"] else None
+    if best_out:
         best_out["confirmed"] = best["kind"] == "candidate"
-        best_out["commit"] = None
-    verdicts = {r["verdict"]: r["n"] for r in conn.execute(
-        "SELECT verdict, COUNT(*) AS n FROM experiments WHERE verdict IS NOT NULL AND kind = 'candidate' "
-        "GROUP BY verdict ORDER BY n DESC")}
-    n_candidates = conn.execute("SELECT COUNT(*) FROM experiments WHERE kind = 'candidate'").fetchone()[0]
+    counts = {r[0]: r[1] for r in conn.execute("SELECT verdict, COUNT(*) FROM experiments GROUP BY verdict")}
+    for b in baselines:
+        counts[b["verdict"]] -= 1
+    verdicts = dict(sorted(((v, n) for v, n in counts.items() if v is not None and n > 0), key=lambda vn: -vn[1]))
+    n_candidates = sum(counts.values())
     in_progress = conn.execute("SELECT COUNT(*) FROM experiments WHERE kind = 'candidate' "
                                "AND status IN ('proposing', 'testing')").fetchone()[0]
     slot_seconds = conn.execute("SELECT COALESCE(SUM(ended_at - started_at), 0) FROM runs "
@@ -134,18 +140,25 @@ def overview(conn: sqlite3.Connection, paths: LabPaths) -> dict[str, Any]:
 
 
 def lines(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    # Per-line counts from the (line_id, id) and verdict indexes; correlated subqueries would visit rows.
+    sizes = dict(conn.execute("SELECT line_id, COUNT(*) FROM experiments WHERE line_id IS NOT NULL GROUP BY line_id"
+                              ).fetchall())
+    wins = dict(conn.execute("SELECT line_id, COUNT(*) FROM experiments WHERE verdict = 'improved' GROUP BY line_id"
+                             ).fetchall())
     out = []
     for r in conn.execute(
-        "SELECT l.*, e.metric AS inc_metric, json_extract(e.idea_json, '$.title') AS inc_title, "
-        "(SELECT COUNT(*) FROM experiments x WHERE x.line_id = l.id AND x.kind = 'candidate') AS n, "
-        "(SELECT COUNT(*) FROM experiments x WHERE x.line_id = l.id AND x.verdict = 'improved') AS n_improved "
+        "SELECT l.*, e.metric AS inc_metric, json_extract(e.idea_json, '$.title') AS inc_title "
         "FROM lines l LEFT JOIN experiments e ON e.id = l.incumbent_id ORDER BY l.id"
     ):
         line = line_row(r)
         out.append({"id": line.id, "name": line.name, "status": line.status, "incumbent": line.incumbent_id,
-                    "metric": r["inc_metric"], "idea": r["inc_title"] or "", "experiments": r["n"],
-                    "improved": r["n_improved"]})
+                    "metric": r["inc_metric"], "idea": r["inc_title"] or "", "experiments": sizes.get(line.id, 0),
+                    "improved": wins.get(line.id, 0)})
     return out
+
+
+def line_names(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    return [{"id": r["id"], "name": r["name"]} for r in conn.execute("SELECT id, name FROM lines ORDER BY id")]
 
 
 def incumbent_ids(conn: sqlite3.Connection) -> set[int]:
@@ -231,6 +244,17 @@ def chart(conn: sqlite3.Connection, max_points: int = CHART_MAX_POINTS) -> dict[
     sign = info.task.sign
     total, lo, hi = conn.execute("SELECT COUNT(*), MIN(id), MAX(id) FROM experiments "
                                  "WHERE kind = 'candidate' AND metric IS NOT NULL").fetchone()
+    baseline = conn.execute("SELECT id, metric, metric_sd FROM experiments WHERE kind = 'baseline' "
+                            "ORDER BY id LIMIT 1").fetchone()
+    steps: list[list[float]] = []
+    current = baseline["metric"] if baseline and baseline["metric"] is not None else None
+    if current is not None:
+        steps.append([baseline["id"], current])
+    for r in conn.execute("SELECT id, metric FROM experiments WHERE verdict = 'improved' AND metric IS NOT NULL "
+                          "ORDER BY id"):
+        if current is None or sign * (r["metric"] - current) > 0:
+            current = r["metric"]
+            steps.append([r["id"], current])
     base = "SELECT id, metric, verdict, json_extract(idea_json, '$.title') AS title FROM experiments"
     cond = "kind = 'candidate' AND metric IS NOT NULL"
     if total <= max_points:
@@ -244,21 +268,21 @@ def chart(conn: sqlite3.Connection, max_points: int = CHART_MAX_POINTS) -> dict[
             for r in conn.execute(f"SELECT id, {agg}(metric) AS metric, verdict, NULL AS title FROM experiments "
                                   f"WHERE {cond} GROUP BY id / ?", (width,)):
                 keep[r["id"]] = r
-        for r in conn.execute(f"{base} WHERE {cond} AND verdict IN ('improved', 'flagged')"):
+        # Improved and flagged points matter most: keep them all while they are few, and always keep the
+        # ones that set a new best, so the labelled steps of the chart sit on real points.
+        special = conn.execute(f"SELECT COUNT(*) FROM experiments WHERE verdict IN ('improved', 'flagged') "
+                               f"AND {cond}").fetchone()[0]
+        if special <= max_points // 4:
+            extra = f"{base} WHERE {cond} AND verdict IN ('improved', 'flagged')"
+            params: tuple[Any, ...] = ()
+        else:
+            step_ids = [int(s[0]) for s in steps]
+            extra = f"{base} WHERE id IN (SELECT value FROM json_each(?)) AND {cond}"
+            params = (json.dumps(step_ids),)
+        for r in conn.execute(extra, params):
             keep[r["id"]] = r
         rows = [keep[k] for k in sorted(keep)]
         sampled = True
-    baseline = conn.execute("SELECT id, metric, metric_sd FROM experiments WHERE kind = 'baseline' "
-                            "ORDER BY id LIMIT 1").fetchone()
-    steps: list[list[float]] = []
-    current = baseline["metric"] if baseline and baseline["metric"] is not None else None
-    if current is not None:
-        steps.append([baseline["id"], current])
-    for r in conn.execute("SELECT id, metric FROM experiments WHERE verdict = 'improved' AND metric IS NOT NULL "
-                          "ORDER BY id"):
-        if current is None or sign * (r["metric"] - current) > 0:
-            current = r["metric"]
-            steps.append([r["id"], current])
     return {
         "metric": info.task.metric.name,
         "goal": info.task.metric.goal,
@@ -276,12 +300,12 @@ def chart(conn: sqlite3.Connection, max_points: int = CHART_MAX_POINTS) -> dict[
 def tree(conn: sqlite3.Connection, line: int | None = None, limit: int = TREE_MAX_NODES) -> dict[str, Any]:
     """Experiments in depth-first order with their depth, for an indented tree; capped at `limit` nodes."""
     where, params = _filters(None, line)
-    if line is not None:
-        # A line's tree hangs off the baseline; keep it so the root is shown.
-        where += " OR kind = 'baseline'"
     total = conn.execute(f"SELECT COUNT(*) FROM experiments{where}", params).fetchone()[0]
     rows = conn.execute(f"SELECT {_LIST_COLUMNS} FROM experiments{where} ORDER BY id LIMIT ?",
                         [*params, limit]).fetchall()
+    if line is not None:
+        # A line's tree hangs off the baseline: show it as the root (a separate query keeps the index in use).
+        rows = conn.execute(f"SELECT {_LIST_COLUMNS} FROM experiments WHERE kind = 'baseline'").fetchall() + rows
     incumbents = incumbent_ids(conn)
     nodes = {r["id"]: _list_row(r, incumbents) for r in rows}
     kids: dict[int | None, list[int]] = {}
