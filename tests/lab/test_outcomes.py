@@ -194,7 +194,7 @@ def test_improvement_is_confirmed_and_kept_on_a_branch(tmp_path: Path) -> None:
     assert first["verdict"] == "improved" and first["n_runs"] == 3 and first["p_value"] < 0.05
     task = tmp_path / "task"
     st = status(task)
-    assert st["best"]["confirmed"] and st["best"]["metric"] == pytest.approx(0.001)
+    assert st["best"]["confirmed"] and st["best"]["metric"] == pytest.approx(0.001, abs=5e-4)
     from .toy import git
 
     assert git(task, "rev-parse", "labmind/toy").strip() == st["best"]["commit"]

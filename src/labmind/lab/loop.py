@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import statistics
 import subprocess
 import time
 import uuid
@@ -22,6 +23,14 @@ from typing import Any, Protocol
 from labmind.brains.base import Brain, Idea
 from labmind.execute.base import Executor, RunOutcome, RunSpec, Slot
 from labmind.execute.sandbox import default_hidden
+from labmind.guard import Finding, check_change
+from labmind.guard.plausibility import (
+    beyond_bound,
+    holdout_gap,
+    implausible_gain,
+    time_mismatch,
+    variance_collapse,
+)
 from labmind.judge import Judge, auto_min_effect, summarize
 from labmind.lab.paths import LabPaths
 from labmind.lab.settings import LabSettings
@@ -31,9 +40,15 @@ from labmind.store import ExperimentRow, RunRow, Store
 from labmind.task import Task
 from labmind.verdicts import MEANING, Verdict
 from labmind.workspace import git as gitops
-from labmind.workspace.scope import digest, digest_mismatch, protected_files, scope_violation
+from labmind.workspace.scope import (
+    digest,
+    digest_mismatch,
+    protected_files,
+    scope_violation,
+    to_task_relative,
+)
 
-RUN_PRIORITY = {"baseline": 0, "confirm": 1, "screen": 2}
+RUN_PRIORITY = {"baseline": 0, "holdout": 1, "confirm": 1, "screen": 2}
 PROTECTED_FLAG = "protected_modified"
 def hidden_paths(paths: LabPaths) -> list[Path]:
     """Hidden from runs and command brains: the lab's store and logs, the home directory, credentials."""
@@ -68,6 +83,7 @@ class Proposal:
     problem: str | None
     seconds: float
     worktree: Path | None = None  # ready for the screening run
+    findings: list[Finding] = field(default_factory=list)  # the guard's scope and static findings
 
 
 class Lab:
@@ -362,13 +378,26 @@ class Lab:
                 gitops.pin(self.repo.root, self.task.name, exp.id, snap.commit)
             problem = digest_mismatch(self.protected_digest,
                                       digest(self.task_dir_in(worktree), self.task.task.protected))
+            findings = self.static_findings(worktree, base, snap) if snap.commit else []
             # The snapshot left the worktree exactly at the new commit: the screening run can use it
             # as is, which keeps worktree creation off the slot's critical path.
             keep = snap.commit is not None and problem is None
         finally:
             if not keep:
                 gitops.remove_worktree(self.repo.root, worktree)
-        return Proposal(idea, snap, problem, time.monotonic() - started, worktree if keep else None)
+        return Proposal(idea, snap, problem, time.monotonic() - started, worktree if keep else None, findings)
+
+    def static_findings(self, worktree: Path, base: str, snap: gitops.Snapshot) -> list[Finding]:
+        """The guard's scope and static rules on what this change introduced (runs in a brain thread)."""
+        changed = [rel for p in snap.changed if (rel := to_task_relative(p, self.repo.subdir)) is not None]
+
+        def old_source(rel: str) -> str | None:
+            return gitops.file_at(self.repo.root, base, f"{self.repo.subdir}/{rel}" if self.repo.subdir else rel)
+
+        allow = set(self.task.guard.allow)
+        if not self.task.metric.evaluate:
+            allow.add("metric_print")  # without a trusted evaluator, printing the metric is how runs report
+        return check_change(self.task, self.task_dir_in(worktree), old_source, changed, allow=allow)
 
     def finish_proposal(self, exp_id: int, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled():
@@ -389,12 +418,16 @@ class Lab:
         snap = p.snapshot
         with self.store.transaction():
             self.store.update_experiment(exp_id, idea=p.idea, brain_seconds=p.seconds, commit_sha=snap.commit,
-                                         diff=snap.diff, changed_files=snap.changed)
+                                         diff=snap.diff, changed_files=snap.changed,
+                                         flags=[f.flag_text() for f in p.findings if f.severity == "flag"])
             verdict, reason = self.scope_verdict(p)
             if verdict is None:
                 self.store.update_experiment(exp_id, status="testing")
                 self.store.add_run(experiment_id=exp_id, purpose="screen", seed=self.store.next_seed())
         self.refresh(exp_id)
+        if verdict is not None and p.findings:
+            # Keep the evidence with a rejected or unchanged experiment too.
+            self.store.update_experiment(exp_id, flags=[f.flag_text() for f in p.findings])
         if p.worktree is not None:
             if verdict is None:
                 self.ready_worktrees[exp_id] = p.worktree
@@ -417,6 +450,9 @@ class Lab:
             return Verdict.REJECTED, violation
         if p.problem:
             return Verdict.REJECTED, p.problem
+        hard = next((f for f in p.findings if f.severity == "reject"), None)
+        if hard is not None:
+            return Verdict.REJECTED, f"{hard.flag_text()} ({hard.explanation})"
         return None, ""
 
     # -- runs ----------------------------------------------------------------------------------------------
@@ -455,9 +491,11 @@ class Lab:
         spec = RunSpec(
             run_id=run.id, command=self.task.run.command, workdir=task_dir, writable=worktree, log_path=log,
             timeout_s=self.task.run.timeout, metric=self.task.metric.name,
-            secondary=tuple(self.task.metric.secondary),
-            hidden=tuple(hidden_paths(self.paths)), evaluate=self.task.metric.evaluate, env=self.run_env(run.seed),
-            token=token)
+            secondary=tuple(self.task.metric.secondary) + ((self.task.metric.self_time,) if self.task.metric.self_time
+                                                            else ()),
+            hidden=tuple(hidden_paths(self.paths)),
+            evaluate=self.task.metric.holdout if run.purpose == "holdout" else self.task.metric.evaluate,
+            env=self.run_env(run.seed), token=token)
         self.running[run.id] = (slot, exp.id)
         self.slot_taken[run.id] = time.monotonic()
         fut = asyncio.ensure_future(self.run_work(spec, slot, self.commit_of(exp), prepared=ready is not None))
@@ -517,6 +555,11 @@ class Lab:
         self.note("run_done", f"run {run_id} of exp {exp_id}: {shown} in {outcome.seconds:.1f}s",
                   experiment_id=exp_id, run_id=run_id)
         self.advance(exp_id)
+        if self.store.run(run_id).purpose == "holdout":
+            # Candidates may be waiting for this reference value.
+            for row in list(self.rows.values()):
+                if row.kind == "candidate" and row.status == "testing" and row.id != exp_id:
+                    self.advance(row.id)
 
     # -- judging -----------------------------------------------------------------------------------------
 
@@ -556,7 +599,7 @@ class Lab:
             if hard:
                 self.finish_experiment(exp_id, Verdict.REJECTED, hard[0].split(": ", 1)[1])
                 return
-        failed = next((r for r in done if r.outcome != "ok"), None)
+        failed = next((r for r in done if r.outcome != "ok" and r.purpose != "holdout"), None)
         if failed is not None:
             self.finish_failure(exp_id, failed)
             return
@@ -581,12 +624,62 @@ class Lab:
             self.finish_experiment(exp_id, screen.verdict, screen.reason, values=[run.metric],
                                    near_miss=screen.near_miss)
             return
-        flags = [f for r in done for f in r.flags]
+        # Flags from the runs (metric_repeated, self_reported_mismatch) and from the proposal's static checks.
+        flags = sorted({f for r in done for f in r.flags} | set(exp.flags))
         values = [r.metric for r in confirms if r.metric is not None]
         decision = self.judge.decide(values, [r.secondary for r in confirms], incumbent, flags)
+        if decision.verdict in (Verdict.IMPROVED, Verdict.FLAGGED):
+            extra = self.plausibility_flags(exp, values, confirms, incumbent, done)
+            if extra is None:
+                return  # a held-out evaluation was queued; decided when it is back
+            flags = sorted(set(flags) | set(extra))
+            decision = self.judge.decide(values, [r.secondary for r in confirms], incumbent, flags)
         self.finish_experiment(exp_id, decision.verdict, decision.reason, values=values, p_value=decision.p_value,
-                               flags=sorted(set(flags)), near_miss=decision.verdict == Verdict.INCONCLUSIVE,
+                               flags=flags, near_miss=decision.verdict == Verdict.INCONCLUSIVE,
                                promote=decision.verdict == Verdict.IMPROVED)
+
+    def plausibility_flags(self, exp: ExperimentRow, values: list[float], confirms: list[RunRow],
+                           incumbent: list[float], done: list[RunRow]) -> list[str] | None:
+        """The guard's checks on a candidate best (DESIGN §6, layers 4 and 5). None while a held-out
+        evaluation it needs is still to run."""
+        base = self.baseline()
+        noise_sd = (base.metric_sd if base else None) or 0.0
+        gain = self.task.sign * (statistics.fmean(values) - statistics.fmean(incumbent))
+        flags = beyond_bound(self.task, values) + implausible_gain(self.task, gain, self.past_steps())
+        flags += variance_collapse(values, noise_sd)
+        for run in confirms:
+            flags += time_mismatch(self.task, run.secondary.get(self.task.metric.self_time or ""), run.seconds)
+        if not self.task.metric.holdout:
+            return flags
+        mine = next((r for r in done if r.purpose == "holdout"), None)
+        line = self.store.line(exp.line_id or 0)
+        theirs = self.holdout_value(line.incumbent_id or 0)
+        if mine is None:
+            self.store.add_run(experiment_id=exp.id, purpose="holdout", seed=self.store.next_seed())
+            return None
+        if mine.outcome != "ok" or mine.metric is None:
+            return [*flags, f"holdout_failed: the held-out evaluation ended {mine.outcome}"]
+        if theirs is None:
+            pending = any(r.purpose == "holdout" and r.status in ("queued", "running")
+                          for r in self.store.runs_of(line.incumbent_id or 0))
+            if pending:
+                return None  # re-advanced when the incumbent's held-out run finishes
+            return [*flags, "holdout_failed: the incumbent has no held-out value to compare with"]
+        held = self.task.sign * (mine.metric - theirs)
+        return flags + holdout_gap(self.task, gain, held, noise_sd)
+
+    def holdout_value(self, exp_id: int) -> float | None:
+        run = next((r for r in self.store.runs_of(exp_id) if r.purpose == "holdout" and r.status == "done"), None)
+        return run.metric if run is not None and run.outcome == "ok" else None
+
+    def past_steps(self) -> list[float]:
+        """The lab's confirmed improvement steps, in 'higher is better' units."""
+        steps = []
+        for row in self.rows.values():
+            parent = self.rows.get(row.parent_id or -1)
+            if row.verdict == Verdict.IMPROVED and parent and row.metric is not None and parent.metric is not None:
+                steps.append(self.task.sign * (row.metric - parent.metric))
+        return steps
 
     def finish_failure(self, exp_id: int, run: RunRow) -> None:
         verdict = Verdict(run.outcome)
@@ -622,6 +715,9 @@ class Lab:
                        f"minimum effect {min_effect:.3g}" + (" (auto: 2 × sd)" if configured == "auto" else ""))
         self.refresh(exp.id)
         self.judge = Judge(self.task, min_effect)
+        if self.task.metric.holdout:
+            # The reference for every candidate's held-out check; never shown to brains.
+            self.store.add_run(experiment_id=exp.id, purpose="holdout", seed=self.store.next_seed())
         self.note("noise", self.rows[exp.id].reason or "", experiment_id=exp.id)
         self.brain.learn(self.rows[exp.id].past())
         for row in list(self.rows.values()):

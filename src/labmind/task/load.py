@@ -36,7 +36,7 @@ def _where(loc: tuple[Any, ...]) -> str:
     if not parts:
         return "(top level)"
     head, rest = parts[0], parts[1:]
-    if head in {"task", "run", "metric", "noise", "knobs"}:
+    if head in {"task", "run", "metric", "noise", "guard", "knobs"}:
         return f"[{head}] " + ".".join(rest) if rest else f"[{head}]"
     return ".".join(parts)
 

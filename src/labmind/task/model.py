@@ -62,6 +62,12 @@ class MetricSection(_Section):
     evaluate: str | None = None
     secondary: list[str] = []
     constraints: list[str] = []
+    #: Held-out evaluator, run only for candidate bests (results never shown to brains).
+    holdout: str | None = None
+    #: A value no honest run can beat (a speed-of-light time, a loss floor); beating it is flagged.
+    bound: float | None = None
+    #: A metric the run prints for its own wall-clock seconds; far below labmind's measurement is flagged.
+    self_time: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.\-/]*$")
 
     @field_validator("constraints")
     @classmethod
@@ -95,6 +101,15 @@ class NoiseSection(_Section):
         return value
 
 
+class GuardSection(_Section):
+    #: Static rules this task allows (e.g. "precision_toggle" where changing precision is the point).
+    allow: list[str] = []
+    #: A gain more than this many times the lab's largest confirmed step so far is flagged.
+    gain_ratio: float = Field(default=10.0, gt=1)
+    #: Flag a candidate whose held-out gain is below this fraction of its dev gain.
+    holdout_fraction: float = Field(default=0.5, ge=0, le=1)
+
+
 class KnobSpec(_Section):
     """A search range for one setting of the knobs brain; either low/high or choices."""
 
@@ -124,6 +139,7 @@ class Task(_Section):
     run: RunSection
     metric: MetricSection
     noise: NoiseSection = NoiseSection()
+    guard: GuardSection = GuardSection()
     knobs: dict[str, KnobSpec] = {}
 
     @property

@@ -140,6 +140,15 @@ def _symlink_outside(worktree: Path, rel: str) -> bool:
     return not target.is_relative_to(worktree.resolve())
 
 
+def file_at(root: Path, commit: str, repo_path: str) -> str | None:
+    """A file's text at a commit, or None when it did not exist there (or is not text)."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    proc = subprocess.run(["git", "show", f"{commit}:{repo_path}"], cwd=root, capture_output=True, env=env)
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.decode("utf-8", errors="replace")
+
+
 def pin(root: Path, lab: str, experiment_id: int, commit: str) -> None:
     """Keep every experiment's commit reachable (so `git gc` never prunes one a run still needs)."""
     with _REPO_LOCK:
