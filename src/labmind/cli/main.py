@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from labmind.cli import bench, check, control, read, report, run, ui
+from labmind.cli import bench, check, control, guard, read, report, run, ui
 
 app = typer.Typer(
     name="labmind",
@@ -22,6 +22,8 @@ app.command()(read.log)
 app.command()(read.show)
 app.command()(read.diff)
 app.command()(control.stop)
+app.command()(guard.review)
+app.command("guard-report")(guard.guard_report)
 app.command()(ui.ui)
 app.command()(report.report)
 app.command()(report.export)

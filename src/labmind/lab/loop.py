@@ -33,10 +33,11 @@ from labmind.guard.plausibility import (
 )
 from labmind.judge import Judge, auto_min_effect, summarize
 from labmind.lab.paths import LabPaths
+from labmind.lab.review import ReviewError, apply_review, take_posted
 from labmind.lab.settings import LabSettings
 from labmind.lab.views import best_experiment, brain_context, search_view
 from labmind.search.base import Policy
-from labmind.store import ExperimentRow, RunRow, Store
+from labmind.store import ExperimentRow, RunRow, Store, StoreError
 from labmind.task import Task
 from labmind.verdicts import MEANING, Verdict
 from labmind.workspace import git as gitops
@@ -50,6 +51,17 @@ from labmind.workspace.scope import (
 
 RUN_PRIORITY = {"baseline": 0, "holdout": 1, "confirm": 1, "screen": 2}
 PROTECTED_FLAG = "protected_modified"
+def scope_rule(violation: str) -> str:
+    """The rule name behind a scope sentence from workspace.scope (for flags and guard-report)."""
+    if "protected file" in violation:
+        return "protected"
+    if "belongs to labmind" in violation:
+        return "labmind_files"
+    if "outside the task directory" in violation:
+        return "outside_task"
+    return "outside_editable"
+
+
 def hidden_paths(paths: LabPaths) -> list[Path]:
     """Hidden from runs and command brains: the lab's store and logs, the home directory, credentials."""
     return default_hidden(paths.root)
@@ -280,11 +292,26 @@ class Lab:
                 break
             self._wake.clear()
             waker = asyncio.ensure_future(self._wake.wait())
-            done, _ = await asyncio.wait([*self.tasks, waker], return_when=asyncio.FIRST_COMPLETED)
+            # Wake at least every second to pick up people's reviews from the inbox.
+            done, _ = await asyncio.wait([*self.tasks, waker], return_when=asyncio.FIRST_COMPLETED, timeout=1.0)
+            self.apply_posted_reviews()
             waker.cancel()
             for fut in done:
                 if fut is not waker:
                     self.finish_task(fut)
+
+    def apply_posted_reviews(self) -> None:
+        for path, review in take_posted(self.paths):
+            exp_id = int(review.get("experiment", 0))
+            try:
+                message = apply_review(self.store, self.paths, exp_id, str(review.get("decision")),
+                                       str(review.get("note", "")))
+            except (ReviewError, StoreError, gitops.GitError) as exc:
+                message = f"review of exp {exp_id} not applied: {exc}"
+            path.unlink(missing_ok=True)
+            for row in self.store.experiments():
+                self.rows[row.id] = row
+            self.note("review", message, experiment_id=exp_id or None)
 
     async def shutdown(self) -> None:
         pending = [f for f, (kind, _, _) in self.tasks.items() if kind == "run"]
@@ -420,14 +447,15 @@ class Lab:
             self.store.update_experiment(exp_id, idea=p.idea, brain_seconds=p.seconds, commit_sha=snap.commit,
                                          diff=snap.diff, changed_files=snap.changed,
                                          flags=[f.flag_text() for f in p.findings if f.severity == "flag"])
-            verdict, reason = self.scope_verdict(p)
+            verdict, reason, rule_flags = self.scope_verdict(p)
             if verdict is None:
                 self.store.update_experiment(exp_id, status="testing")
                 self.store.add_run(experiment_id=exp_id, purpose="screen", seed=self.store.next_seed())
+            elif rule_flags or p.findings:
+                # Keep the evidence with a rejected or unchanged experiment too.
+                self.store.update_experiment(
+                    exp_id, flags=sorted(set(rule_flags) | {f.flag_text() for f in p.findings}))
         self.refresh(exp_id)
-        if verdict is not None and p.findings:
-            # Keep the evidence with a rejected or unchanged experiment too.
-            self.store.update_experiment(exp_id, flags=[f.flag_text() for f in p.findings])
         if p.worktree is not None:
             if verdict is None:
                 self.ready_worktrees[exp_id] = p.worktree
@@ -438,22 +466,25 @@ class Lab:
         else:
             self.note("proposed", f"exp {exp_id}: {p.idea.title}", experiment_id=exp_id)
 
-    def scope_verdict(self, p: Proposal) -> tuple[Verdict | None, str]:
+    def scope_verdict(self, p: Proposal) -> tuple[Verdict | None, str, list[str]]:
+        """The verdict a proposal gets before any run (no_change or rejected), its reason, and the flags
+        that name the broken rule for the record (`labmind guard-report` counts them)."""
         snap = p.snapshot
         if snap.commit is None:
-            return Verdict.NO_CHANGE, MEANING[Verdict.NO_CHANGE]
+            return Verdict.NO_CHANGE, MEANING[Verdict.NO_CHANGE], []
         if snap.symlinks_out:
-            return Verdict.REJECTED, f"adds symlink {snap.symlinks_out[0]} pointing outside the worktree"
+            reason = f"adds symlink {snap.symlinks_out[0]} pointing outside the worktree"
+            return Verdict.REJECTED, reason, [f"symlink_out: {reason}"]
         violation = scope_violation(snap.changed, self.repo.subdir, self.task.task.editable,
                                     self.task.task.protected)
         if violation:
-            return Verdict.REJECTED, violation
+            return Verdict.REJECTED, violation, [f"{scope_rule(violation)}: {violation}"]
         if p.problem:
-            return Verdict.REJECTED, p.problem
+            return Verdict.REJECTED, p.problem, [f"protected: {p.problem}"]
         hard = next((f for f in p.findings if f.severity == "reject"), None)
         if hard is not None:
-            return Verdict.REJECTED, f"{hard.flag_text()} ({hard.explanation})"
-        return None, ""
+            return Verdict.REJECTED, f"{hard.flag_text()} ({hard.explanation})", [f.flag_text() for f in p.findings]
+        return None, "", []
 
     # -- runs ----------------------------------------------------------------------------------------------
 
@@ -597,7 +628,8 @@ class Lab:
         for run in done:
             hard = [f for f in run.flags if f.startswith(PROTECTED_FLAG)]
             if hard:
-                self.finish_experiment(exp_id, Verdict.REJECTED, hard[0].split(": ", 1)[1])
+                self.finish_experiment(exp_id, Verdict.REJECTED, hard[0].split(": ", 1)[1],
+                                       flags=sorted(set(exp.flags) | set(hard)))
                 return
         failed = next((r for r in done if r.outcome != "ok" and r.purpose != "holdout"), None)
         if failed is not None:

@@ -1,6 +1,6 @@
 """The store's SQL schema. Bump SCHEMA_VERSION and add a migration step whenever it changes."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -92,4 +92,27 @@ CREATE TABLE IF NOT EXISTS events (
     run_id INTEGER,
     message TEXT NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+    decision TEXT NOT NULL,              -- accept | reject
+    note TEXT NOT NULL DEFAULT '',
+    reviewer TEXT NOT NULL DEFAULT 'person',
+    at REAL NOT NULL
+);
 """
+
+#: Steps that bring a store from version N to N + 1.
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+    decision TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    reviewer TEXT NOT NULL DEFAULT 'person',
+    at REAL NOT NULL
+);
+""",
+}

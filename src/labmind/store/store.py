@@ -25,7 +25,7 @@ from labmind.store.rows import (
     line_row,
     run_row,
 )
-from labmind.store.schema import SCHEMA, SCHEMA_VERSION
+from labmind.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 _JSON_COLUMNS = {"idea_json", "changed_files", "flags", "secondary", "settings_json"}
 _EXPERIMENT_COLUMNS = {
@@ -105,8 +105,14 @@ class Store:
             self._migrate(version)
 
     def _migrate(self, version: int) -> None:
-        # Schema 1 is the first; later versions add their steps here, one per version.
-        raise StoreError(f"{self.path} has unknown schema version {version}")
+        if version < 1:
+            raise StoreError(f"{self.path} has unknown schema version {version}")
+        for step in range(version, SCHEMA_VERSION):
+            with self.transaction():
+                for statement in MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+                self._conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(step + 1),))
 
     def close(self) -> None:
         self._conn.close()
@@ -258,6 +264,21 @@ class Store:
     def events(self, *, after_id: int = 0, limit: int = 200) -> list[EventRow]:
         return [event_row(r) for r in self._conn.execute(
             "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))]
+
+    def add_review(self, experiment_id: int, decision: str, note: str, reviewer: str = "person") -> int:
+        cur = self._exec("INSERT INTO reviews(experiment_id, decision, note, reviewer, at) VALUES (?, ?, ?, ?, ?)",
+                         (experiment_id, decision, note, reviewer, time.time()))
+        return int(cur.lastrowid or 0)
+
+    def reviews(self, experiment_id: int | None = None) -> list[dict[str, Any]]:
+        """People's (and, later, reviewers') decisions on flagged experiments, oldest first."""
+        sql, params = "SELECT * FROM reviews", ()
+        if experiment_id is not None:
+            sql, params = sql + " WHERE experiment_id = ?", (experiment_id,)
+        try:
+            return [dict(r) for r in self._conn.execute(sql + " ORDER BY id", params)]
+        except sqlite3.OperationalError:
+            return []  # a store of schema 1 opened read-only: no reviews yet
 
     def gpu_seconds(self) -> float:
         row = self._conn.execute("SELECT COALESCE(SUM(ended_at - started_at), 0) AS s FROM runs "

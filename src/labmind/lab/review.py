@@ -1,0 +1,94 @@
+"""A person's decision on a flagged experiment (`labmind review EXP --accept|--reject`).
+
+The store has one writer. When the lab is running, the decision is handed to it through a file in
+`.labmind/inbox/`, and the lab applies it; otherwise `labmind review` takes the lab's lock and applies
+it itself. Both paths use `apply_review`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+from labmind.lab.paths import LabPaths
+from labmind.lab.views import best_experiment
+from labmind.store import Store
+from labmind.task import Task
+from labmind.verdicts import Verdict
+from labmind.workspace import git as gitops
+
+
+class ReviewError(Exception):
+    pass
+
+
+def check_reviewable(store: Store, experiment_id: int) -> None:
+    exp = store.experiment(experiment_id)
+    if exp.verdict != Verdict.FLAGGED:
+        raise ReviewError(f"experiment {experiment_id} is {exp.verdict or exp.status}, not flagged: only flagged "
+                          "experiments wait for a person's review")
+
+
+def apply_review(store: Store, paths: LabPaths, experiment_id: int, decision: str, note: str) -> str:
+    """Record the decision and act on it; returns a sentence saying what happened."""
+    check_reviewable(store, experiment_id)
+    lab = store.lab()
+    assert lab is not None
+    task = Task.model_validate_json(lab.task_json)
+    exp = store.experiment(experiment_id)
+    flags = "; ".join(exp.flags)
+    with store.transaction():
+        store.add_review(experiment_id, decision, note)
+        if decision == "reject":
+            store.update_experiment(experiment_id, verdict=Verdict.REJECTED.value,
+                                    reason=f"rejected by a person after review{': ' + note if note else ''} "
+                                           f"(flags: {flags})")
+            return f"experiment {experiment_id} is now rejected"
+        store.update_experiment(experiment_id, verdict=Verdict.IMPROVED.value,
+                                reason=f"accepted by a person after review{': ' + note if note else ''}; "
+                                       f"the flags stay on record ({flags}). {exp.reason}")
+        line = store.line(exp.line_id or 0)
+        incumbent = store.experiment(line.incumbent_id) if line.incumbent_id else None
+        promoted = exp.metric is not None and (
+            incumbent is None or incumbent.metric is None or task.better(exp.metric, incumbent.metric))
+        if promoted:
+            store.set_incumbent(line.id, experiment_id)
+    message = f"experiment {experiment_id} is accepted as improved"
+    if promoted and exp.commit_sha:
+        best = best_experiment(store.experiments(), task)
+        is_best = best is not None and best.id == experiment_id
+        gitops.keep(Path(lab.repo_root), lab.name, experiment_id, exp.commit_sha, best=is_best)
+        message += f" and is line {line.id}'s incumbent" + (f" (lab best, branch {lab.branch})" if is_best else "")
+    elif not promoted:
+        message += f"; line {line.id}'s incumbent stays experiment {line.incumbent_id}, which is better"
+    return message
+
+
+def inbox(paths: LabPaths) -> Path:
+    return paths.root / "inbox"
+
+
+def post_review(paths: LabPaths, experiment_id: int, decision: str, note: str) -> Path:
+    """Hand a decision to the running lab."""
+    folder = inbox(paths)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"review-{experiment_id}-{uuid.uuid4().hex[:8]}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"experiment": experiment_id, "decision": decision, "note": note, "at": time.time()}))
+    tmp.rename(path)  # atomic: the lab never reads half a file
+    return path
+
+
+def take_posted(paths: LabPaths) -> list[tuple[Path, dict]]:
+    folder = inbox(paths)
+    if not folder.exists():
+        return []
+    out = []
+    for path in sorted(folder.glob("review-*.json")):
+        try:
+            out.append((path, json.loads(path.read_text())))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
