@@ -403,3 +403,23 @@ def test_lock_across_processes_and_release_on_kill(tmp_path: Path) -> None:
     assert holder_pid(path) is None
     with LabLock(path):
         assert holder_pid(path) == os.getpid()
+
+
+def test_schema_1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> None:
+    path = tmp_path / "lab.db"
+    Store.open(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE reviews")
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    reader = Store.open(path, readonly=True)
+    assert reader.reviews() == []  # an old store reads fine before migration
+    reader.close()
+    store = Store.open(path)
+    assert store._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    store.create_lab(name="x", task_json="{}", repo_root="/", task_subdir="", base_commit="c", branch="b",
+                     settings={})
+    exp = store.add_experiment(kind="baseline", line_id=None, parent_id=None, brain="", base_commit="c")
+    store.add_review(exp, "accept", "looks right")
+    assert [(r["experiment_id"], r["decision"], r["note"]) for r in store.reviews()] == [(exp, "accept", "looks right")]
