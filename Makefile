@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bwrap
+.PHONY: demo test lint bwrap chromium
 
 $(BIN)/labmind: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,15 @@ bwrap:
 	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap >/dev/null; \
 	  else echo "bubblewrap is not installed and apt-get is unavailable: sandbox tests will be skipped"; fi; }
 
-test: $(BIN)/labmind bwrap
+# The dashboard's browser tests drive Debian's Chromium through playwright; install it when missing.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is not installed and apt-get is unavailable: browser tests will be skipped"; fi; }
+
+test: $(BIN)/labmind bwrap chromium
 	$(BIN)/ruff check src tests
 	$(BIN)/pytest -q -m "slow or not slow" tests
 

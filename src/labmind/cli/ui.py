@@ -36,7 +36,13 @@ def ui(task_dir: Path = TaskDirArg,
                       "`Authorization: Bearer TOKEN`)", highlight=False)
     console.print("  read-only: the lab keeps running undisturbed. Ctrl-C to stop.", highlight=False)
     app = create_app(paths.task_dir, token=token)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            app.state.stopping.set()  # open live streams end at their next poll instead of holding shutdown
+            super().handle_exit(sig, frame)
+
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+        Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)).run()
     except OSError as exc:
         fail(f"cannot listen on {host}:{port} ({exc}). Pick another with --port.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -82,14 +83,14 @@ def _poll(paths: LabPaths, after_id: int) -> list[dict[str, Any]]:
 
 
 async def event_stream(request: Request, paths: LabPaths, after_id: int, poll_seconds: float,
-                       max_seconds: float | None = None) -> AsyncIterator[str]:
+                       max_seconds: float | None = None, stop: threading.Event | None = None) -> AsyncIterator[str]:
     """New rows of the store's `events` table as server-sent events. Each poll opens a short read-only
     connection in a worker thread, so the event loop never waits on SQLite and the lab never waits on us."""
     loop = asyncio.get_running_loop()
     start = last_sent = loop.time()
     yield "retry: 2000\n\n"
     while True:
-        if await request.is_disconnected():
+        if await request.is_disconnected() or (stop is not None and stop.is_set()):
             return
         rows = await run_in_threadpool(_poll, paths, after_id)
         for row in rows:
@@ -118,7 +119,8 @@ async def stream(request: Request, after_id: int | None = Query(None, ge=0),
     elif after_id is None:
         after_id = await run_in_threadpool(_last_event_id, paths)
     settings = request.app.state.settings
-    return StreamingResponse(event_stream(request, paths, after_id, settings.poll_seconds, max_seconds),
+    return StreamingResponse(event_stream(request, paths, after_id, settings.poll_seconds, max_seconds,
+                                          request.app.state.stopping),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

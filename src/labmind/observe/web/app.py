@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -43,6 +44,8 @@ def create_app(task_dir: Path, *, token: str | None = None, poll_seconds: float 
     settings = Settings(task_dir=task_dir, token=token, poll_seconds=poll_seconds)
     app = FastAPI(title="labmind", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
+    # Set by whoever stops the server: live streams end at their next poll, so shutdown never waits on them.
+    app.state.stopping = threading.Event()
 
     if token:
         @app.middleware("http")

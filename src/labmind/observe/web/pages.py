@@ -80,7 +80,7 @@ def experiment(request: Request, experiment_id: int, conn: sqlite3.Connection = 
                  nav="experiments", title=f"Experiment {exp.id}")
 
 
-PARTIALS = {"verdicts": "_verdicts.html", "running": "_running.html", "lines": "_lines.html"}
+PARTIALS = {"live": "_live.html", "verdicts": "_verdicts.html", "running": "_running.html", "lines": "_lines.html"}
 
 
 @router.get("/partials/{name}", response_class=HTMLResponse)

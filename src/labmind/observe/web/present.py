@@ -81,7 +81,7 @@ def fmt_time(ts: float | None) -> str:
 
 
 def fmt_duration(seconds: float | None) -> str:
-    if not seconds:
+    if seconds is None:
         return "–"
     if seconds < 90:
         return f"{seconds:.1f}s"

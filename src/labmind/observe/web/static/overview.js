@@ -11,7 +11,6 @@
   let plot = null;
   let last = null;
 
-  const fmt = (x) => (x == null ? "–" : String(Number(x.toPrecision(5))));
   const clip = (s, n) => (s.length > n ? s.slice(0, n - 1) + "…" : s);
 
   function build(data) {
@@ -84,7 +83,8 @@
     ctx.setLineDash([]);
     ctx.fillStyle = "rgba(59, 91, 219, 0.9)";
     ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
-    ctx.fillText("baseline", left + 6 * devicePixelRatio, mid - 5 * devicePixelRatio);
+    const label = "baseline ± 2 sd";
+    ctx.fillText(label, left + width - ctx.measureText(label).width - 6 * devicePixelRatio, mid - 4 * devicePixelRatio);
     ctx.restore();
   }
 
@@ -118,26 +118,11 @@
     if (r.ok) build(await r.json());
   }
 
-  async function refreshStatus() {
-    const r = await fetch("/api/status", { credentials: "same-origin" });
-    if (!r.ok) return;
-    const s = await r.json();
-    const set = (id, text) => { const el = document.getElementById(id); if (el) el.textContent = text; };
-    set("n-experiments", s.experiments);
-    document.getElementById("n-experiments").dataset.count = String(s.experiments);
-    set("n-progress", s.in_progress);
-    set("n-lines", s.lines.length);
-    set("slot-hours", s.slot_hours.toFixed(2));
-    const state = document.getElementById("lab-state");
-    if (state) { state.textContent = s.state; state.className = "state state-" + s.state; }
-    if (s.best) {
-      const half = s.best.ci[0] != null && s.best.ci[1] != null && s.best.n_runs > 1 ? (s.best.ci[1] - s.best.ci[0]) / 2 : null;
-      const el = document.getElementById("best-metric");
-      if (el) el.innerHTML = `<span class="num">${fmt(s.best.metric)}</span>` + (half != null ? ` <span class="ci">± ${fmt(Number(half.toPrecision(2)))}</span>` : "");
-    }
-    if (window.htmx) {
-      for (const name of ["verdicts", "running", "lines"]) htmx.ajax("GET", "/partials/" + name, { target: "#" + name, swap: "innerHTML" });
-    }
+  // The headline, verdicts, running runs and lines come back as one server-rendered snapshot that htmx
+  // swaps in out-of-band, so the page never mixes numbers from two moments.
+  function refreshPanels() {
+    if (!window.htmx) return Promise.resolve();
+    return htmx.ajax("GET", "/partials/live", { target: "#headline", swap: "none" });
   }
 
   // Coalesce bursts of events (a lab emits several per experiment) into one refresh at most every 1.5 s.
@@ -146,7 +131,7 @@
     if (pending) return;
     pending = setTimeout(async () => {
       pending = null;
-      await Promise.all([refreshStatus(), loadChart()]);
+      await Promise.all([refreshPanels(), loadChart()]);
     }, 1500);
   }
 
