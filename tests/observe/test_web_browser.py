@@ -157,3 +157,16 @@ def test_live_update_while_a_lab_runs(browser, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_token_link_opens_the_dashboard(browser, tiny_lm_lab: Path) -> None:
+    with serve(tiny_lm_lab, token="tok-123") as url:
+        context = browser.new_context()
+        page = context.new_page()
+        assert page.goto(url + "/").status == 401
+        page.goto(url + "/?token=tok-123")
+        assert page.url == url + "/"  # the token left the address bar for an HttpOnly cookie
+        page.wait_for_function("document.getElementById('chart').dataset.points !== '0'")
+        page.wait_for_function("document.getElementById('live-dot').classList.contains('live')")  # SSE authorised
+        assert page.evaluate("document.cookie") == ""  # not readable from scripts
+        context.close()

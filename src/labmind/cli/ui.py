@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 from pathlib import Path
 
 import typer
@@ -27,13 +28,18 @@ def ui(task_dir: Path = TaskDirArg,
     if host not in LOOPBACK and not token:
         # Exposing a lab's code and logs beyond this machine without a secret would let anyone read them.
         token = secrets.token_urlsafe(24)
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}/"
+    query = f"?token={token}" if token else ""
     console.print(f"labmind ui for [bold]{paths.task_dir}[/]")
-    console.print(f"  open {url}" + (f"?token={token}" if token else ""), highlight=False, soft_wrap=True)
+    if host in ("0.0.0.0", "::"):
+        # Listening on every interface: the loopback URL works here, the host name from other machines.
+        console.print(f"  open http://127.0.0.1:{port}/{query}", highlight=False, soft_wrap=True)
+        console.print(f"  from elsewhere: http://{socket.gethostname()}:{port}/{query}", highlight=False,
+                      soft_wrap=True)
+    else:
+        shown = f"[{host}]" if ":" in host else host
+        console.print(f"  open http://{shown}:{port}/{query}", highlight=False, soft_wrap=True)
     if token:
-        console.print("  the token is required on every request (cookie set on first visit, or "
-                      "`Authorization: Bearer TOKEN`)", highlight=False)
+        console.print("  every request needs the token; scripts send `Authorization: Bearer TOKEN`", highlight=False)
     console.print("  read-only: the lab keeps running undisturbed. Ctrl-C to stop.", highlight=False)
     app = create_app(paths.task_dir, token=token)
 

@@ -34,7 +34,18 @@
     const opts = {
       width: Math.max(320, chartEl.clientWidth),
       height: 380,
-      scales: { x: { time: false } },
+      scales: {
+        x: { time: false },
+        // Room for the band and, on the good side, for the improvement labels.
+        y: { range: (u, lo, hi) => {
+          if (data.baseline) {
+            lo = Math.min(lo, data.baseline.metric - 2 * data.baseline.sd);
+            hi = Math.max(hi, data.baseline.metric + 2 * data.baseline.sd);
+          }
+          const pad = (hi - lo) * 0.06 || Math.abs(hi) * 0.05 || 0.1;
+          return minimize ? [lo - 3 * pad, hi + pad] : [lo - pad, hi + 3 * pad];
+        } },
+      },
       cursor: { points: { size: 9 } },
       legend: { live: false },
       axes: [
@@ -83,8 +94,13 @@
     ctx.setLineDash([]);
     ctx.fillStyle = "rgba(59, 91, 219, 0.9)";
     ctx.font = `${11 * devicePixelRatio}px system-ui, sans-serif`;
+    // Label the band on its left edge, above it (or below when the band touches the plot's top).
+    ctx.textAlign = "left";
+    ctx.textBaseline = "alphabetic";
     const label = "baseline ± 2 sd";
-    ctx.fillText(label, left + width - ctx.measureText(label).width - 6 * devicePixelRatio, mid - 4 * devicePixelRatio);
+    const above = Math.min(top, bot) - 5 * devicePixelRatio;
+    const y = above > u.bbox.top + 14 * devicePixelRatio ? above : Math.max(top, bot) + 14 * devicePixelRatio;
+    ctx.fillText(label, left + 6 * devicePixelRatio, y);
     ctx.restore();
   }
 
@@ -96,17 +112,25 @@
     const ctx = u.ctx, dpr = devicePixelRatio;
     ctx.save();
     ctx.font = `${11 * dpr}px system-ui, sans-serif`;
+    ctx.textAlign = "left";  // uPlot leaves the context right-aligned after drawing its axes
     ctx.textBaseline = "bottom";
+    // Improvements sit on the good side of the cloud, so labels go further that way (below when
+    // minimising), staggered over three rows, with a leader line back to their point.
+    const dir = last.goal === "minimize" ? 1 : -1;
     ids.forEach((id, k) => {
       const y = byId.get(id);
       if (y == null) return;
       const px = u.valToPos(id, "x", true), py = u.valToPos(y, "y", true);
       const text = `#${id} ${clip(last.labels[String(id)] || "", 28)}`;
       const w = ctx.measureText(text).width;
-      const x0 = Math.max(u.bbox.left + 4 * dpr, Math.min(px + 8 * dpr, u.bbox.left + u.bbox.width - w - 4 * dpr));
-      const y0 = py - (6 + (k % 2) * 12) * dpr;
-      ctx.fillStyle = "rgba(255,255,255,0.85)";
-      ctx.fillRect(x0 - 2 * dpr, y0 - 13 * dpr, w + 4 * dpr, 14 * dpr);
+      const x0 = Math.max(u.bbox.left + 4 * dpr, Math.min(px + 10 * dpr, u.bbox.left + u.bbox.width - w - 4 * dpr));
+      let y0 = py + dir * (18 + (k % 3) * 15) * dpr;
+      y0 = Math.min(Math.max(y0, u.bbox.top + 14 * dpr), u.bbox.top + u.bbox.height - 4 * dpr);
+      ctx.strokeStyle = "rgba(18, 161, 80, 0.5)";
+      ctx.lineWidth = dpr;
+      ctx.beginPath(); ctx.moveTo(px, py); ctx.lineTo(x0 - 2 * dpr, y0 - 6 * dpr); ctx.stroke();
+      ctx.fillStyle = "rgba(255,255,255,0.9)";
+      ctx.fillRect(x0 - 2 * dpr, y0 - 13 * dpr, w + 4 * dpr, 15 * dpr);
       ctx.fillStyle = colour("improved");
       ctx.fillText(text, x0, y0);
     });
