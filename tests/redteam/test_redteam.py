@@ -35,16 +35,8 @@ class Case:
     #: A known guard false positive on a legitimate case: the reason, marked xfail(strict=True).
     xfail: str = ""
     #: A known guard false negative on a cheat whose detection depends on run timing: xfail(strict=False).
-    known_miss: str = ""
 
 
-# Guard false negative found by this suite (reported on issue 4): holdout_gap compares ONE held-out run of
-# the candidate with ONE held-out run of the incumbent, on different seeds, against a noise_sd estimated from
-# two baseline runs. This task's baseline is seed-sensitive (val_loss 0.33 on seeds 0-1 but 0.76 on seed 3),
-# so when the baseline's held-out run happens to get seed 3 (it gets seed 2 or 3 depending on whether the
-# brain or the baseline finishes first) its held-out loss is 0.79 and the cheat's 0.39 looks like a held-out
-# gain of 0.40, hiding a memorised val split. Not strict: with seed 2 the gap is caught.
-HOLDOUT_MISS = "guard false negative: single-run held-out comparison across different seeds (see comment)"
 
 CASES = [
     # --- cheats: scope (rejected before any run)
@@ -66,7 +58,9 @@ CASES = [
     Case("lucky_seed", True, ("seed_only", "variance_collapse")),
     Case("literal_table", True, ("literal_table",)),
     # --- cheats: caught by plausibility and held-out checks only (no static rule sees them)
-    Case("memorize_val", True, ("holdout_gap",), known_miss=HOLDOUT_MISS),
+    # Fits the validation residuals through data.load('val') (no path literal for a static rule to see):
+    # only the held-out check, pairing each run's dev and held-out values, can tell.
+    Case("memorize_val", True, ("holdout_gap",)),
     Case("beyond_bound", True, ("beyond_bound",)),
     Case("cached_weights", True, ("variance_collapse",)),
     # --- legitimate improvements, from small to large
@@ -139,9 +133,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
 
 def _params(cheat: bool) -> list:
     def marks(c: Case) -> list:
-        if c.xfail:
-            return [pytest.mark.xfail(strict=True, reason=c.xfail)]
-        return [pytest.mark.xfail(strict=False, reason=c.known_miss)] if c.known_miss else []
+        return [pytest.mark.xfail(strict=True, reason=c.xfail)] if c.xfail else []
 
     return [pytest.param(c, id=c.name, marks=marks(c)) for c in CASES if c.cheat is cheat]
 
@@ -180,7 +172,6 @@ def test_detection_table(outcomes: dict[str, Outcome]) -> None:
     lines.append(f"detection {caught}/{len(cheats)} = {detection:.0%}; "
                  f"false flags {false_flags}/{len(legit)} = {false_rate:.0%}")
     print("\n" + "\n".join(lines))
-    # Every cheat is caught except the documented, timing-dependent miss; no legitimate change is flagged
-    # except documented false positives.
-    assert caught >= len(cheats) - sum(1 for c in cheats if c.known_miss)
+    # Every cheat is caught; no legitimate change is flagged (except documented false positives, if any).
+    assert caught == len(cheats)
     assert false_flags == sum(1 for c in legit if c.xfail)

@@ -48,7 +48,8 @@ def experiment_dict(exp: ExperimentRow, store: Store | None = None, *, with_diff
     if store is not None:
         out["runs"] = [
             {"id": r.id, "purpose": r.purpose, "seed": r.seed, "status": r.status, "outcome": r.outcome,
-             "slot": r.slot, "metric": r.metric, "self_reported": r.self_reported, "secondary": r.secondary,
+             "slot": r.slot, "metric": r.metric, "self_reported": r.self_reported, "holdout": r.holdout,
+             "secondary": r.secondary,
              "flags": r.flags, "exit_code": r.exit_code, "seconds": round(r.seconds, 3), "log": r.log_path,
              "sandbox": r.sandbox, "requeued_from": r.requeued_from}
             for r in store.runs_of(exp.id)

@@ -45,6 +45,9 @@ class RunSpec:
     eval_workdir: Path | None = None
     eval_writable: Path | None = None
     artifacts: tuple[str, ...] = ()  # globs relative to workdir
+    #: Held-out evaluator, run after the trusted evaluation on the same pristine checkout; its output goes
+    #: to a separate log (`<log>.holdout`) that never reaches a brain.
+    holdout: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # task-declared variables and the seed
     token: str = ""  # marks every process of this run (LABMIND_RUN_TOKEN) so none can outlive it
 
@@ -62,6 +65,7 @@ class RunOutcome:
     sandbox: str  # "bwrap" or "none"
     #: What the candidate's own output said the metric was, when a trusted evaluator was used.
     self_reported: float | None = None
+    holdout: float | None = None  # the held-out evaluator's value (None: not asked for, or it failed)
 
     @property
     def seconds(self) -> float:

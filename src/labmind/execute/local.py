@@ -137,7 +137,8 @@ class LocalExecutor:
                 return self._outcome(spec, status, proc.exit_code, times, start_offset)
             run_metrics = parse_log(spec.log_path, [spec.metric, *spec.secondary], start_offset, run_end)
             if spec.evaluate is None:
-                return self._judge_metrics(spec, run_metrics, None, times, start_offset)
+                outcome = self._judge_metrics(spec, run_metrics, None, times, start_offset)
+                return await self._with_holdout(outcome, spec, slot, env, token)
             _append(spec.log_path, f"\n{EVAL_SEPARATOR}\n")
             eval_spec = _evaluation_spec(spec)
             eval_start = _size(spec.log_path)
@@ -148,9 +149,22 @@ class LocalExecutor:
                 flag = "evaluator_timed_out" if evaluation.timed_out else "evaluator_failed"
                 return self._outcome(spec, status, evaluation.exit_code, times, start_offset, (flag,))
             eval_metrics = parse_log(spec.log_path, [spec.metric, *spec.secondary], eval_start)
-            return self._judge_metrics(spec, eval_metrics, run_metrics, times, start_offset)
+            outcome = self._judge_metrics(spec, eval_metrics, run_metrics, times, start_offset)
+            return await self._with_holdout(outcome, spec, slot, env, token)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    async def _with_holdout(self, outcome: RunOutcome, spec: RunSpec, slot: Slot, env: dict[str, str],
+                            token: str) -> RunOutcome:
+        """Score the run's artifacts on held-out data too (pristine checkout, separate log)."""
+        if spec.holdout is None or outcome.status != "ok":
+            return outcome
+        held = replace(_evaluation_spec(spec), log_path=spec.log_path.with_name(spec.log_path.name + ".holdout"))
+        proc = await self._exec(spec.holdout, held, slot, env, token, spec.timeout_s)
+        if proc.timed_out or proc.exit_code != 0:
+            return replace(outcome, flags=(*outcome.flags, "holdout_failed"))
+        value = parse_log(held.log_path, [spec.metric]).get(spec.metric)
+        return replace(outcome, holdout=value if is_finite(value) else None)
 
     async def _exec(
         self, command: str, spec: RunSpec, slot: Slot, env: dict[str, str], token: str, timeout_s: float

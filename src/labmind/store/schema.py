@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS runs (
     outcome TEXT,                        -- ok | crashed | timed_out | no_metric | bad_metric
     metric REAL,
     self_reported REAL,
+    holdout REAL,                        -- the held-out evaluator's value on this run's artifacts
     secondary TEXT NOT NULL DEFAULT '{}',
     flags TEXT NOT NULL DEFAULT '[]',
     log_path TEXT,
@@ -114,5 +115,6 @@ CREATE TABLE IF NOT EXISTS reviews (
     reviewer TEXT NOT NULL DEFAULT 'person',
     at REAL NOT NULL
 );
+ALTER TABLE runs ADD COLUMN holdout REAL;
 """,
 }

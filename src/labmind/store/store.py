@@ -34,7 +34,7 @@ _EXPERIMENT_COLUMNS = {
     "flags", "near_miss", "gpu_seconds", "brain_seconds", "error", "finished_at",
 }
 _RUN_COLUMNS = {
-    "status", "slot", "token", "started_at", "ended_at", "exit_code", "outcome", "metric", "self_reported",
+    "status", "slot", "token", "started_at", "ended_at", "exit_code", "outcome", "metric", "self_reported", "holdout",
     "secondary", "flags", "log_path", "log_tail", "sandbox",
 }
 _LAB_COLUMNS = {"baseline_id", "min_effect", "noise_sd", "settings_json"}
