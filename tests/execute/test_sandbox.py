@@ -52,7 +52,9 @@ def test_bwrap_argv_order_and_options(tmp_path: Path) -> None:
         _index(argv, "--tmpfs", store),
     ]
     assert order == sorted(order)
-    assert _index(argv, "--ro-bind", "/dev/null", protected) > order[3]
+    from labmind.execute.sandbox import _empty_file
+
+    assert _index(argv, "--ro-bind", str(_empty_file()), protected) > order[3]
     assert _index(argv, "--dev", "/dev") > 0
     assert "--dev-bind" not in argv and "--share-net" not in argv
     assert str(tmp_path / "absent") not in argv

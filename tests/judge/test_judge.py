@@ -250,7 +250,9 @@ def test_decide_flagged_when_flags_present() -> None:
     assert d.verdict == Verdict.FLAGGED
     assert d.p_value is not None and d.p_value < 0.05
     assert "p=" in d.reason
-    assert "metric_mismatch, self_report" in d.reason
+    # Reasons reach brains: they say a review is pending, never which checks fired or their evidence.
+    assert "2 integrity check(s) hold it for a person's review" in d.reason
+    assert "metric_mismatch" not in d.reason and "self_report" not in d.reason
 
 
 def test_decide_flags_do_not_matter_when_not_significant() -> None:

@@ -149,6 +149,7 @@ def test_metric_printed_twice_is_flagged_not_promoted(tmp_path: Path) -> None:
         # be an improvement.
         assert exp["verdict"] == "flagged"
         assert "metric_repeated" in exp["flags"]
+        assert "metric_repeated" not in exp["reason"]  # reasons reach brains; evidence stays for people
     assert status(tmp_path / "task")["best"]["confirmed"] is False
 
 
@@ -276,3 +277,29 @@ def test_a_task_inside_the_home_directory_runs_sandboxed(tmp_path: Path) -> None
         assert {r["sandbox"] for r in runs} == {"bwrap"}
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.sandbox
+@pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
+def test_hidden_evaluation_data_is_invisible_to_the_run_but_not_to_the_evaluator(tmp_path: Path) -> None:
+    from .toy import git
+
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "secret.txt").write_text("x" * 42)
+    (task / "train.py").write_text(
+        "import pathlib\nLR = 1\nprint('run sees', len(pathlib.Path('secret.txt').read_text()))\n"
+    )
+    (task / "evaluate.py").write_text("import pathlib\nprint('loss:', len(pathlib.Path('secret.txt').read_text()))\n")
+    (task / "labmind.toml").write_text(
+        '[task]\nname = "hide"\neditable = ["train.py"]\nprotected = ["evaluate.py", "secret.txt"]\n'
+        '[run]\ncommand = "python train.py"\nhide = ["secret.txt"]\n'
+        '[metric]\nname = "loss"\ngoal = "minimize"\nevaluate = "python evaluate.py"\n'
+    )
+    git(task, "init", "-q")
+    git(task, "add", "-A")
+    git(task, "commit", "-qm", "hide")
+    labmind("check", str(task), "--sandbox", "bwrap", "--plain")
+    assert status(task)["baseline"]["metric"] == 42.0  # the evaluator reads the real file
+    log_path = show(task, 1)["runs"][0]["log"]
+    assert "run sees 0" in Path(log_path).read_text()  # the run got an empty stand-in

@@ -38,7 +38,8 @@ def test_guard_report_counts_flags_and_reviews(tmp_path: Path) -> None:
     assert show(task, 3)["verdict"] == "rejected"
     figures = json.loads(labmind("guard-report", str(task), "--json").stdout)
     assert figures["person_reviews"] == {"accepted": 1, "rejected": 1}
-    assert figures["rejections_by_rule"] == {"metric_repeated": 1, "variance_collapse": 1}
+    assert figures["rejections_by_rule"] == {"person": 1}
+    assert figures["flags_by_rule"] == {"metric_repeated": 2, "variance_collapse": 2}
 
     again = labmind("review", "2", str(task), "--reject", check=False)
     assert again.returncode == 1 and "not flagged" in again.stderr

@@ -133,3 +133,24 @@ def test_mlflow_logging_calls(store: Store, monkeypatch: pytest.MonkeyPatch) -> 
     artifacts = [c[1] for c in calls if c[0] == "artifact"]
     assert len(artifacts) == sum(1 for e in exps if e.diff)
     assert all(path == "diff.patch" for path, _ in artifacts)
+
+
+def test_mlflow_export_for_real(tiny_lm_lab: Path, tmp_path: Path) -> None:
+    """Against a real MLflow tracking store (the mlflow-skinny client on a SQLite backend)."""
+    mlflow = pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = runner.invoke(app, ["export", str(tiny_lm_lab), "--mlflow", uri])
+    assert result.exit_code == 0, result.output
+    store = Store.open(tiny_lm_lab / ".labmind" / "lab.db", readonly=True)
+    rows = store.experiments()
+    store.close()
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("labmind/tiny-lm")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    assert len(runs) == len(rows)
+    by_verdict = {r.data.tags.get("verdict") for r in runs}
+    assert "improved" in by_verdict
+    improved = next(r for r in rows if r.verdict == "improved")
+    logged = next(r for r in runs if r.info.run_name.startswith(f"{improved.id}:"))
+    assert logged.data.metrics["metric"] == pytest.approx(improved.metric)
+    assert "diff.patch" in [a.path for a in client.list_artifacts(logged.info.run_id)]

@@ -37,12 +37,17 @@ def report_dir(tiny_lm_lab: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
+def read_md(path: Path) -> str:
+    """report.md with markdown backslash escapes removed: the text a reader sees."""
+    return re.sub(r"\\([\\<>\[\]`*_|])", r"\1", path.read_text())
+
+
 def store_of(task: Path) -> Store:
     return Store.open(LabPaths(task).db, readonly=True)
 
 
 def test_report_numbers_match_the_store(tiny_lm_lab: Path, report_dir: Path) -> None:
-    md = (report_dir / "report.md").read_text()
+    md = read_md(report_dir / "report.md")
     store = store_of(tiny_lm_lab)
     try:
         rows = store.experiments()
@@ -76,7 +81,7 @@ def test_plots_are_pngs_and_html_embeds_them(report_dir: Path) -> None:
     pngs = sorted(report_dir.glob("*.png"))
     assert {p.name for p in pngs} == {"progress.png", "families.png"}
     html = (report_dir / "report.html").read_text()
-    md = (report_dir / "report.md").read_text()
+    md = read_md(report_dir / "report.md")
     for png in pngs:
         data = png.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
@@ -103,7 +108,7 @@ def test_lab_without_improvement(tiny_lm_lab: Path, tmp_path: Path) -> None:
     with sqlite3.connect(LabPaths(task).db) as db:
         db.execute("UPDATE experiments SET verdict = 'not_improved' WHERE verdict = 'improved'")
     files = _report(task, tmp_path / "out")
-    md = files["markdown"].read_text()
+    md = read_md(files["markdown"])
     assert "No confirmed improvement yet" in md
     assert "## Confirmed improvements\n\nNone yet." in md
     assert json.loads(files["json"].read_text())["best"] is None
@@ -116,7 +121,7 @@ def test_lab_with_only_a_baseline(tiny_lm_lab: Path, tmp_path: Path) -> None:
         db.execute("UPDATE lines SET incumbent_id = (SELECT id FROM experiments WHERE kind = 'baseline')")
         db.execute("DELETE FROM experiments WHERE kind = 'candidate'")
     files = _report(task, tmp_path / "out")
-    md = files["markdown"].read_text()
+    md = read_md(files["markdown"])
     assert "Candidate experiments: 0." in md and "No confirmed improvement yet" in md
     assert files["progress"].read_bytes().startswith(PNG_MAGIC)
     assert "families" not in files
@@ -140,7 +145,7 @@ def test_report_while_the_lab_is_writing(tiny_lm_lab: Path, tmp_path: Path) -> N
             assert data.state == "running"
             assert data.counts["in_progress"] == 1 and data.experiments[-1].id == exp_id
             files = write_report(data, tmp_path / "out")
-            assert "| in_progress | 1 |" in files["markdown"].read_text()
+            assert "| in_progress | 1 |" in read_md(files["markdown"])
     finally:
         writer.close()
 
@@ -203,9 +208,40 @@ def test_flagged_rejected_and_crashed_are_reported(tiny_lm_lab: Path, tmp_path: 
                    (crashed,))
     data = collect_of(task)
     assert [e.id for e, _ in data.attention] == [flagged, rejected]
-    md = write_report(data, tmp_path / "out")["markdown"].read_text()
+    md = read_md(write_report(data, tmp_path / "out")["markdown"])
     section = md.split("## Flagged and rejected")[1].split("## Cost")[0]
     assert f"| {flagged} | flagged | self_reported_mismatch: 1.0 vs 2.0 | metric looked forged |" in section
     assert f"| {rejected} | rejected | – | changed prepare.py |" in section
     assert f"| {crashed} |" not in section
     assert re.search(r"^\| crashed \| 1 \|", md, re.M)
+
+
+def test_untrusted_text_is_inert_in_report_md(tiny_lm_lab: Path, tmp_path: Path) -> None:
+    """Idea titles, hypotheses, reasons and flags come from a model and from run output: never markup in report.md."""
+    task = copy_lab(tiny_lm_lab, tmp_path / "task")
+    evil = "<script>alert(1)</script> [a](javascript:alert(2)) *b* _c_ `d` a|b \\"
+    diff = "--- a/README.md\n+++ b/README.md\n+````python\n+print(1)\n+````\n+```\n"
+    with sqlite3.connect(LabPaths(task).db) as db:
+        (best,) = db.execute("SELECT id FROM experiments WHERE verdict = 'improved' ORDER BY metric LIMIT 1").fetchone()
+        (other,) = db.execute("SELECT id FROM experiments WHERE verdict = 'not_improved' LIMIT 1").fetchone()
+        idea = json.dumps({"title": evil, "hypothesis": evil, "params": {}})
+        db.execute("UPDATE experiments SET idea_json = ?, diff = ?, reason = ? WHERE id = ?", (idea, diff, evil, best))
+        db.execute("UPDATE experiments SET verdict = 'flagged', reason = ?, flags = ?, idea_json = ? WHERE id = ?",
+                   (evil, json.dumps([f"metric_print: train.py:3: {evil}"]), idea, other))
+    files = _report(task, tmp_path / "out")
+    md = files["markdown"].read_text()
+    assert "<script>" not in md and "</script>" not in md
+    assert "[a](javascript:" not in md
+    assert "\\<script\\>alert(1)\\</script\\>" in md and "\\[a\\](javascript:alert(2))" in md
+    assert "\\*b\\*" in md and "\\_c\\_" in md and "\\`d\\`" in md
+    assert "a\\|b" in md  # in table cells a pipe cannot end the cell
+    # Each table row keeps its column count: no cell was split by an unescaped pipe.
+    for table in re.findall(r"(?:^\|.*\|$\n?)+", md, re.M):
+        counts = {len(re.findall(r"(?<!\\)\|", row)) for row in table.splitlines()}
+        assert len(counts) == 1, table
+    # The diff is verbatim, inside a fence longer than any backtick run in it.
+    assert "`````diff\n" + diff.rstrip("\n") + "\n`````" in md
+    # report.html escapes as HTML (and keeps the text as the reader should see it).
+    page = files["html"].read_text()
+    assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<a " not in page

@@ -21,7 +21,7 @@ from labmind.store import Store
 
 @pytest.fixture(scope="module")
 def client(tiny_lm_lab: Path) -> TestClient:
-    return TestClient(create_app(tiny_lm_lab))
+    return TestClient(create_app(tiny_lm_lab), base_url="http://127.0.0.1:8321")
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_log_download_refuses_paths_outside_the_runs_dir(tiny_lm_lab: Path, tmp_
     conn.execute("UPDATE runs SET log_path = ? WHERE id = 5", (str(inside),))
     conn.commit()
     conn.close()
-    client = TestClient(create_app(lab))
+    client = TestClient(create_app(lab), base_url="http://127.0.0.1")
     for run_id in (1, 2, 3, 4):
         r = client.get(f"/api/runs/{run_id}/log")
         assert r.status_code == 404 and "do not serve me" not in r.text
@@ -161,7 +161,7 @@ def test_token_required_when_configured(tiny_lm_lab: Path) -> None:
     assert first.status_code == 303 and first.headers["location"] == "/"
     assert "httponly" in first.headers["set-cookie"].lower()
     assert client.get("/api/status").status_code == 200
-    assert TestClient(create_app(tiny_lm_lab)).get("/api/status").status_code == 200
+    assert TestClient(create_app(tiny_lm_lab), base_url="http://localhost").get("/api/status").status_code == 200
 
 
 def test_event_stream_yields_new_events(tiny_lm_lab: Path, store: Store) -> None:
@@ -181,5 +181,37 @@ def test_event_stream_yields_new_events(tiny_lm_lab: Path, store: Store) -> None
 
 
 def client_events_match(task: Path, after_id: int) -> bool:
-    data = TestClient(create_app(task)).get("/api/events", params={"after_id": after_id}).json()
+    client = TestClient(create_app(task), base_url="http://127.0.0.1")
+    data = client.get("/api/events", params={"after_id": after_id}).json()
     return len(data) == 1 and data[0]["id"] > after_id
+
+
+def test_foreign_host_is_refused_without_a_token(tiny_lm_lab: Path) -> None:
+    """DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 must not read the lab."""
+    app = create_app(tiny_lm_lab)
+    for base in ("http://127.0.0.1:8321", "http://localhost", "http://localhost:8321", "http://[::1]:8321"):
+        assert TestClient(app, base_url=base).get("/api/status").status_code == 200, base
+    client = TestClient(app, base_url="http://127.0.0.1:8321")
+    for host in ("evil.example", "evil.example:8321", "127.0.0.1.evil.example", "localhost:80:80", "[::1]x", ""):
+        r = client.get("/api/status", headers={"host": host})
+        assert r.status_code == 400, host
+        assert r.text.startswith("labmind ui: unexpected Host header")
+    assert client.get("/", headers={"host": "evil.example"}).status_code == 400
+    # The bound host is accepted as well; with a token the token is what counts, whatever the Host.
+    assert TestClient(create_app(tiny_lm_lab, host="10.1.2.3"), base_url="http://10.1.2.3:80").get(
+        "/api/status").status_code == 200
+    tokened = TestClient(create_app(tiny_lm_lab, token="s3cret"), base_url="http://box.lan:8321")
+    assert tokened.get("/api/status", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_read_only_uri_quotes_odd_task_directory_names(tiny_lm_lab: Path, tmp_path: Path) -> None:
+    from labmind.observe.web import queries
+
+    odd = tmp_path / "lab #1 ?x=y %41"
+    shutil.copytree(tiny_lm_lab, odd, symlinks=True)
+    with queries.connect(LabPaths(odd).db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM experiments").fetchone()[0] > 0
+        with pytest.raises(sqlite3.OperationalError):
+            conn.execute("CREATE TABLE nope (x)")
+    client = TestClient(create_app(odd), base_url="http://127.0.0.1")
+    assert client.get("/api/status").status_code == 200

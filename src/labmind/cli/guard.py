@@ -69,8 +69,11 @@ def guard_figures(store: Store) -> dict[str, Any]:
         rules = {rule_of(f) for f in row.flags}
         for run in store.runs_of(row.id):
             rules |= {rule_of(f) for f in run.flags}
-        if row.verdict == Verdict.REJECTED:
-            rejections_by_rule.update(rules or {"person" if "by a person" in (row.reason or "") else "other"})
+        if row.verdict == Verdict.REJECTED and "by a person" in (row.reason or ""):
+            flags_by_rule.update(rules)  # the guard flagged it; a person made the rejection
+            rejections_by_rule.update({"person"})
+        elif row.verdict == Verdict.REJECTED:
+            rejections_by_rule.update(rules or {"other"})
         else:
             flags_by_rule.update(rules)
     reviews = store.reviews()

@@ -53,7 +53,13 @@ def export(task_dir: Path = TaskDirArg,
     with read_store(task_dir) as (store, _):
         try:
             if mlflow:
-                n = log_mlflow(store, mlflow, mlflow_experiment)
+                try:
+                    n = log_mlflow(store, mlflow, mlflow_experiment)
+                except ExportError:
+                    raise
+                except Exception as exc:  # MLflow's own errors (bad URI, store in maintenance mode, ...)
+                    fail(f"MLflow export to {mlflow} failed: {type(exc).__name__}: {str(exc)[:500]}. "
+                         "A database URI such as sqlite:///mlflow.db works with the mlflow-skinny client.")
                 err_console.print(f"logged {n} experiment(s) to MLflow at {mlflow}")
                 return
             if out == "-":

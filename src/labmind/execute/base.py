@@ -37,6 +37,8 @@ class RunSpec:
     protected: tuple[Path, ...] = ()
     #: Paths hidden from the run (e.g. the lab's own store), replaced by empty mounts in the sandbox.
     hidden: tuple[Path, ...] = ()
+    #: Paths hidden from the run command only, not from the trusted evaluators (evaluation data).
+    run_hidden: tuple[Path, ...] = ()
     #: Trusted evaluator command, run after a successful run; when set, the metric comes only from it.
     evaluate: str | None = None
     #: Where the evaluator runs: a fresh checkout of the experiment's commit (task dir, worktree root)

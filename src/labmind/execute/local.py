@@ -128,7 +128,8 @@ class LocalExecutor:
                 # Only the slot's GPUs exist inside the sandbox, numbered from 0 there.
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(slot.gpus)))
                 env["LABMIND_GPUS"] = ",".join(map(str, slot.gpus))
-            proc = await self._exec(spec.command, spec, slot, env, token, spec.timeout_s)
+            command_spec = replace(spec, hidden=(*spec.hidden, *spec.run_hidden))
+            proc = await self._exec(spec.command, command_spec, slot, env, token, spec.timeout_s)
             # The candidate's wall clock, measured here and excluding the trusted evaluation.
             times = (started, time.time())
             run_end = _size(spec.log_path)

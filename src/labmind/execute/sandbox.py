@@ -8,6 +8,7 @@ import shutil
 import site
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,12 +130,22 @@ def _devices(gpus: bool | Sequence[str]) -> list[str]:
     return out
 
 
+@functools.cache
+def _empty_file() -> Path:
+    """An empty, read-only regular file to mount over hidden files. (/dev/null would not do: bind mounts
+    of a device node are unreadable where the mount is `nodev`.)"""
+    fd, name = tempfile.mkstemp(prefix="labmind-empty-")
+    os.close(fd)
+    os.chmod(name, 0o444)
+    return Path(name)
+
+
 def _mask(path: Path) -> list[str]:
-    # A directory is replaced by an empty tmpfs, a file by /dev/null; absent paths need no mask.
+    # A directory is replaced by an empty tmpfs, a file by an empty file; absent paths need no mask.
     if path.is_dir():
         return ["--tmpfs", str(path)]
     if path.exists():
-        return ["--ro-bind", "/dev/null", str(path)]
+        return ["--ro-bind", str(_empty_file()), str(path)]
     return []
 
 

@@ -86,8 +86,11 @@ class Judge:
                             f"{versus}: one-sided Welch p={test.p_value:.3g} ≥ alpha {alpha:g}",
                             test.p_value, cand)
         if flags:
+            # The flags themselves (rule names, evidence, held-out values) stay with the experiment for people;
+            # the reason, which brains read, says only that it is held for review.
+            rules = len({f.split(":", 1)[0] for f in flags})
             return Decision(Verdict.FLAGGED,
-                            f"{versus} (p={test.p_value:.3g}), but integrity flags need a person: "
-                            f"{', '.join(sorted(set(flags)))}", test.p_value, cand)
+                            f"{versus} (p={test.p_value:.3g}), but {rules} integrity check(s) hold it for a "
+                            "person's review (`labmind show`)", test.p_value, cand)
         return Decision(Verdict.IMPROVED, f"{versus}: one-sided Welch p={test.p_value:.3g} < alpha {alpha:g}",
                         test.p_value, cand)

@@ -284,6 +284,7 @@ class Lab:
         self._wake.set()
 
     async def main_loop(self) -> None:
+        self.apply_posted_reviews()  # decisions posted while no lab was running (or just before it stopped)
         while not self.stopping and not self.fatal:
             self.start_proposals()
             self.dispatch()
@@ -302,11 +303,12 @@ class Lab:
 
     def apply_posted_reviews(self) -> None:
         for path, review in take_posted(self.paths):
-            exp_id = int(review.get("experiment", 0))
+            exp_id = 0
             try:
+                exp_id = int(review.get("experiment", 0))
                 message = apply_review(self.store, self.paths, exp_id, str(review.get("decision")),
                                        str(review.get("note", "")))
-            except (ReviewError, StoreError, gitops.GitError) as exc:
+            except (ReviewError, StoreError, gitops.GitError, TypeError, ValueError) as exc:
                 message = f"review of exp {exp_id} not applied: {exc}"
             path.unlink(missing_ok=True)
             for row in self.store.experiments():
@@ -320,6 +322,7 @@ class Lab:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.apply_posted_reviews()  # the last ones, while this process still holds the lock
         self.reporter.tick(self)
 
     def finish_task(self, fut: asyncio.Future[Any]) -> None:
@@ -550,7 +553,8 @@ class Lab:
                 spec = replace(spec, eval_workdir=self.task_dir_in(pristine), eval_writable=pristine,
                                artifacts=tuple(self.task.run.artifacts))
             # Protected files are bound read-only inside the sandbox, and digested again afterwards.
-            spec = replace(spec, protected=tuple(protected_files(spec.workdir, self.task.task.protected)))
+            spec = replace(spec, protected=tuple(protected_files(spec.workdir, self.task.task.protected)),
+                           run_hidden=tuple(protected_files(spec.workdir, self.task.run.hide)))
             outcome = await self.executor.run(spec, slot)
             actual = await asyncio.to_thread(digest, spec.workdir, self.task.task.protected)
             return outcome, digest_mismatch(self.protected_digest, actual)

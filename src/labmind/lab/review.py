@@ -31,24 +31,28 @@ def check_reviewable(store: Store, experiment_id: int) -> None:
                           "experiments wait for a person's review")
 
 
+DECISIONS = ("accept", "reject")
+
+
 def apply_review(store: Store, paths: LabPaths, experiment_id: int, decision: str, note: str) -> str:
     """Record the decision and act on it; returns a sentence saying what happened."""
+    if decision not in DECISIONS:
+        raise ReviewError(f"unknown review decision {decision!r}; expected accept or reject")
     check_reviewable(store, experiment_id)
     lab = store.lab()
     assert lab is not None
     task = Task.model_validate_json(lab.task_json)
     exp = store.experiment(experiment_id)
-    flags = "; ".join(exp.flags)
     with store.transaction():
         store.add_review(experiment_id, decision, note)
         if decision == "reject":
+            # Flags stay in their own field; reasons reach brains, so they carry no evidence.
             store.update_experiment(experiment_id, verdict=Verdict.REJECTED.value,
-                                    reason=f"rejected by a person after review{': ' + note if note else ''} "
-                                           f"(flags: {flags})")
+                                    reason=f"rejected by a person after review{': ' + note if note else ''}")
             return f"experiment {experiment_id} is now rejected"
         store.update_experiment(experiment_id, verdict=Verdict.IMPROVED.value,
                                 reason=f"accepted by a person after review{': ' + note if note else ''}; "
-                                       f"the flags stay on record ({flags}). {exp.reason}")
+                                       f"its flags stay on record. {exp.reason}")
         line = store.line(exp.line_id or 0)
         incumbent = store.experiment(line.incumbent_id) if line.incumbent_id else None
         promoted = exp.metric is not None and (

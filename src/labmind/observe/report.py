@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import html
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,26 +241,42 @@ def build(data: ReportData, plots: dict[str, str]) -> list[Block]:
 # -------------------------------------------------------------------------------------------- renderers
 
 
+#: Characters that start markdown (or inline HTML) constructs; text from ideas and the store is escaped, not trusted.
+_MD_SPECIAL = re.compile(r"([\\<>\[\]`*_])")
+
+
+def md_text(text: str) -> str:
+    """Plain text as inert markdown: one line, with link, HTML, code and emphasis characters escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
 def _md_cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|") or " "
+    return md_text(text).replace("|", "\\|") or " "
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than the longest run of backticks inside, so no line of the text can close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def to_markdown(blocks: list[Block]) -> str:
+    """Every text (headings, paragraphs, cells, alt text) is plain text: report.md renders it, never interprets it."""
     out: list[str] = []
     for b in blocks:
         if isinstance(b, Heading):
-            out.append("#" * b.level + " " + b.text)
+            out.append("#" * b.level + " " + md_text(b.text))
         elif isinstance(b, Para):
-            out.append(b.text)
+            out.append(md_text(b.text))
         elif isinstance(b, TableBlock):
             out.append("\n".join(["| " + " | ".join(_md_cell(h) for h in b.headers) + " |",
                                   "|" + "---|" * len(b.headers),
                                   *("| " + " | ".join(_md_cell(c) for c in r) + " |" for r in b.rows)]))
         elif isinstance(b, Code):
-            fence = "````" if "```" in b.text else "```"  # a diff of a markdown file may contain fences
+            fence = _fence(b.text)  # a diff of a markdown file may contain fences of its own
             out.append(f"{fence}{b.lang}\n{b.text}\n{fence}")
         elif isinstance(b, Image):
-            out.append(f"![{b.alt}]({b.file})")
+            out.append(f"![{md_text(b.alt)}]({b.file})")
     return "\n\n".join(out) + "\n"
 
 

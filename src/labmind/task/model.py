@@ -53,6 +53,9 @@ class RunSection(_Section):
     artifacts: list[str] = []
     #: Environment variables passed into runs: a name copies it from labmind's environment, NAME=value sets it.
     env: list[str] = []
+    #: Globs of files (e.g. evaluation or held-out data) the run command cannot see; the trusted evaluators
+    #: can. Needs the bubblewrap sandbox.
+    hide: list[str] = []
     smoke: str | None = None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -40,12 +41,43 @@ def _authorized(request: Request, token: str) -> bool:
     return any([secrets.compare_digest(g.encode(), token.encode()) for g in given if g])
 
 
-def create_app(task_dir: Path, *, token: str | None = None, poll_seconds: float = 0.5) -> FastAPI:
+def _host_allowed(header: str, allowed: frozenset[str]) -> bool:
+    """The Host header without its port is one of `allowed` (IPv6 literals come in brackets)."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0 or not re.fullmatch(r"(:\d+)?", host[end + 1 :]):
+            return False
+        host = host[1:end]
+    elif host.count(":") == 1:
+        host, port = host.split(":")
+        if not port.isdigit():
+            return False
+    elif ":" in host:
+        return False
+    return host in allowed
+
+
+def create_app(task_dir: Path, *, token: str | None = None, poll_seconds: float = 0.5,
+               host: str | None = None) -> FastAPI:
+    """The dashboard app; `host` is the address the server is bound to (loopback by default)."""
     settings = Settings(task_dir=task_dir, token=token, poll_seconds=poll_seconds)
     app = FastAPI(title="labmind", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     # Set by whoever stops the server: live streams end at their next poll, so shutdown never waits on them.
     app.state.stopping = threading.Event()
+
+    if not token:
+        # Without a token only loopback listens, but a web page can still reach it by DNS rebinding (its own
+        # name resolving to 127.0.0.1): refusing every Host that is not ours closes that door.
+        allowed = LOOPBACK | ({host.strip("[]").lower()} if host else set())
+
+        @app.middleware("http")
+        async def check_host(request: Request, call_next) -> Response:
+            if not _host_allowed(request.headers.get("host", ""), allowed):
+                return PlainTextResponse("labmind ui: unexpected Host header; open the dashboard as "
+                                         "http://127.0.0.1:PORT/ or http://localhost:PORT/.\n", status_code=400)
+            return await call_next(request)
 
     if token:
         @app.middleware("http")

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from labmind.lab.paths import LabPaths
 from labmind.store.lock import holder_pid
@@ -45,7 +46,8 @@ _LIST_COLUMNS = (
 @contextmanager
 def connect(db: Path) -> Iterator[sqlite3.Connection]:
     """A fresh read-only connection: `mode=ro` can never write, and WAL lets the lab write meanwhile."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None, timeout=5,
+    # Quoted: a task directory named with `#` or `?` would otherwise end the path and start a fragment or query.
+    conn = sqlite3.connect(f"file:{quote(str(db))}?mode=ro", uri=True, isolation_level=None, timeout=5,
                            check_same_thread=False)
     conn.row_factory = sqlite3.Row
     try:
