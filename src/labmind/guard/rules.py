@@ -116,7 +116,16 @@ class Resolver:
         if isinstance(expr, ast.Attribute):
             base = self.qualify(expr.value)
             return f"{base}.{expr.attr}" if base else None
+        if isinstance(expr, ast.Call) and _dotted(expr.func) == "vars" and len(expr.args) == 1:
+            base = self.qualify(expr.args[0])
+            return f"{base}.__dict__" if base else None  # vars(time).update(...) is time.__dict__.update(...)
         return self._module_lookup(expr)
+
+    def imported(self, qualified: str) -> bool:
+        """The qualified name starts at an imported module (or the builtins), not at a local object."""
+        root = qualified.split(".")[0]
+        roots = {v.split(".")[0] for v in self.aliases.values()} | {"builtins", "__builtins__"}
+        return root in roots
 
     def _module_lookup(self, expr: ast.expr) -> str | None:
         """`sys.modules["x"]`, `importlib.import_module("x")` and `__import__("x")` all name module x."""
@@ -141,6 +150,70 @@ class Resolver:
 
 def _const_str(expr: ast.expr | None) -> str | None:
     return expr.value if isinstance(expr, ast.Constant) and isinstance(expr.value, str) else None
+
+
+def _const_text(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("latin-1")  # b"val_bpb: 1" written with os.write is still a metric line
+    return None
+
+
+def fold(expr: ast.AST, resolve: Callable[[ast.expr], ast.expr] | None = None, depth: int = 0) -> str | None:
+    """The string an expression builds from literals only: `"val_" + "bpb"`, f"{'val'}_bpb", `"_".join([...])`,
+    `"%s_bpb" % "val"`, `"{}_bpb".format("val")`; None when any part is computed at run time."""
+    if depth > 50 or not isinstance(expr, ast.expr):
+        return None
+    if resolve is not None and isinstance(expr, ast.Name):
+        value = resolve(expr)
+        return None if value is expr else fold(value, resolve, depth + 1)
+    if isinstance(expr, ast.Constant):
+        return _const_text(expr.value)
+    if isinstance(expr, ast.JoinedStr):
+        parts = []
+        for value in expr.values:
+            if isinstance(value, ast.Constant):
+                parts.append(str(value.value))
+            elif isinstance(value, ast.FormattedValue):
+                inner = None if value.format_spec else fold(value.value, resolve, depth + 1)
+                parts.append("{}" if inner is None else inner)
+        return "".join(parts)
+    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
+        left, right = fold(expr.left, resolve, depth + 1), fold(expr.right, resolve, depth + 1)
+        return left + right if left is not None and right is not None else None
+    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Mod):
+        left = fold(expr.left, resolve, depth + 1)
+        items = expr.right.elts if isinstance(expr.right, ast.Tuple) else [expr.right]
+        values = [_fold_value(v, resolve, depth) for v in items]
+        if left is None or any(v is None for v in values):
+            return None
+        try:
+            return left % tuple(values)
+        except (TypeError, ValueError, KeyError):
+            return None
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and not expr.keywords:
+        owner = fold(expr.func.value, resolve, depth + 1)
+        if owner is None:
+            return None
+        if expr.func.attr == "join" and len(expr.args) == 1 and isinstance(expr.args[0], ast.List | ast.Tuple):
+            items = [fold(v, resolve, depth + 1) for v in expr.args[0].elts]
+            return None if any(i is None for i in items) else owner.join(items)  # type: ignore[arg-type]
+        if expr.func.attr == "format":
+            values = [_fold_value(v, resolve, depth) for v in expr.args]
+            if any(v is None for v in values):
+                return None
+            try:
+                return owner.format(*values)
+            except (IndexError, KeyError, ValueError):
+                return None
+    return None
+
+
+def _fold_value(expr: ast.expr, resolve: Callable[[ast.expr], ast.expr] | None, depth: int) -> object:
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, int | float):
+        return expr.value
+    return fold(expr, resolve, depth + 1)
 
 
 def _dotted(expr: ast.expr) -> str | None:
@@ -208,6 +281,24 @@ class Source:
         return out
 
     @cached_property
+    def module_constants(self) -> dict[str, ast.expr]:
+        """Values of top-level `NAME = <expr>` bindings, so `pickle.loads(BLOB)` sees the literal behind BLOB."""
+        assert self.tree is not None
+        out: dict[str, ast.expr] = {}
+        for stmt in self.tree.body:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                out[stmt.targets[0].id] = stmt.value
+            elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None and isinstance(stmt.target, ast.Name):
+                out[stmt.target.id] = stmt.value
+        return out
+
+    def resolve(self, expr: ast.expr) -> ast.expr:
+        """A name bound once at module level stands for its value (one step, no data flow)."""
+        if isinstance(expr, ast.Name) and expr.id in self.module_constants:
+            return self.module_constants[expr.id]
+        return expr
+
+    @cached_property
     def docstrings(self) -> set[int]:
         """ids of string constants that are bare expression statements: docs, not data."""
         assert self.tree is not None
@@ -255,6 +346,8 @@ def _target_name(target: ast.expr, resolver: Resolver) -> str | None:
         key = _const_str(target.slice)
         if resolver.qualify(owner) == "sys.modules":
             return key  # replacing a whole module
+        if resolver.qualify(owner) in ("__builtins__", "builtins.__dict__"):
+            return f"builtins.{key if key is not None else '*'}"  # __builtins__["open"] = f
         # `time.__dict__["time"] = f` and `vars(time)["time"] = f` patch like `time.time = f`.
         if isinstance(owner, ast.Attribute) and owner.attr == "__dict__":
             base = resolver.qualify(owner.value)
@@ -330,40 +423,141 @@ def _text_lines(src: Source, regex: re.Pattern[str]) -> Iterator[Hit]:
 
 @dataclass(frozen=True)
 class CallMatcher:
-    """Calls of qualified names (`sys.exit`, `threading.Thread`...), optionally only with a matching string."""
+    """Calls of qualified names (`sys.exit`, `threading.Thread`...) or of methods by name, optionally narrowed.
+
+    Every narrowing given must hold: `arg_regex` on a string the call's arguments build from literals (bytes
+    included), `keyword_regex` on a keyword written `name=value`, `dynamic_arg` (the first argument is not a
+    literal), `literal_arg_chars` (the arguments embed at least this many characters of literals),
+    `protected_arg` ("dir": lists a protected directory or one holding a protected file; "glob": a pattern that
+    matches a protected path), `imported_only` (the callee hangs off an imported module, not a local object).
+    """
 
     kind = "call"
     names: tuple[str, ...]
     arg_regex: str = ""
     #: Skip the idiomatic last line `sys.exit(main())` of a script's `if __name__ == "__main__":` block.
     except_main_tail: bool = False
+    #: Method names matched on any receiver: `Path("data").iterdir()`.
+    methods: tuple[str, ...] = ()
+    keyword_regex: str = ""
+    dynamic_arg: bool = False
+    literal_arg_chars: int = 0
+    protected_arg: str = ""
+    imported_only: bool = False
 
     def scan_python(self, src: Source, facts: TaskFacts) -> Iterator[Hit]:
         arg_regex = _metric_regex(self.arg_regex, facts) if self.arg_regex else None
+        keyword_regex = re.compile(self.keyword_regex) if self.keyword_regex else None
         skip = src.main_tail_calls if self.except_main_tail else set()
         for node in ast.walk(src.tree):  # type: ignore[arg-type]
             if not isinstance(node, ast.Call) or id(node) in skip:
                 continue
             name = src.resolver.qualify(node.func)
-            if not name or not name_matches(name, self.names):
+            by_name = bool(name and name_matches(name, self.names))
+            method = isinstance(node.func, ast.Attribute) and node.func.attr in self.methods
+            if not (by_name or method):
                 continue
-            if arg_regex is None or any(arg_regex.search(s) for s in _strings_in([*node.args, *node.keywords])):
-                yield src.hit(node)
+            if self.imported_only and not (name and src.resolver.imported(name)):
+                continue
+            if arg_regex is not None and not any(
+                arg_regex.search(s) for s in _strings_in([*node.args, *node.keywords], src)
+            ):
+                continue
+            if keyword_regex is not None and not any(
+                kw.arg and keyword_regex.search(f"{kw.arg}={ast.unparse(kw.value)}") for kw in node.keywords
+            ):
+                continue
+            if self.dynamic_arg and not _dynamic_first_arg(node, src):
+                continue
+            if self.literal_arg_chars and _literal_chars(node, src) < self.literal_arg_chars:
+                continue
+            if self.protected_arg and not _lists_protected(node, src, facts, self.protected_arg, by_name):
+                continue
+            yield src.hit(node)
 
     def scan_text(self, src: Source, facts: TaskFacts) -> Iterator[Hit]:
+        if self.dynamic_arg or self.literal_arg_chars or self.protected_arg or not self.names:
+            return  # these narrowings need the syntax tree
         calls = re.compile("|".join(_name_regex(n) + r"\s*\(" for n in self.names))
         arg_regex = _metric_regex(self.arg_regex, facts) if self.arg_regex else None
+        keyword_regex = re.compile(self.keyword_regex.strip("^$")) if self.keyword_regex else None
         for hit in _text_lines(src, calls):
-            if arg_regex is None or arg_regex.search(hit.evidence):
-                yield hit
+            if arg_regex is not None and not arg_regex.search(hit.evidence):
+                continue
+            if keyword_regex is not None and not keyword_regex.search(re.sub(r"\s+", "", hit.evidence)):
+                continue
+            yield hit
 
 
-def _strings_in(nodes: list[ast.AST]) -> Iterator[str]:
+def _strings_in(nodes: list[ast.AST], src: Source | None = None) -> Iterator[str]:
+    """Strings built from literals anywhere in `nodes`: constants, bytes, and folded concatenations."""
+    resolve = src.resolve if src is not None and src.tree is not None else None
     for top in nodes:
         for node in ast.walk(top):
-            value = _const_str(node) if isinstance(node, ast.expr) else None
-            if value is not None:
-                yield value
+            if isinstance(node, ast.Constant | ast.JoinedStr | ast.BinOp | ast.Call | ast.Name):
+                value = fold(node, resolve)
+                if value is not None:
+                    yield value
+
+
+def _dynamic_first_arg(call: ast.Call, src: Source) -> bool:
+    first = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "name"), None)
+    return first is not None and fold(first, src.resolve) is None
+
+
+def _literal_chars(call: ast.Call, src: Source) -> int:
+    total = 0
+    for top in [*call.args, *(k.value for k in call.keywords)]:
+        for node in ast.walk(src.resolve(top)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+                total += len(node.value)
+    return total
+
+
+_PATH_CALLS = ("Path", "PurePath", "PosixPath", "pathlib.Path", "pathlib.PurePath", "os.path.join")
+
+
+def _path_fold(expr: ast.expr, src: Source) -> str | None:
+    """A path built from literals: `"data"`, `Path("data") / "x"`, `os.path.join(DIR, "x")` with DIR a literal."""
+    expr = src.resolve(expr)
+    if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Div):
+        left, right = _path_fold(expr.left, src), _path_fold(expr.right, src)
+        return f"{left}/{right}" if left is not None and right is not None else None
+    if isinstance(expr, ast.Call) and (src.resolver.qualify(expr.func) or "") in _PATH_CALLS and expr.args:
+        parts = [_path_fold(a, src) for a in expr.args]
+        return None if any(p is None for p in parts) else "/".join(parts)  # type: ignore[arg-type]
+    return fold(expr, src.resolve)
+
+
+def _clean_path(text: str) -> str:
+    text = text.strip().replace("\\", "/")
+    while text.startswith("./"):
+        text = text[2:]
+    return re.sub(r"/+", "/", text).rstrip("/")
+
+
+def _lists_protected(call: ast.Call, src: Source, facts: TaskFacts, how: str, by_name: bool) -> bool:
+    """A listing or glob call whose target (argument, or receiver for methods) reaches a protected path."""
+    first = call.args[0] if call.args else None
+    base = None
+    if not by_name and isinstance(call.func, ast.Attribute):
+        base = _path_fold(call.func.value, src)  # Path("data").glob("*") lists under "data"
+        if base is None:
+            return False
+    if how == "dir":
+        target = base if base is not None else (_path_fold(first, src) if first is not None else None)
+        if target is None:
+            return False
+        target = _clean_path(target)
+        if target in ("", "."):
+            return False  # the task root holds everything; listing it alone is ordinary
+        return names_protected(target, facts) or any(p.startswith(target + "/") for p in facts.protected_paths)
+    pattern = _path_fold(first, src) if first is not None else None
+    if pattern is None:
+        return False
+    joiner = "/*" if isinstance(call.func, ast.Attribute) and call.func.attr == "rglob" else "/"
+    full = _clean_path(f"{base}{joiner}{pattern}" if base not in (None, "", ".") else pattern)
+    return names_protected(full, facts) or any(fnmatch.fnmatchcase(p, full) for p in facts.protected_paths)
 
 
 @dataclass(frozen=True)
@@ -372,10 +566,14 @@ class AssignAttrMatcher:
 
     kind = "assign_attr"
     targets: tuple[str, ...]
+    #: Only targets under an imported module: `time.__dict__ = ...`, not `self.__dict__ = state`.
+    imported_only: bool = False
 
     def scan_python(self, src: Source, facts: TaskFacts) -> Iterator[Hit]:
         for patch in src.patches:
-            if name_matches(patch.target, self.targets):
+            if name_matches(patch.target, self.targets) and (
+                not self.imported_only or src.resolver.imported(patch.target)
+            ):
                 yield src.hit(patch.node)
 
     def scan_text(self, src: Source, facts: TaskFacts) -> Iterator[Hit]:
@@ -479,15 +677,17 @@ def _literals(src: Source) -> Iterator[tuple[ast.AST, str]]:
     inside_fstring: set[int] = set()
     for node in ast.walk(src.tree):  # type: ignore[arg-type]
         if isinstance(node, ast.JoinedStr):
-            parts = []
             for value in node.values:
                 inside_fstring.add(id(value))
-                parts.append(value.value if isinstance(value, ast.Constant) else "{}")
-            yield node, "".join(str(p) for p in parts)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node, fold(node) or ""  # f"{'val'}_bpb" folds its literal parts: "val_bpb"
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
             if id(node) in inside_fstring or id(node) in src.docstrings:
                 continue
-            yield node, node.value
+            yield node, _const_text(node.value)  # type: ignore[misc]
+        elif isinstance(node, ast.BinOp | ast.Call):
+            folded = fold(node)  # "val_" + "bpb: " is the literal "val_bpb: "
+            if folded is not None:
+                yield node, folded
 
 
 def names_protected(literal: str, facts: TaskFacts) -> bool:
@@ -542,9 +742,39 @@ class LargeLiteralMatcher:
     kind = "large_literal"
     max_elements: int = 200
     max_chars: int = 2000
+    #: A file whose literals together pass these (0: off) is a table split into pieces under the limits above.
+    max_total_chars: int = 0
+    max_total_elements: int = 0
+    #: Literals smaller than this are ordinary strings and small lists; only bigger ones count towards the totals.
+    min_counted: int = 20
 
     def scan_python(self, src: Source, facts: TaskFacts) -> Iterator[Hit]:
         yield from self._visit(src, src.tree)  # type: ignore[arg-type]
+        yield from self._totals(src)
+
+    def _totals(self, src: Source) -> Iterator[Hit]:
+        """One finding naming the highest multiple of a limit the file's literals pass. The evidence only changes
+        when a change adds a limit's worth of literals, so a file that already held many is not flagged again
+        for an unrelated edit, while any change that adds that much more is."""
+        chars, elements, first = 0, 0, None
+        for node in _top_literals(src.tree, src.docstrings):  # type: ignore[arg-type]
+            if isinstance(node, ast.Constant):
+                size = len(node.value)
+                if size >= self.min_counted:
+                    chars += size
+                    first = first or node
+            else:
+                size = _display_size(node)
+                text = sum(len(n.value) for n in ast.walk(node) if isinstance(n, ast.Constant)
+                           and isinstance(n.value, str | bytes) and len(n.value) >= self.min_counted)
+                if size >= self.min_counted or text:
+                    elements += size if size >= self.min_counted else 0
+                    chars += text
+                    first = first or node
+        for total, limit, unit in ((chars, self.max_total_chars, "characters"), (elements, self.max_total_elements,
+                                                                              "elements")):
+            if limit and total > limit and first is not None:
+                yield src.hit(first, f"literals of more than {total // limit * limit} {unit} in this file")
 
     def _visit(self, src: Source, node: ast.AST) -> Iterator[Hit]:
         if isinstance(node, ast.List | ast.Tuple | ast.Set | ast.Dict):
@@ -565,6 +795,18 @@ class LargeLiteralMatcher:
         for lineno, line in enumerate(src.lines, 1):
             if len(line) > self.max_chars:
                 yield Hit(src.path, lineno, clip(f"line of {len(line)} characters: {line.strip()}"))
+
+
+def _top_literals(node: ast.AST, docstrings: set[int]) -> Iterator[ast.AST]:
+    """Outermost collection displays and str/bytes constants (not docstrings, not inside a counted display)."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.List | ast.Tuple | ast.Set | ast.Dict):
+            yield child
+        elif isinstance(child, ast.Constant) and isinstance(child.value, str | bytes):
+            if id(child) not in docstrings:
+                yield child
+        else:
+            yield from _top_literals(child, docstrings)
 
 
 def _display_size(node: ast.AST) -> int:
