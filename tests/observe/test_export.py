@@ -135,9 +135,10 @@ def test_mlflow_logging_calls(store: Store, monkeypatch: pytest.MonkeyPatch) -> 
     assert all(path == "diff.patch" for path, _ in artifacts)
 
 
-def test_mlflow_export_for_real(tiny_lm_lab: Path, tmp_path: Path) -> None:
+def test_mlflow_export_for_real(tiny_lm_lab: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Against a real MLflow tracking store (the mlflow-skinny client on a SQLite backend)."""
     mlflow = pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path)  # MLflow keeps artifacts under ./mlruns by default
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = runner.invoke(app, ["export", str(tiny_lm_lab), "--mlflow", uri])
     assert result.exit_code == 0, result.output
