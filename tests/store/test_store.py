@@ -409,7 +409,8 @@ def test_schema_1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> N
     path = tmp_path / "lab.db"
     Store.open(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE reviews")
+    conn.execute("DROP TABLE reviews")  # what schema 1 did not have
+    conn.execute("ALTER TABLE runs DROP COLUMN holdout")
     conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
@@ -423,3 +424,6 @@ def test_schema_1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> N
     exp = store.add_experiment(kind="baseline", line_id=None, parent_id=None, brain="", base_commit="c")
     store.add_review(exp, "accept", "looks right")
     assert [(r["experiment_id"], r["decision"], r["note"]) for r in store.reviews()] == [(exp, "accept", "looks right")]
+    run = store.add_run(experiment_id=exp, purpose="baseline", seed=0)
+    store.update_run(run, holdout=0.5)
+    assert store.run(run).holdout == 0.5
