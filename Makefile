@@ -5,9 +5,14 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint bwrap chromium
 
+# The demo needs only labmind itself; the tests also need the dev tools (pytest, ruff, playwright, mlflow).
 $(BIN)/labmind: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(BIN)/labmind
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
@@ -31,9 +36,9 @@ chromium:
 	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed and apt-get is unavailable: browser tests will be skipped"; fi; }
 
-test: $(BIN)/labmind bwrap chromium
+test: $(VENV)/.dev bwrap chromium
 	$(BIN)/ruff check src tests
 	$(BIN)/pytest -q -m "slow or not slow" tests
 
-lint: $(BIN)/labmind
+lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests
