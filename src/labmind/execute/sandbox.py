@@ -164,10 +164,10 @@ def _bwrap_argv(
     # GPUs need the host's /dev/nvidia* nodes; a fresh /dev/shm keeps shared memory private either way.
     out += _devices(gpus)
     out += ["--proc", "/proc", "--tmpfs", "/tmp"]
-    # Order matters: later mounts cover earlier ones. Writable binds come after the /tmp tmpfs (worktrees
-    # may live under /tmp), protected files after the writable binds. A hidden directory that contains a
-    # writable one (the lab's .labmind/ holds the run's worktree) is masked first so the worktree is bound
-    # back in; every other mask comes last so it also hides what lies inside writable paths.
+    # Order matters: later mounts cover earlier ones. After the /tmp tmpfs come, in order: masks of hidden
+    # directories that contain a tool or writable path (the home directory, the lab's .labmind/ holding the
+    # run's worktree), the tool paths bound back read-only, the writable binds, the protected files, and
+    # last every other mask, so it also hides what lies inside bound-back or writable paths.
     tools = tool_paths()
     inside = [w.resolve() for w in writable] + tools
     # Shallowest first: a mask made inside another would be covered (and lost) by the outer one.
