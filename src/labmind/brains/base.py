@@ -106,3 +106,7 @@ class Brain(Protocol):
     def propose(self, ctx: BrainContext) -> Idea: ...
 
     def learn(self, result: PastExperiment) -> None: ...
+
+    # Optional, looked up with getattr by the lab:
+    #   close() -> None              the lab is stopping: give up waits, release resources
+

@@ -315,6 +315,9 @@ class Lab(Judging):
             fut.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        close = getattr(self.brain, "close", None)
+        if callable(close):
+            close()  # lets a brain that waits (an external agent, say) give up its wait
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.apply_posted_reviews()  # the last ones, while this process still holds the lock
         self.reporter.tick(self)
