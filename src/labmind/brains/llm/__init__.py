@@ -1,0 +1,1 @@
+"""The built-in LLM brain: ideate → implement → (repair) → reflect, plus a director over lines."""
