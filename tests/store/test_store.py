@@ -405,20 +405,59 @@ def test_lock_across_processes_and_release_on_kill(tmp_path: Path) -> None:
         assert holder_pid(path) == os.getpid()
 
 
+SCHEMA_2_ADDITIONS = ["DROP TABLE reviews", "ALTER TABLE runs DROP COLUMN holdout"]
+SCHEMA_3_ADDITIONS = [
+    "DROP TABLE llm_calls", "DROP TABLE decisions", "ALTER TABLE lines DROP COLUMN direction",
+    "ALTER TABLE lines DROP COLUMN note", "ALTER TABLE experiments DROP COLUMN analysis",
+    "ALTER TABLE experiments DROP COLUMN directive_json",
+]
+
+
+def test_schema_2_store_is_migrated_with_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "lab.db"
+    store = Store.open(path)
+    store.create_lab(name="x", task_json="{}", repo_root="/", task_subdir="", base_commit="c", branch="b",
+                     settings={})
+    line = store.add_line("line-1", None)
+    exp = store.add_experiment(kind="candidate", line_id=line, parent_id=None, brain="knobs", base_commit="c")
+    store.close()
+    conn = sqlite3.connect(path)
+    for statement in SCHEMA_3_ADDITIONS:
+        conn.execute(statement)
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    reader = Store.open(path, readonly=True)
+    old = reader.experiment(exp)
+    assert (old.analysis, old.directive, reader.line(line).direction) == (None, {}, "")
+    reader.close()
+    store = Store.open(path)
+    store.update_experiment(exp, analysis="lr too high", directive_json={"kind": "repair", "of": 1})
+    store.update_line(line, direction="try warmup", status="retired", note="stagnant")
+    store.add_decision("retire", "no gain in 8 experiments", line_id=line)
+    row = store.experiment(exp)
+    assert (row.analysis, row.directive, row.past().directive) == ("lr too high", {"kind": "repair", "of": 1}, "repair")
+    assert (store.line(line).direction, store.line(line).status, store.line(line).note) == (
+        "try warmup", "retired", "stagnant")
+    assert [(d.kind, d.line_id, d.reason) for d in store.decisions()] == [
+        ("retire", line, "no gain in 8 experiments")]
+
+
 def test_schema_1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> None:
     path = tmp_path / "lab.db"
     Store.open(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("DROP TABLE reviews")  # what schema 1 did not have
-    conn.execute("ALTER TABLE runs DROP COLUMN holdout")
+    for statement in SCHEMA_3_ADDITIONS + SCHEMA_2_ADDITIONS:  # what schema 1 did not have
+        conn.execute(statement)
     conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
     reader = Store.open(path, readonly=True)
     assert reader.reviews() == []  # an old store reads fine before migration
+    assert reader.decisions() == [] and reader.llm_calls() == []
     reader.close()
     store = Store.open(path)
-    assert store._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    assert store._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
     store.create_lab(name="x", task_json="{}", repo_root="/", task_subdir="", base_commit="c", branch="b",
                      settings={})
     exp = store.add_experiment(kind="baseline", line_id=None, parent_id=None, brain="", base_commit="c")

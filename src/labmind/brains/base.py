@@ -42,6 +42,8 @@ class PastExperiment:
     metric_sd: float | None
     n_runs: int
     log_tail: str = ""  # for failures: the end of the failing run's log
+    analysis: str = ""  # the brain's reflection on this result, when it made one
+    directive: str = ""  # "repair" or "combine" when the lab asked for this experiment
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -66,6 +68,11 @@ class BrainContext:
     near_misses: tuple[PastExperiment, ...]
     recent_failures: tuple[PastExperiment, ...]
     brief_text: str = ""  # the task's research brief (markdown), if any
+    direction: str = ""  # what this line explores, when the director gave it a direction
+    #: Why the lab asked for this experiment, when it did: {"kind": "repair", "of": id, "attempt": n,
+    #: "log_tail": ...} fixes a crashed parent; {"kind": "combine", "with": id, "diff": ...} merges another
+    #: line's win into this line's incumbent. Empty for ordinary proposals.
+    directive: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON brief handed to external brains."""
@@ -78,6 +85,8 @@ class BrainContext:
                 "brief": self.brief_text,
             },
             "metric": {"name": self.task.metric.name, "goal": self.task.metric.goal},
+            "direction": self.direction,
+            "directive": self.directive,
             "min_effect": self.min_effect,
             "experiment_id": self.experiment_id,
             "line_id": self.line_id,
@@ -90,6 +99,44 @@ class BrainContext:
             "near_misses": [p.to_dict() for p in self.near_misses],
             "recent_failures": [p.to_dict() for p in self.recent_failures],
         }
+
+
+@dataclass(frozen=True)
+class LineSummary:
+    """One research line as the director sees it."""
+
+    id: int
+    name: str
+    direction: str
+    incumbent: PastExperiment
+    n_done: int
+    since_improvement: int  # finished experiments since its incumbent last improved
+    recent: tuple[PastExperiment, ...]  # its last few finished experiments, oldest first
+
+
+@dataclass(frozen=True)
+class DirectorView:
+    """The whole lab, for a brain that directs lines (explore, combine, retire)."""
+
+    task: Task
+    brief_text: str
+    baseline: PastExperiment
+    best: PastExperiment
+    min_effect: float
+    lines: tuple[LineSummary, ...]
+    max_lines: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A director's decision. explore: open a new line with `direction`; combine: merge the incumbent of
+    `other_line_id` into the incumbent of `line_id`; retire: stop extending `line_id`."""
+
+    kind: str  # explore | combine | retire
+    reason: str
+    line_id: int | None = None
+    other_line_id: int | None = None
+    direction: str = ""
 
 
 class BrainError(Exception):
@@ -108,5 +155,8 @@ class Brain(Protocol):
     def learn(self, result: PastExperiment) -> None: ...
 
     # Optional, looked up with getattr by the lab:
+    #   can_repair: bool             the lab may ask it to fix crashed experiments (ctx.directive "repair")
+    #   reflect(result, diff) -> str a short analysis of a finished experiment, stored with it (worker thread)
+    #   direct(view) -> list[Decision]  decisions over the lab's lines (worker thread)
     #   close() -> None              the lab is stopping: give up waits, release resources
 

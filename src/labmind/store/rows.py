@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from labmind.brains.base import Idea, PastExperiment
@@ -32,6 +32,8 @@ class LineRow:
     incumbent_id: int | None
     status: str
     created_at: float
+    direction: str = ""
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class ExperimentRow:
     error: str | None
     created_at: float
     finished_at: float | None
+    analysis: str | None = None
+    directive: dict[str, Any] = field(default_factory=dict)
 
     def past(self, log_tail: str = "") -> PastExperiment:
         return PastExperiment(
@@ -75,6 +79,8 @@ class ExperimentRow:
             metric_sd=self.metric_sd,
             n_runs=self.n_runs,
             log_tail=log_tail,
+            analysis=self.analysis or "",
+            directive=self.directive.get("kind", ""),
         )
 
 
@@ -127,9 +133,14 @@ def lab_row(r: sqlite3.Row) -> LabRow:
     )
 
 
+def _get(r: sqlite3.Row, column: str, default: Any = None) -> Any:
+    """A column that older schemas lack (a store opened read-only is not migrated)."""
+    return r[column] if column in r.keys() else default  # noqa: SIM118 (sqlite3.Row: `in` tests values)
+
+
 def line_row(r: sqlite3.Row) -> LineRow:
     return LineRow(id=r["id"], name=r["name"], incumbent_id=r["incumbent_id"], status=r["status"],
-                   created_at=r["created_at"])
+                   created_at=r["created_at"], direction=_get(r, "direction", ""), note=_get(r, "note", ""))
 
 
 def experiment_row(r: sqlite3.Row) -> ExperimentRow:
@@ -141,7 +152,8 @@ def experiment_row(r: sqlite3.Row) -> ExperimentRow:
         ci_low=r["ci_low"], ci_high=r["ci_high"], n_runs=r["n_runs"], p_value=r["p_value"],
         flags=json.loads(r["flags"]), near_miss=bool(r["near_miss"]), gpu_seconds=r["gpu_seconds"],
         brain_seconds=r["brain_seconds"], error=r["error"], created_at=r["created_at"],
-        finished_at=r["finished_at"],
+        finished_at=r["finished_at"], analysis=_get(r, "analysis"),
+        directive=json.loads(_get(r, "directive_json", "{}") or "{}"),
     )
 
 
@@ -150,7 +162,7 @@ def run_row(r: sqlite3.Row) -> RunRow:
         id=r["id"], experiment_id=r["experiment_id"], purpose=r["purpose"], seed=r["seed"], status=r["status"],
         slot=r["slot"], token=r["token"], started_at=r["started_at"], ended_at=r["ended_at"],
         exit_code=r["exit_code"], outcome=r["outcome"], metric=r["metric"], self_reported=r["self_reported"],
-        holdout=r["holdout"] if "holdout" in r.keys() else None,  # noqa: SIM118 (sqlite3.Row: `in` tests values)
+        holdout=_get(r, "holdout"),
         secondary=json.loads(r["secondary"]), flags=json.loads(r["flags"]), log_path=r["log_path"],
         log_tail=r["log_tail"], sandbox=r["sandbox"], requeued_from=r["requeued_from"],
     )
@@ -159,3 +171,23 @@ def run_row(r: sqlite3.Row) -> RunRow:
 def event_row(r: sqlite3.Row) -> EventRow:
     return EventRow(id=r["id"], at=r["at"], kind=r["kind"], experiment_id=r["experiment_id"],
                     run_id=r["run_id"], message=r["message"])
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """A director's decision about the lab's lines, with its reason."""
+
+    id: int
+    at: float
+    kind: str  # explore | combine | retire
+    line_id: int | None
+    other_line_id: int | None
+    experiment_id: int | None
+    reason: str
+    detail: dict[str, Any]
+
+
+def decision_row(r: sqlite3.Row) -> DecisionRow:
+    return DecisionRow(id=r["id"], at=r["at"], kind=r["kind"], line_id=r["line_id"],
+                       other_line_id=r["other_line_id"], experiment_id=r["experiment_id"], reason=r["reason"],
+                       detail=json.loads(r["detail_json"] or "{}"))

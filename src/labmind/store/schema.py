@@ -1,6 +1,6 @@
 """The store's SQL schema. Bump SCHEMA_VERSION and add a migration step whenever it changes."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -24,8 +24,10 @@ CREATE TABLE IF NOT EXISTS lines (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
     incumbent_id INTEGER,
-    status TEXT NOT NULL DEFAULT 'active',
-    created_at REAL NOT NULL
+    status TEXT NOT NULL DEFAULT 'active',  -- active | retired
+    created_at REAL NOT NULL,
+    direction TEXT NOT NULL DEFAULT '',     -- what this line explores (the director's words), if anything
+    note TEXT NOT NULL DEFAULT ''           -- why it was retired
 );
 
 CREATE TABLE IF NOT EXISTS experiments (
@@ -54,7 +56,9 @@ CREATE TABLE IF NOT EXISTS experiments (
     brain_seconds REAL NOT NULL DEFAULT 0,
     error TEXT,
     created_at REAL NOT NULL,
-    finished_at REAL
+    finished_at REAL,
+    analysis TEXT,                        -- the brain's reflection on the result
+    directive_json TEXT NOT NULL DEFAULT '{}'  -- why the lab asked for it: {"kind": "repair" | "combine", ...}
 );
 CREATE INDEX IF NOT EXISTS experiments_line ON experiments(line_id, id);
 CREATE INDEX IF NOT EXISTS experiments_status ON experiments(status);
@@ -102,6 +106,41 @@ CREATE TABLE IF NOT EXISTS reviews (
     reviewer TEXT NOT NULL DEFAULT 'person',
     at REAL NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS llm_calls (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    spec TEXT NOT NULL,
+    model TEXT NOT NULL,
+    role TEXT NOT NULL,                  -- ideate | implement | repair | reflect | director | audit
+    experiment_id INTEGER,
+    line_id INTEGER,
+    cache_key TEXT NOT NULL,
+    status TEXT NOT NULL,                -- ok | error | cached
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL,
+    latency_s REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    prompt TEXT NOT NULL DEFAULT '',     -- truncated, for audit
+    response TEXT NOT NULL DEFAULT '',   -- truncated, for audit
+    completion_json TEXT                 -- the whole answer of an ok call: resume re-uses it instead of re-buying
+);
+CREATE INDEX IF NOT EXISTS llm_calls_key ON llm_calls(cache_key);
+CREATE INDEX IF NOT EXISTS llm_calls_experiment ON llm_calls(experiment_id);
+
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,                  -- explore | combine | retire
+    line_id INTEGER,                     -- the line it acts on (the new line, for explore)
+    other_line_id INTEGER,               -- combine: the line whose win is merged in
+    experiment_id INTEGER,               -- combine: the experiment it created
+    reason TEXT NOT NULL,
+    detail_json TEXT NOT NULL DEFAULT '{}'
+);
 """
 
 #: Steps that bring a store from version N to N + 1.
@@ -116,5 +155,46 @@ CREATE TABLE IF NOT EXISTS reviews (
     at REAL NOT NULL
 );
 ALTER TABLE runs ADD COLUMN holdout REAL;
+""",
+    2: """
+ALTER TABLE lines ADD COLUMN direction TEXT NOT NULL DEFAULT '';
+ALTER TABLE lines ADD COLUMN note TEXT NOT NULL DEFAULT '';
+ALTER TABLE experiments ADD COLUMN analysis TEXT;
+ALTER TABLE experiments ADD COLUMN directive_json TEXT NOT NULL DEFAULT '{}';
+
+CREATE TABLE IF NOT EXISTS llm_calls (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    spec TEXT NOT NULL,
+    model TEXT NOT NULL,
+    role TEXT NOT NULL,                  -- ideate | implement | repair | reflect | director | audit
+    experiment_id INTEGER,
+    line_id INTEGER,
+    cache_key TEXT NOT NULL,
+    status TEXT NOT NULL,                -- ok | error | cached
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL,
+    latency_s REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    prompt TEXT NOT NULL DEFAULT '',     -- truncated, for audit
+    response TEXT NOT NULL DEFAULT '',   -- truncated, for audit
+    completion_json TEXT                 -- the whole answer of an ok call: resume re-uses it instead of re-buying
+);
+CREATE INDEX IF NOT EXISTS llm_calls_key ON llm_calls(cache_key);
+CREATE INDEX IF NOT EXISTS llm_calls_experiment ON llm_calls(experiment_id);
+
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,                  -- explore | combine | retire
+    line_id INTEGER,                     -- the line it acts on (the new line, for explore)
+    other_line_id INTEGER,               -- combine: the line whose win is merged in
+    experiment_id INTEGER,               -- combine: the experiment it created
+    reason TEXT NOT NULL,
+    detail_json TEXT NOT NULL DEFAULT '{}'
+);
 """,
 }

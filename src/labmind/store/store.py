@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from labmind.store.rows import (
+    DecisionRow,
     EventRow,
     ExperimentRow,
     LabRow,
     LineRow,
     RunRow,
+    decision_row,
     event_row,
     experiment_row,
     lab_row,
@@ -27,17 +29,18 @@ from labmind.store.rows import (
 )
 from labmind.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
-_JSON_COLUMNS = {"idea_json", "changed_files", "flags", "secondary", "settings_json"}
+_JSON_COLUMNS = {"idea_json", "changed_files", "flags", "secondary", "settings_json", "directive_json", "detail_json"}
 _EXPERIMENT_COLUMNS = {
     "line_id", "parent_id", "status", "brain", "idea_json", "base_commit", "commit_sha", "diff",
     "changed_files", "verdict", "reason", "metric", "metric_sd", "ci_low", "ci_high", "n_runs", "p_value",
-    "flags", "near_miss", "gpu_seconds", "brain_seconds", "error", "finished_at",
+    "flags", "near_miss", "gpu_seconds", "brain_seconds", "error", "finished_at", "analysis", "directive_json",
 }
 _RUN_COLUMNS = {
     "status", "slot", "token", "started_at", "ended_at", "exit_code", "outcome", "metric", "self_reported", "holdout",
     "secondary", "flags", "log_path", "log_tail", "sandbox",
 }
 _LAB_COLUMNS = {"baseline_id", "min_effect", "noise_sd", "settings_json"}
+_LINE_COLUMNS = {"name", "incumbent_id", "status", "direction", "note"}
 
 
 class StoreError(Exception):
@@ -157,20 +160,32 @@ class Store:
     def update_lab(self, **fields: Any) -> None:
         self._update("lab", _LAB_COLUMNS, None, fields)
 
-    def add_line(self, name: str, incumbent_id: int | None) -> int:
-        cur = self._exec("INSERT INTO lines(name, incumbent_id, created_at) VALUES (?, ?, ?)",
-                         (name, incumbent_id, time.time()))
+    def add_line(self, name: str, incumbent_id: int | None, direction: str = "") -> int:
+        cur = self._exec("INSERT INTO lines(name, incumbent_id, created_at, direction) VALUES (?, ?, ?, ?)",
+                         (name, incumbent_id, time.time(), direction))
+        return int(cur.lastrowid or 0)
+
+    def update_line(self, line_id: int, **fields: Any) -> None:
+        self._update("lines", _LINE_COLUMNS, line_id, fields)
+
+    def add_decision(self, kind: str, reason: str, *, line_id: int | None = None, other_line_id: int | None = None,
+                     experiment_id: int | None = None, detail: dict[str, Any] | None = None) -> int:
+        cur = self._exec(
+            "INSERT INTO decisions(at, kind, line_id, other_line_id, experiment_id, reason, detail_json) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), kind, line_id, other_line_id, experiment_id, reason, json.dumps(detail or {})))
         return int(cur.lastrowid or 0)
 
     def set_incumbent(self, line_id: int, experiment_id: int) -> None:
         self._exec("UPDATE lines SET incumbent_id = ? WHERE id = ?", (experiment_id, line_id))
 
     def add_experiment(self, *, kind: str, line_id: int | None, parent_id: int | None, brain: str,
-                       base_commit: str | None, status: str = "proposing") -> int:
+                       base_commit: str | None, status: str = "proposing",
+                       directive: dict[str, Any] | None = None) -> int:
         cur = self._exec(
-            "INSERT INTO experiments(kind, line_id, parent_id, brain, base_commit, status, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kind, line_id, parent_id, brain, base_commit, status, time.time()),
+            "INSERT INTO experiments(kind, line_id, parent_id, brain, base_commit, status, created_at, "
+            "directive_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (kind, line_id, parent_id, brain, base_commit, status, time.time(), json.dumps(directive or {})),
         )
         return int(cur.lastrowid or 0)
 
@@ -279,6 +294,44 @@ class Store:
             return [dict(r) for r in self._conn.execute(sql + " ORDER BY id", params)]
         except sqlite3.OperationalError:
             return []  # a store of schema 1 opened read-only: no reviews yet
+
+    def decisions(self) -> list[DecisionRow]:
+        try:
+            return [decision_row(r) for r in self._conn.execute("SELECT * FROM decisions ORDER BY id")]
+        except sqlite3.OperationalError:
+            return []  # an older store opened read-only
+
+    def llm_calls(self, *, experiment_id: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Recorded model calls, oldest first (without the full cached answers)."""
+        sql = ("SELECT id, at, spec, model, role, experiment_id, line_id, status, input_tokens, output_tokens, "
+               "cache_read_tokens, cache_write_tokens, cost_usd, latency_s, error, prompt, response FROM llm_calls")
+        params: list[Any] = []
+        if experiment_id is not None:
+            sql += " WHERE experiment_id = ?"
+            params.append(experiment_id)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        try:
+            return [dict(r) for r in self._conn.execute(sql, params)]
+        except sqlite3.OperationalError:
+            return []
+
+    def llm_totals(self) -> dict[str, Any]:
+        """Calls, tokens and dollars over the lab, by role; cached (re-used on resume) calls cost nothing."""
+        try:
+            rows = self._conn.execute(
+                "SELECT role, COUNT(*) AS calls, SUM(status = 'error') AS errors, SUM(status = 'cached') AS cached, "
+                "SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, "
+                "SUM(COALESCE(cost_usd, 0)) AS cost_usd, SUM(cost_usd IS NULL AND status = 'ok') AS unpriced "
+                "FROM llm_calls GROUP BY role ORDER BY role").fetchall()
+        except sqlite3.OperationalError:
+            rows = []
+        by_role = {r["role"]: {k: r[k] or 0 for k in r.keys() if k != "role"} for r in rows}  # noqa: SIM118
+        total = {k: sum(v[k] for v in by_role.values()) for k in
+                 ("calls", "errors", "cached", "input_tokens", "output_tokens", "cost_usd", "unpriced")}
+        return {"total": total, "by_role": by_role}
 
     def gpu_seconds(self) -> float:
         row = self._conn.execute("SELECT COALESCE(SUM(ended_at - started_at), 0) AS s FROM runs "

@@ -1,0 +1,55 @@
+"""Ask a model for a JSON object and get one back, or a clear failure.
+
+Schema-constrained output is requested (providers and servers that support it return valid JSON); the
+answer is still parsed defensively, because models without that support wrap JSON in prose or code
+fences. A broken answer is shown back to the model once with the parse error; after that the step fails.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from labmind.brains.base import BrainError
+from labmind.llm.base import CallContext, LLMClient, LLMError, Message
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def extract_json(text: str) -> dict[str, Any] | None:
+    """The first JSON object in `text`: the whole text, a fenced block, or the outermost {...}."""
+    candidates = [text.strip()]
+    candidates += [m.strip() for m in _FENCE.findall(text)]
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start:end + 1])
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def ask_json(client: LLMClient, prompt: str, *, system: str, schema: dict[str, Any], context: CallContext,
+             max_tokens: int = 4096, temperature: float | None = None, tries: int = 2) -> dict[str, Any]:
+    """One JSON object from the model, retried once with the parse error; BrainError when it never comes."""
+    messages = [Message(role="user", content=prompt)]
+    problem = ""
+    for _ in range(max(tries, 1)):
+        try:
+            answer = client.complete(messages, system=system, max_tokens=max_tokens, temperature=temperature,
+                                     json_schema=schema, context=context)
+        except LLMError as exc:
+            raise BrainError(f"{context.role}: the model call failed: {exc}") from exc
+        value = extract_json(answer.text)
+        if value is not None:
+            return value
+        problem = "the answer was not a JSON object" if answer.text.strip() else "the answer was empty"
+        messages += [Message(role="assistant", content=answer.text or "(empty)"),
+                     Message(role="user", content=f"That was not usable: {problem}. Answer again with only "
+                                                  "the JSON object the schema describes.")]
+    raise BrainError(f"{context.role}: {problem} after {tries} tries")
