@@ -251,10 +251,10 @@ class Editor:
         if not found:
             raise EditRefused(f"old text not found in {rel}. {_not_found_hint(text, old)}")
         if len(found) > 1:
-            where = ", ".join(str(line_of(text, i)) for i in found[:_SHOWN_MATCHES])
-            more = "…" if len(found) > _SHOWN_MATCHES else ""
+            lines = sorted({line_of(text, i) for i in found})
+            where = ", ".join(str(n) for n in lines[:_SHOWN_MATCHES]) + (", …" if len(lines) > _SHOWN_MATCHES else "")
             raise EditRefused(
-                f"old text occurs {len(found)} times in {rel} (starting at lines {where}{more}); "
+                f"old text occurs {len(found)} times in {rel} (on lines {where}); "
                 "include more surrounding lines so it matches exactly once"
             )
         start = found[0]
