@@ -88,7 +88,14 @@ class CallContext:
 
 
 class LLMError(Exception):
-    """A model call failed for good (after the SDK's retries); the step that made it fails cleanly."""
+    """A model call failed for good (after the SDK's retries); the step that made it fails cleanly.
+
+    `status` is the provider's HTTP status when it answered with an error, else None (network, timeout).
+    """
+
+    def __init__(self, message: str = "", *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class LLMBudgetExceeded(LLMError):

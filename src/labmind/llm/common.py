@@ -1,0 +1,130 @@
+"""What both SDK-backed providers share: turning SDK exceptions into LLMError, and reading tool arguments.
+
+Both official SDKs come from the same generator and have the same exception tree (APIStatusError,
+APIConnectionError, APITimeoutError, APIResponseValidationError under a base error), so one translator
+serves both; it is handed the SDK module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, TypeVar
+
+from labmind.llm.base import LLMBadResponse, LLMError, Message, ToolCall
+
+T = TypeVar("T")
+
+_RETRYABLE = {408, 409, 429}
+_HINTS = {
+    401: "check the API key (environment variable or config file)",
+    403: "the key lacks access to this model or feature",
+    404: "check the model name in the brain spec",
+}
+
+
+def call_sdk(fn: Callable[[], T], *, sdk: ModuleType, provider: str, max_retries: int) -> T:
+    """Run one SDK request (which retries by itself) and turn what can go wrong into LLMError."""
+    try:
+        return fn()
+    except sdk.APIResponseValidationError as e:
+        raise LLMBadResponse(f"{provider} answered with a body that does not fit the API: {e}") from e
+    except sdk.APIStatusError as e:
+        raise LLMError(_status_message(e, provider, max_retries), status=e.status_code) from e
+    except sdk.APITimeoutError as e:
+        raise LLMError(f"{provider} request timed out (after up to {max_retries} retries)") from e
+    except sdk.APIConnectionError as e:
+        cause = f": {e.__cause__}" if e.__cause__ else ""
+        raise LLMError(f"cannot reach {provider} (after up to {max_retries} retries){cause}") from e
+    except json.JSONDecodeError as e:
+        # The SDK decodes the body itself; a JSON-typed body that does not parse surfaces here.
+        raise LLMBadResponse(f"{provider} answered with a body that is not valid JSON: {e}") from e
+    except sdk_base_error(sdk) as e:
+        raise LLMError(f"{provider} client error: {e}") from e
+
+
+def sdk_base_error(sdk: ModuleType) -> type[Exception]:
+    return getattr(sdk, "AnthropicError", None) or sdk.OpenAIError
+
+
+def _status_message(e: Any, provider: str, max_retries: int) -> str:
+    status = e.status_code
+    detail = _provider_message(e.body) or str(getattr(e, "message", "")) or "no message"
+    parts = [f"{provider} answered HTTP {status}: {detail}"]
+    request_id = e.response.headers.get("request-id") or e.response.headers.get("x-request-id")
+    if request_id:
+        parts.append(f"(request id {request_id})")
+    if status in _RETRYABLE or status >= 500:
+        parts.append(f"after up to {max_retries} retries")
+    if status in _HINTS:
+        parts.append(f"- {_HINTS[status]}")
+    return " ".join(parts)
+
+
+def _provider_message(body: object) -> str:
+    # Anthropic: {"type": "error", "error": {"type": ..., "message": ...}}; OpenAI: {"error": {"message": ...}}.
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            message, kind = err.get("message"), err.get("type")
+            if isinstance(message, str) and message:
+                return f"{message} [{kind}]" if isinstance(kind, str) and kind else message
+        elif isinstance(err, str):
+            return err
+    if isinstance(body, str):
+        return body[:500]
+    return ""
+
+
+def parse_arguments(raw: str) -> dict[str, Any] | None:
+    """A tool call's arguments as a dict, or None when `raw` is not a JSON object (the caller keeps `raw`)."""
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def tool_call(call_id: str, name: str, raw: Any) -> ToolCall:
+    """A ToolCall from a wire value that is a JSON string (OpenAI) or already an object (Anthropic)."""
+    if isinstance(raw, dict):
+        return ToolCall(id=call_id, name=name, arguments=raw, raw_arguments=json.dumps(raw))
+    text = raw if isinstance(raw, str) else json.dumps(raw)
+    return ToolCall(id=call_id, name=name, arguments=parse_arguments(text), raw_arguments=text)
+
+
+def require(condition: bool, provider: str, what: str) -> None:
+    """Raise LLMBadResponse unless a response has the shape the API promises."""
+    if not condition:
+        raise LLMBadResponse(f"{provider} answered with an unusable completion: {what}")
+
+
+def arguments_text(call: ToolCall) -> str:
+    """The arguments to send back to a provider: what the model wrote, else the parsed dict as JSON."""
+    if call.raw_arguments:
+        return call.raw_arguments
+    return json.dumps(call.arguments or {})
+
+
+def check_messages(messages: list[Message]) -> None:
+    """Reject conversations no provider can take, with the fix in the message (a caller's bug, not an API error)."""
+    if not messages:
+        raise ValueError("complete() needs at least one message; pass [Message(role='user', content=...)]")
+    for i, m in enumerate(messages):
+        if not isinstance(m, Message):
+            raise ValueError(f"messages[{i}] is a {type(m).__name__}, not a labmind.llm.base.Message")
+        if m.role == "tool" and not m.tool_call_id:
+            raise ValueError(
+                f"messages[{i}] is a tool result without tool_call_id; set it to the ToolCall.id it answers"
+            )
+        if m.role != "assistant" and m.tool_calls:
+            raise ValueError(f"messages[{i}] has role {m.role!r} but carries tool_calls; only assistant turns may")
+
+
+def count(value: object, provider: str, what: str, *, optional: bool = False) -> int:
+    """A token count from a response: a non-negative int; a missing optional count is 0."""
+    if value is None and optional:
+        return 0
+    require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, provider, f"{what} is {value!r}")
+    return value  # type: ignore[return-value]
