@@ -296,8 +296,10 @@ _SEARCH = re.compile(r"^\s*<{5,9}\s*SEARCH\s*$")
 _DIVIDER = re.compile(r"^\s*={5,9}\s*$")
 _REPLACE = re.compile(r"^\s*>{5,9}\s*REPLACE\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
-#: Decoration models put around a path line: markdown emphasis, quotes, a "File:" label, a heading mark.
-_PATH_DECORATION = re.compile(r"^(?:#+\s*)?(?:(?:file|path)\s*:\s*)?", re.IGNORECASE)
+_HEADING = re.compile(r"^#+\s*")
+_LABEL = re.compile(r"^(?:file|path)\s*:\s*", re.IGNORECASE)
+#: Characters models wrap a path line in: markdown emphasis and code, quotes.
+_WRAPPING = "`*\"' "
 
 
 @dataclass(frozen=True)
@@ -308,8 +310,10 @@ class Block:
 
 
 def _clean_path(line: str) -> str:
-    text = _PATH_DECORATION.sub("", line.strip())
-    return text.strip().strip("`*\"'").rstrip(":").strip()
+    """The path in a decorated path line: `### `a.py`:`, `**File: a.py**` and `'a.py'` all give a.py."""
+    text = _HEADING.sub("", line.strip()).strip(_WRAPPING)
+    text = _LABEL.sub("", text)
+    return text.rstrip(":").strip(_WRAPPING)
 
 
 def _joined(lines: list[str]) -> str:
@@ -340,7 +344,7 @@ def parse_blocks(text: str) -> list[Block | str]:
             found.append(f"block {number}: no file path on the line before '<<<<<<< SEARCH'")
         else:
             found.append(Block(path, _joined(lines[i + 1 : divider]), _joined(lines[divider + 1 : end])))
-            previous_path = path
+        previous_path = path  # a following block without a path line edits the same file (or has none)
         i = end + 1
     return found
 
