@@ -7,12 +7,16 @@ Specs:
                           presets: a coding agent CLI driven headless with the plain-text prompt in
                           $LABMIND_PROMPT. They call hosted models, so they always run with network on and
                           the user's environment (API keys) passed through, whatever `network` says.
+  agent[:claim=10m,submit=2h]
+                          an interactive agent drives the lab through `labmind agent`/`labmind mcp`
+                          (see labmind.brains.agent)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from labmind.brains.agent import make_agent_brain
 from labmind.brains.base import Brain
 from labmind.brains.command import DEFAULT_TIMEOUT_S, EDITABLE_PLACEHOLDER, CommandBrain, SandboxLike
 from labmind.brains.knobs import KnobsBrain
@@ -45,7 +49,7 @@ PRESET_STATE: dict[str, tuple[str, ...]] = {
     "aider": ("~/.aider",),
 }
 
-VALID_SPECS = ("knobs", "command:<shell command>", *PRESETS)
+VALID_SPECS = ("knobs", "command:<shell command>", *PRESETS, "agent[:claim=DURATION,submit=DURATION]")
 
 
 class UnknownBrain(ValueError):
@@ -74,6 +78,8 @@ def make_brain(
     spec = spec.strip()
     if spec == "knobs":
         return KnobsBrain(task, seed=seed, anchor_dir=task_dir)
+    if spec == "agent" or spec.startswith("agent:"):
+        return make_agent_brain(spec, task_dir)
 
     def command_brain(command: str, *, network: bool, name: str, preset: bool) -> CommandBrain:
         return CommandBrain(

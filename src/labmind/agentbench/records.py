@@ -1,0 +1,80 @@
+"""Experiments as agents read them: verdict and why, metric with spread and CI, flags, idea, who made it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labmind.agentbench.inbox import OfferState
+from labmind.store import ExperimentRow
+from labmind.verdicts import MEANING, Verdict
+
+#: Experiment states as agents see them, from offer to verdict.
+STATES = ("open", "claimed", "submitted", "running", "done", "failed", "withdrawn")
+
+
+def agent_of(row: ExperimentRow) -> str | None:
+    agent = row.idea.params.get("_agent")
+    return str(agent) if agent else None
+
+
+def state_of(row: ExperimentRow | None, offer: OfferState | None) -> str:
+    """One word for where an experiment stands (see STATES)."""
+    if row is not None and row.verdict is not None:
+        return "done"
+    if row is not None and row.status == "failed":
+        return "failed"
+    if row is not None and row.status == "testing":
+        return "running"
+    if offer is None:
+        return "open" if row is None else "withdrawn"
+    if offer.status == "closed":
+        # The lab took the answer (an idea or an abandonment) and is recording it, or gave the offer up.
+        return "withdrawn" if offer.closed and offer.closed.outcome == "withdrawn" else "submitted"
+    return offer.status
+
+
+def is_final(state: str) -> bool:
+    return state in ("done", "failed", "withdrawn")
+
+
+def experiment_record(row: ExperimentRow, by_id: dict[int, ExperimentRow], offer: OfferState | None = None
+                      ) -> dict[str, Any]:
+    """An experiment with everything an agent needs to learn from it."""
+    parent = by_id.get(row.parent_id) if row.parent_id is not None else None
+    delta = None
+    if row.metric is not None and parent is not None and parent.metric is not None:
+        delta = row.metric - parent.metric
+    meaning = MEANING[Verdict(row.verdict)] if row.verdict in {v.value for v in Verdict} else None
+    state = state_of(row, offer)
+    claim = offer.claim if offer is not None and offer.claim is not None and not offer.claim.withdrawn else None
+    return {
+        "id": row.id,
+        "line": row.line_id,
+        "parent": row.parent_id,
+        "state": state,
+        "final": is_final(state),
+        "verdict": row.verdict,
+        "meaning": meaning,
+        "reason": row.reason,
+        "error": row.error or (offer.withdrawn_reason if offer is not None and state == "withdrawn" else None),
+        "metric": row.metric,
+        "sd": row.metric_sd,
+        "ci": [row.ci_low, row.ci_high],
+        "n_runs": row.n_runs,
+        "p_value": row.p_value,
+        "flags": row.flags,
+        "near_miss": row.near_miss,
+        "parent_metric": parent.metric if parent is not None else None,
+        "delta_vs_parent": delta,
+        "idea": {k: v for k, v in row.idea.to_dict().items() if k != "params"},
+        "agent": agent_of(row) or (claim.agent if claim is not None else None),
+        "changed_files": row.changed_files,
+    }
+
+
+def past_with_ci(past: dict[str, Any], by_id: dict[int, ExperimentRow]) -> dict[str, Any]:
+    """A brief's PastExperiment dict with its 95% CI and p-value from the store, when the store has them."""
+    row = by_id.get(int(past.get("id", -1)))
+    if row is None:
+        return past
+    return {**past, "ci": [row.ci_low, row.ci_high], "p_value": row.p_value, "agent": agent_of(row)}
