@@ -11,6 +11,7 @@ Per-problem results come from each lab's own store (`labmind status --json`): th
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def allocate(headroom: dict[str, float], budget_s: float, min_share_s: float) ->
 
 
 def _labmind(args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "labmind.cli.main", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "labmind.packs.kernels.labcli", *args], capture_output=True, text=True,
                           timeout=timeout, check=False)
 
 
@@ -78,8 +79,11 @@ def lab_summary(task: Path) -> dict[str, Any]:
 
 
 def run_campaign(root: Path, budget_s: float, *, brain: str = "knobs", sandbox: str = "auto",
-                 min_share_s: float = 60.0, max_experiments: int | None = None, log: Any = print) -> list[ProblemRow]:
+                 min_share_s: float = 60.0, max_experiments: int | None = None, only: list[str] | None = None,
+                 log: Any = print) -> list[ProblemRow]:
     manifest = json.loads((root / "campaign.json").read_text())
+    if only:
+        manifest["tasks"] = [t for t in manifest["tasks"] if any(fnmatch.fnmatch(t["name"], p) for p in only)]
     baseline = json.loads((root / "baseline.json").read_text()) if (root / "baseline.json").exists() else {}
     rows = {t["name"]: ProblemRow(t["name"], t["suite"], baseline.get(t["name"], {}).get("sol_score"),
                                   baseline.get(t["name"], {}).get("speedup")) for t in manifest["tasks"]}

@@ -87,6 +87,7 @@ def campaign(
     sandbox: str = typer.Option("auto", help="Sandbox for every lab: auto, bwrap or none."),
     min_share: str = typer.Option("60s", help="Problems whose budget share would be smaller are not run."),
     max_experiments: int = typer.Option(None, help="Cap on experiments per lab."),
+    only: list[str] = typer.Option(None, "--only", help="Task-name globs to include, e.g. 'kb-*'."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run labs over the tasks under one budget, most time to the problems with the most headroom."""
@@ -100,7 +101,7 @@ def campaign(
     except ValueError as exc:
         fail(f"{exc}: use e.g. --budget 30m --min-share 60s")
     rows = run_campaign(root, budget_s, brain=brain, sandbox=sandbox, min_share_s=min_s,
-                        max_experiments=max_experiments, log=console.print)
+                        max_experiments=max_experiments, only=only or None, log=console.print)
     gpu = json.loads((root / "peaks.json").read_text())["gpu"]
     text, summary = report(rows, gpu)
     (root / "campaign.md").write_text(text)
