@@ -20,6 +20,8 @@ from labmind.brains.agent import make_agent_brain
 from labmind.brains.base import Brain
 from labmind.brains.command import DEFAULT_TIMEOUT_S, EDITABLE_PLACEHOLDER, CommandBrain, SandboxLike
 from labmind.brains.knobs import KnobsBrain
+from labmind.brains.llm.brain import LLMBrain
+from labmind.brains.llm.clients import LLMClients, is_llm_spec
 from labmind.task.model import Task
 
 #: Agent presets. The prompt tells the agent to write its idea JSON to $LABMIND_IDEA.
@@ -67,17 +69,24 @@ def make_brain(
     transcript_dir: Path | None = None,
     hidden: list[Path] | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    llm: LLMClients | None = None,
+    ideas_model: str | None = None,
+    max_repairs: int = 2,
 ) -> Brain:
     """Build the brain a spec names.
 
     Optional extras: `task_dir`, the task directory with the baseline's code (anchors the knobs brain's
     search space; recommended on resume); `transcript_dir`, where command brains save exp-<id>.log;
     `hidden`, paths command brains must not see (e.g. the lab's .labmind directory); `timeout_s` for
-    command brains.
+    command brains; `llm` (the lab's model clients), `ideas_model` and `max_repairs` for the llm brain.
     """
     spec = spec.strip()
     if spec == "knobs":
         return KnobsBrain(task, seed=seed, anchor_dir=task_dir)
+    if is_llm_spec(spec):
+        llm = llm or LLMClients()
+        return LLMBrain(task, implementer=llm.get(spec), thinker=llm.get(ideas_model) if ideas_model else None,
+                        sandbox=sandbox, hidden=hidden or [], transcript_dir=transcript_dir, max_repairs=max_repairs)
     if spec == "agent" or spec.startswith("agent:"):
         return make_agent_brain(spec, task_dir)
 

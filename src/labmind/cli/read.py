@@ -42,6 +42,7 @@ def experiment_dict(exp: ExperimentRow, store: Store | None = None, *, with_diff
         "near_miss": exp.near_miss, "idea": exp.idea.to_dict(), "brain": exp.brain, "commit": exp.commit_sha,
         "changed_files": exp.changed_files, "slot_seconds": exp.gpu_seconds, "brain_seconds": exp.brain_seconds,
         "error": exp.error, "created_at": exp.created_at, "finished_at": exp.finished_at,
+        "analysis": exp.analysis, "directive": {k: v for k, v in exp.directive.items() if k != "diff"},
     }
     if with_diff:
         out["diff"] = exp.diff
@@ -54,6 +55,10 @@ def experiment_dict(exp: ExperimentRow, store: Store | None = None, *, with_diff
              "sandbox": r.sandbox, "requeued_from": r.requeued_from}
             for r in store.runs_of(exp.id)
         ]
+        calls = store.llm_calls(experiment_id=exp.id)
+        out["llm"] = {"calls": len(calls), "input_tokens": sum(c["input_tokens"] for c in calls),
+                      "output_tokens": sum(c["output_tokens"] for c in calls),
+                      "cost_usd": sum(c["cost_usd"] or 0.0 for c in calls if c["status"] != "cached")}
     return out
 
 
@@ -123,6 +128,15 @@ def show(exp: int = typer.Argument(..., help="Experiment id (see `labmind log`).
             console.print(f"  {label}: {escape(text)}")
     console.print(f"  metric:  {metric_text(row)} (n={row.n_runs}, 95% CI {fmt(row.ci_low)}..{fmt(row.ci_high)})"
                   + (f", p={row.p_value:.3g}" if row.p_value is not None else ""))
+    if row.directive:
+        console.print(f"  asked:   {row.directive.get('kind')} (of exp "
+                      f"{row.directive.get('of', row.directive.get('with'))})")
+    if row.analysis:
+        console.print(f"  lesson:  {escape(row.analysis)}")
+    if data["llm"]["calls"]:
+        llm = data["llm"]
+        console.print(f"  llm:     {llm['calls']} calls, {llm['input_tokens']} in / {llm['output_tokens']} out "
+                      f"tokens, ${llm['cost_usd']:.4f}; `labmind calls --experiment {row.id}`")
     if row.flags:
         console.print(f"  flags:   {escape('; '.join(row.flags))}")
     console.print(f"  files:   {', '.join(row.changed_files) or '–'}   commit {row.commit_sha or '–'}")
@@ -144,3 +158,35 @@ def diff(exp: int = typer.Argument(..., help="Experiment id."), task_dir: Path =
         print_json({"id": row.id, "base_commit": row.base_commit, "commit": row.commit_sha, "diff": row.diff or ""})
         return
     sys.stdout.write(row.diff or f"(experiment {row.id} has no diff)\n")
+
+
+def calls(task_dir: Path = TaskDirArg,
+          experiment: int = typer.Option(None, help="Only this experiment's calls."),
+          full: bool = typer.Option(False, "--full", help="Print each call's prompt and response (truncated as "
+                                                          "stored)."),
+          json_out: bool = JsonOpt) -> None:
+    """The lab's LLM calls: role, model, tokens, dollars, latency; totals by role."""
+    with read_store(task_dir) as (store, _):
+        rows = store.llm_calls(experiment_id=experiment)
+        totals = store.llm_totals()
+    if json_out:
+        print_json({"calls": rows, "totals": totals})
+        return
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, title=f"{len(rows)} LLM call(s)")
+    for name in ("id", "exp", "role", "model", "status", "in", "out", "cost $", "seconds"):
+        table.add_column(name, no_wrap=True)
+    for c in rows:
+        cost = "–" if c["cost_usd"] is None else f"{c['cost_usd']:.4f}"
+        table.add_row(str(c["id"]), "–" if c["experiment_id"] is None else str(c["experiment_id"]), c["role"],
+                      escape(c["model"]), c["status"], str(c["input_tokens"]), str(c["output_tokens"]), cost,
+                      f"{c['latency_s']:.1f}")
+    console.print(table)
+    if full:
+        for c in rows:
+            console.print(f"[bold]call {c['id']}[/] ({c['role']}, {escape(c['model'])}, {c['status']})")
+            console.print(escape(c["prompt"]), highlight=False)
+            console.print("[bold]→[/] " + escape(c["response"] or c["error"] or ""), highlight=False)
+    t = totals["total"]
+    unpriced = f", {t['unpriced']} without a known price" if t["unpriced"] else ""
+    console.print(f"total: {t['calls']} calls ({t['cached']} re-used from the store, {t['errors']} failed), "
+                  f"{t['input_tokens']} input + {t['output_tokens']} output tokens, ${t['cost_usd']:.4f}{unpriced}")

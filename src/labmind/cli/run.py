@@ -104,8 +104,19 @@ def summary(status: dict[str, Any], stats: Any, n_slots: int, output: str) -> No
 
 def run(
     task_dir: Path = TaskDirArg,
-    brain: str = typer.Option(None, help="knobs (default, no LLM) | command:<shell command> | claude-code | "
-                                         "codex | aider"),
+    brain: str = typer.Option(None, help="knobs (default, no LLM) | anthropic:MODEL | openai:MODEL | "
+                                         "openai-compatible:MODEL@URL | command:<shell command> | claude-code | "
+                                         "codex | aider | agent"),
+    ideas_model: str = typer.Option(None, help="LLM brain: model for ideas, reflections and the director "
+                                               "(default: the --brain model)."),
+    review_model: str = typer.Option(None, help="The guard's LLM auditor (can only flag), e.g. "
+                                                "anthropic:claude-opus-4-1. Off by default."),
+    llm_budget_usd: float = typer.Option(None, help="Hard cap on the lab's LLM spending, in US dollars."),
+    llm_tokens_per_experiment: int = typer.Option(None, help="Hard cap on LLM tokens spent on one experiment."),
+    max_repairs: int = typer.Option(None, min=0, help="Repair attempts per crashed experiment (llm brain; "
+                                                      "default 2)."),
+    director_every: int = typer.Option(None, min=1, help="Verdicts between the director's reviews of the "
+                                                         "lines (default: 2 × active lines)."),
     max_experiments: int = typer.Option(None, min=0, help="Stop proposing after this many experiments in the lab."),
     budget: str = typer.Option(None, help="Wall-clock budget for this session, e.g. 30m or 2h."),
     gpus: str = typer.Option(None, help="GPUs to use, e.g. 0,1,2,3 (default: all that nvidia-smi reports)."),
@@ -135,7 +146,10 @@ def run(
     flags = {"edit": edit, "protect": protect, "command": command, "metric": metric, "goal": goal,
              "timeout": timeout, "gpus_per_run": gpus_per_run, "setup": setup}
     given = {"brain": brain, "max_experiments": max_experiments, "budget_s": budget_s, "lines": lines,
-             "policy": policy, "sandbox": sandbox, "brain_network": brain_network, "seed": seed}
+             "policy": policy, "sandbox": sandbox, "brain_network": brain_network, "seed": seed,
+             "ideas_model": ideas_model, "review_model": review_model, "llm_budget_usd": llm_budget_usd,
+             "llm_tokens_per_experiment": llm_tokens_per_experiment, "max_repairs": max_repairs,
+             "director_every": director_every}
     output = "json" if json_out else "plain" if plain else "live"
     execute(task_dir, flags=flags, given=given, gpus=gpus, slots=slots, output=output, require_existing=False)
 
@@ -148,6 +162,8 @@ def resume(
     gpus: str = typer.Option(None, help="GPUs to use, e.g. 0,1."),
     slots: int = typer.Option(None, help="CPU slots for CPU tasks."),
     sandbox: str = typer.Option(None, help="auto | bwrap | none"),
+    llm_budget_usd: float = typer.Option(None, help="Raise or lower the lab's LLM spending cap (US dollars)."),
+    review_model: str = typer.Option(None, help="Turn on (or change) the guard's LLM auditor."),
     plain: bool = typer.Option(False, "--plain", help="One line per event."),
     json_out: bool = typer.Option(False, "--json", help="JSON lines."),
 ) -> None:
@@ -156,6 +172,7 @@ def resume(
         budget_s = parse_duration(budget) if budget else None
     except ValueError as exc:
         fail(f"--budget: {exc}")
-    given = {"brain": brain, "max_experiments": max_experiments, "budget_s": budget_s, "sandbox": sandbox}
+    given = {"brain": brain, "max_experiments": max_experiments, "budget_s": budget_s, "sandbox": sandbox,
+             "llm_budget_usd": llm_budget_usd, "review_model": review_model}
     output = "json" if json_out else "plain" if plain else "live"
     execute(task_dir, flags={}, given=given, gpus=gpus, slots=slots, output=output, require_existing=True)

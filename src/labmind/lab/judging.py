@@ -205,6 +205,7 @@ class Judging:
             self.announce_promotion(exp)
         if exp.kind == "candidate":
             self.brain.learn(exp.past())
+            self.after_verdict(exp)  # type: ignore[attr-defined]  (Steering, mixed into Lab)
 
     def announce_promotion(self, exp: ExperimentRow) -> None:
         lab = self.store.lab()

@@ -28,6 +28,7 @@ from labmind.lab.judging import PROTECTED_FLAG, Judging
 from labmind.lab.paths import LabPaths
 from labmind.lab.review import ReviewError, apply_review, take_posted
 from labmind.lab.settings import LabSettings
+from labmind.lab.steering import Steering
 from labmind.lab.views import best_experiment, brain_context, search_view
 from labmind.search.base import Policy
 from labmind.store import ExperimentRow, RunRow, Store, StoreError
@@ -90,17 +91,20 @@ class Proposal:
     findings: list[Finding] = field(default_factory=list)  # the guard's scope and static findings
 
 
-class Lab(Judging):
-    """The lab loop: start-up, the scheduler's proposals and runs. Judging lives in `Judging`."""
+class Lab(Judging, Steering):
+    """The lab loop: start-up, the scheduler's proposals and runs. Judging lives in `Judging`; repairs,
+    reflections and the director in `Steering`."""
 
     def __init__(self, *, paths: LabPaths, task: Task, repo: gitops.RepoInfo, store: Store, executor: Executor,
                  brain: Brain, policy: Policy, settings: LabSettings, reporter: Reporter,
-                 protected_digest: dict[str, str], brief_text: str = "") -> None:
+                 protected_digest: dict[str, str], brief_text: str = "", auditor: Any = None) -> None:
         self.paths, self.task, self.repo, self.store = paths, task, repo, store
         self.executor, self.brain, self.policy, self.settings = executor, brain, policy, settings
         self.reporter = reporter
         self.protected_digest = protected_digest
         self.brief_text = brief_text
+        self.auditor = auditor  # the guard's LLM reviewer (layer 6), when --review-model is set
+        self.since_director = 0  # candidate verdicts since the director last reviewed the lines
         self.slots = list(executor.slots)
         self.free: list[Slot] = list(self.slots)
         self.reserved = 0  # slots held for proposals in flight (sequential mode only)
@@ -258,6 +262,7 @@ class Lab(Judging):
         for row in sorted(self.rows.values(), key=lambda r: r.id):
             if row.status == "done" and (row.kind == "baseline" or row.verdict):
                 self.brain.learn(row.past())
+        self.resume_reflections()
         for row in list(self.rows.values()):
             self.advance(row.id)
         for row in list(self.rows.values()):
@@ -328,6 +333,8 @@ class Lab(Judging):
             if self.reserved:
                 self.reserved -= 1
             self.finish_proposal(ident, fut)
+        elif kind in ("reflect", "direct"):
+            self.finish_aux(kind, ident, fut)
         else:
             assert slot is not None
             self.free.append(slot)
@@ -357,7 +364,11 @@ class Lab(Judging):
     def start_proposals(self) -> None:
         if not self.store.lines():
             return
-        while self.may_propose():
+        while True:
+            # Requested experiments (repairs, combinations) were counted when they were requested.
+            pending = self.pending_directive()
+            if not (self.may_propose(count_only=False) if pending else self.may_propose()):
+                return
             if self.settings.prefetch:
                 # Keep `lookahead` proposals ready beyond what free slots will take right now.
                 ready = self.proposals_in_flight() + self.queued_screens()
@@ -368,7 +379,10 @@ class Lab(Judging):
                 if len(self.free) - self.reserved <= 0 or self.store.runs(status="queued"):
                     return
                 self.reserved += 1
-            self.new_proposal()
+            if pending is not None:
+                self.launch_proposal(pending.id)
+            else:
+                self.new_proposal()
 
     def new_proposal(self) -> None:
         rows = list(self.rows.values())
@@ -387,7 +401,7 @@ class Lab(Judging):
         ctx = brain_context(
             self.store, list(self.rows.values()), self.task, experiment_id=exp_id, line_id=exp.line_id,
             parent_id=exp.parent_id, min_effect=self.min_effect(), task_dir_in_worktree=self.task_dir_in(worktree),
-            brief_text=self.brief_text)
+            brief_text=self.brief_text, directive=exp.directive)
         fut = asyncio.wrap_future(self.pool.submit(self.propose_work, exp, ctx, worktree))
         self.tasks[fut] = ("proposal", exp_id, None)
 
@@ -406,6 +420,9 @@ class Lab(Judging):
             problem = digest_mismatch(self.protected_digest,
                                       digest(self.task_dir_in(worktree), self.task.task.protected))
             findings = self.static_findings(worktree, base, snap) if snap.commit else []
+            if self.auditor is not None and snap.commit and problem is None:
+                findings += self.auditor.audit(self.task, idea, snap.diff, experiment_id=exp.id,
+                                               line_id=exp.line_id, notes=self.transcript_tail(exp.id))
             # The snapshot left the worktree exactly at the new commit: the screening run can use it
             # as is, which keeps worktree creation off the slot's critical path.
             keep = snap.commit is not None and problem is None

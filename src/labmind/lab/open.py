@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from labmind.brains.base import Brain
+from labmind.brains.llm.clients import LLMClients, is_llm_spec
 from labmind.brains.registry import make_brain
 from labmind.execute.local import LocalExecutor
 from labmind.execute.sandbox import resolve_sandbox
 from labmind.execute.slots import plan_slots
+from labmind.guard.audit import Auditor
 from labmind.lab.loop import Lab, LabError, Reporter, hidden_paths
 from labmind.lab.paths import LabPaths
 from labmind.lab.settings import LabSettings
 from labmind.search import POLICIES, make_policy
 from labmind.store import LabLock, Store
+from labmind.store.calls import StoreCallLog
 from labmind.task import Task, load_task
 from labmind.workspace import git as gitops
 from labmind.workspace.scope import digest
@@ -65,6 +68,16 @@ def validate_settings(settings: LabSettings) -> None:
         raise LabError(f"unknown policy {settings.policy!r}; choose one of: {', '.join(POLICIES)}")
     if settings.sandbox not in ("auto", "bwrap", "none"):
         raise LabError(f"--sandbox must be auto, bwrap or none, got {settings.sandbox!r}")
+    for name, spec in (("--ideas-model", settings.ideas_model), ("--review-model", settings.review_model)):
+        if spec and not is_llm_spec(spec):
+            raise LabError(f"{name} needs a model spec such as anthropic:claude-sonnet-4-5, openai:gpt-5 or "
+                           f"openai-compatible:MODEL@http://HOST:PORT/v1, got {spec!r}")
+    if settings.llm_budget_usd is not None and settings.llm_budget_usd < 0:
+        raise LabError(f"--llm-budget-usd must be 0 or more, got {settings.llm_budget_usd}")
+    if settings.llm_tokens_per_experiment is not None and settings.llm_tokens_per_experiment < 1:
+        raise LabError(f"--llm-tokens-per-experiment must be at least 1, got {settings.llm_tokens_per_experiment}")
+    if settings.max_repairs < 0:
+        raise LabError(f"--max-repairs must be 0 or more, got {settings.max_repairs}")
 
 
 def merge_settings(stored: dict[str, Any], given: dict[str, Any]) -> LabSettings:
@@ -79,13 +92,14 @@ SESSION_ONLY = ("budget_s",)
 
 def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], reporter: Reporter,
              gpus: list[int] | None, slots: int | None, require_existing: bool = False,
-             brain: Brain | None = None, session: dict[str, Any] | None = None) -> Opened:
+             brain: Brain | None = None, session: dict[str, Any] | None = None,
+             llm_factory: Any = None) -> Opened:
     """Open (or create) the lab in `task_dir`, holding its writer lock.
 
     `given` holds the options the user passed explicitly (None = not given); they are stored with the
     lab, except SESSION_ONLY ones and `session` overrides (e.g. `labmind check`'s "no experiments").
     Everything is validated before anything is written. `brain` replaces the one the settings name
-    (benchmarks use simulated brains).
+    (benchmarks use simulated brains). `llm_factory` replaces how model clients are built (tests).
     """
     task_dir = task_dir.resolve()
     paths = LabPaths(task_dir)
@@ -120,9 +134,16 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
         if sandbox_warning:
             warnings.append(sandbox_warning)
         executor = LocalExecutor(plan, sandbox)
+        llm = None
+        if is_llm_spec(settings.brain) or settings.review_model or settings.ideas_model:
+            llm = LLMClients(log=StoreCallLog(paths.db), budget_usd=settings.llm_budget_usd,
+                             tokens_per_experiment=settings.llm_tokens_per_experiment,
+                             **({"factory": llm_factory} if llm_factory else {}))
         brain = brain or make_brain(settings.brain, task, seed=settings.seed, network=settings.brain_network,
                                     sandbox=sandbox, task_dir=task_dir, transcript_dir=paths.transcripts,
-                                    hidden=hidden_paths(paths))
+                                    hidden=hidden_paths(paths), llm=llm, ideas_model=settings.ideas_model,
+                                    max_repairs=settings.max_repairs)
+        auditor = Auditor(llm.get(settings.review_model)) if llm and settings.review_model else None
         policy = make_policy(settings.policy, settings.seed)
         # Only now, with everything valid, does anything get written.
         if row is None:
@@ -137,7 +158,10 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
         if task.task.brief and (task_dir / task.task.brief).is_file():
             brief = (task_dir / task.task.brief).read_text(encoding="utf-8", errors="replace")
         lab = Lab(paths=paths, task=task, repo=repo, store=store, executor=executor, brain=brain, policy=policy,
-                  settings=settings, reporter=reporter, protected_digest=protected, brief_text=brief)
+                  settings=settings, reporter=reporter, protected_digest=protected, brief_text=brief,
+                  auditor=auditor)
+        if auditor is not None:
+            auditor.brief = brief
         return Opened(lab=lab, lock=lock, store=store, created=row is None, warnings=warnings)
     except BaseException:
         lock.release()

@@ -21,6 +21,14 @@ class LabSettings:
     prefetch: bool = True
     lookahead: int | None = None  # proposals prepared beyond free slots; default: one per slot
     max_brain_failures: int = 5  # consecutive failed proposals before the lab stops
+    #: LLM brains: the model for ideas, reflections and the director (default: the brain's own model),
+    #: the guard's auditor (layer 6; off when None), and hard spending caps.
+    ideas_model: str | None = None
+    review_model: str | None = None
+    llm_budget_usd: float | None = None
+    llm_tokens_per_experiment: int | None = None
+    max_repairs: int = 2  # repair attempts (child experiments) per crashed experiment, for brains that repair
+    director_every: int | None = None  # candidate verdicts between director reviews; default 2 × active lines
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

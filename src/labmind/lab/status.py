@@ -84,9 +84,14 @@ def lab_status(store: Store, paths: LabPaths) -> dict[str, Any]:
                 "status": line.status,
                 "incumbent": line.incumbent_id,
                 "metric": by_id[line.incumbent_id].metric if line.incumbent_id in by_id else None,
+                "direction": line.direction,
+                "note": line.note,
             }
             for line in store.lines()
         ],
         "running": running,
         "slot_hours": round(store.gpu_seconds() / 3600.0, 4),
+        "llm": store.llm_totals()["total"],
+        "decisions": [{"id": d.id, "kind": d.kind, "line": d.line_id, "other_line": d.other_line_id,
+                       "experiment": d.experiment_id, "reason": d.reason} for d in store.decisions()],
     }

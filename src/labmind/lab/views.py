@@ -66,7 +66,8 @@ def search_view(store: Store, rows: list[ExperimentRow], task: Task, min_effect:
 
 
 def brain_context(store: Store, rows: list[ExperimentRow], task: Task, *, experiment_id: int, line_id: int,
-                  parent_id: int, min_effect: float, task_dir_in_worktree, brief_text: str) -> BrainContext:
+                  parent_id: int, min_effect: float, task_dir_in_worktree, brief_text: str,
+                  directive: dict | None = None) -> BrainContext:
     by_id = {r.id: r for r in rows}
     baseline = next(r for r in rows if r.kind == "baseline")
     line = store.line(line_id)
@@ -82,5 +83,6 @@ def brain_context(store: Store, rows: list[ExperimentRow], task: Task, *, experi
         task=task, task_dir=task_dir_in_worktree, experiment_id=experiment_id, line_id=line_id,
         parent=by_id[parent_id].past(), incumbent=incumbent.past(), best=best.past(), baseline=baseline.past(),
         min_effect=min_effect, history=tuple(history), near_misses=tuple(near),
-        recent_failures=tuple(failures), brief_text=brief_text,
+        recent_failures=tuple(failures), brief_text=brief_text, direction=line.direction,
+        directive=directive or {},
     )

@@ -1,0 +1,50 @@
+"""Layer 6 of the guard: an LLM reviewer reads each proposed change against the task's rules.
+
+It can only flag: a flagged experiment that wins is held for a person (verdict `flagged`), never promoted;
+an unflagged one still goes through every other layer. When the reviewer cannot answer (API failure, no
+usable JSON), the experiment is flagged `audit_failed`, so a broken auditor never waves a change through.
+Use a different model from the implementer where possible (`--review-model`).
+"""
+
+from __future__ import annotations
+
+from labmind.brains.base import BrainError, Idea
+from labmind.brains.llm.jsonout import ask_json
+from labmind.brains.llm.state import task_values
+from labmind.brains.llm.templates import render
+from labmind.guard.findings import Finding, clip
+from labmind.llm.base import CallContext, LLMClient
+from labmind.task.model import Task
+
+DIFF_CHARS = 30_000
+NOTES_CHARS = 6_000
+SCHEMA = {
+    "type": "object",
+    "properties": {"flag": {"type": "boolean"}, "reason": {"type": "string"}},
+    "required": ["flag", "reason"],
+    "additionalProperties": False,
+}
+
+
+class Auditor:
+    def __init__(self, client: LLMClient, brief: str = "") -> None:
+        self.client = client
+        self.brief = brief
+        self.spec = getattr(client, "spec", "")
+
+    def audit(self, task: Task, idea: Idea, diff: str, *, experiment_id: int, line_id: int | None,
+              notes: str = "") -> list[Finding]:
+        idea_text = idea.title + (f" — {idea.hypothesis}" if idea.hypothesis else "")
+        prompt = render("audit", **task_values(task, 0.0, self.brief), idea=idea_text,
+                        notes=notes[:NOTES_CHARS], diff=diff[:DIFF_CHARS])
+        context = CallContext(role="audit", experiment_id=experiment_id, line_id=line_id)
+        try:
+            value = ask_json(self.client, prompt, system="", schema=SCHEMA, context=context, max_tokens=800)
+        except BrainError as exc:
+            return [Finding(rule="audit_failed", family="audit", severity="flag", path="-", line=None,
+                            evidence=clip(str(exc)), explanation="the LLM auditor could not review this change")]
+        reason = clip(str(value.get("reason") or "(no reason given)"))
+        if value.get("flag") is True:
+            return [Finding(rule="audit", family="audit", severity="flag", path="-", line=None, evidence=reason,
+                            explanation=f"the LLM auditor ({self.spec or 'reviewer'}) flagged this change")]
+        return []

@@ -1,0 +1,123 @@
+"""The whole llm brain in a real lab on examples/tiny-lm, with a scripted model behind the real Metered client:
+ideate → implement → run → repair → reflect → director, plus the guard's LLM auditor. Checks the recorded
+steps, calls, costs and verdicts, and that a resumed lab re-uses recorded calls instead of buying them."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from labmind.lab.open import open_lab
+from labmind.store import Store
+from .scripted_llm import DUPLICATE, ScriptedFactory
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tiny-lm"
+SPEC = "openai-compatible:scripted-coder@http://127.0.0.1:9/v1"
+AUDITOR = "openai-compatible:scripted-auditor@http://127.0.0.1:9/v1"
+
+
+class Quiet:
+    def event(self, kind: str, message: str) -> None:
+        pass
+
+    def tick(self, lab: object) -> None:
+        pass
+
+
+def make_task(root: Path) -> Path:
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".labmind", "model.npz", "__pycache__"))
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "t"]):
+        subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+    return root
+
+
+def run_lab(task: Path, factory: ScriptedFactory, **given: object) -> None:
+    settings = {"brain": SPEC, "review_model": AUDITOR, "sandbox": "none", "director_every": 2, "lines": 2,
+                **given}
+    opened = open_lab(task, flags={}, given=settings, reporter=Quiet(), gpus=None, slots=2, llm_factory=factory)
+    try:
+        asyncio.run(opened.lab.run())
+    finally:
+        opened.close()
+
+
+@pytest.mark.slow
+def test_llm_brain_runs_every_step_and_records_its_calls(tmp_path: Path) -> None:
+    task = make_task(tmp_path / "tiny-lm")
+    factory = ScriptedFactory()
+    run_lab(task, factory, max_experiments=6)
+    store = Store.open(task / ".labmind" / "lab.db", readonly=True)
+    rows = [r for r in store.experiments() if r.kind == "candidate"]
+    by_title = {r.idea.title: r for r in rows}
+
+    # ideate: the reworded duplicate of a tried idea never became an experiment.
+    assert DUPLICATE not in by_title
+    # implement + run: the learning-rate idea was measured and beat the baseline on fresh seeds.
+    lr = by_title["Raise the learning rate to 3e-3"]
+    assert lr.verdict == "improved", lr.reason
+    assert "LEARNING_RATE = 3e-3" in (lr.diff or "")
+    # repair: the crashing idea got a child experiment that fixed it.
+    crashed = by_title["Offset the seed by a learned bias"]
+    assert crashed.verdict == "crashed"
+    fixes = [r for r in rows if r.parent_id == crashed.id]
+    assert len(fixes) == 1 and fixes[0].directive["kind"] == "repair" and fixes[0].directive["of"] == crashed.id
+    assert fixes[0].idea.title == "fix: Offset the seed by a learned bias"
+    assert fixes[0].verdict not in ("crashed", None) and "+ 0" in (fixes[0].diff or "")
+    # reflect: every judged experiment has its lesson stored with it.
+    judged = [r for r in rows if r.verdict]
+    assert judged and all(r.analysis and r.analysis.startswith("The result matches") for r in judged)
+    # director: one explore decision applied (a new line with its direction), the bad retire refused.
+    decisions = store.decisions()
+    assert [(d.kind, d.detail.get("direction")) for d in decisions] == [("explore", "regularisation (weight decay)")]
+    new_line = store.line(decisions[0].line_id)
+    assert new_line.direction == "regularisation (weight decay)" and new_line.status == "active"
+    assert any("retire not applied: line 99" in e.message for e in store.events(limit=10_000))
+    # audit: the auditor's flag is on the experiment it flagged, and on no other.
+    wide = [r for r in rows if "HIDDEN = 256" in (r.diff or "")]
+    assert wide and all(any(f.startswith("audit:") for f in r.flags) for r in wide)
+    assert not any(f.startswith("audit:") for r in rows if r not in wide for f in r.flags)
+
+    # Every call is in the store with its role, model, tokens and (zero: a local server) cost.
+    calls = store.llm_calls()
+    roles = {c["role"] for c in calls}
+    assert {"ideate", "implement", "repair", "reflect", "director", "audit"} <= roles
+    assert all(c["status"] == "ok" and c["input_tokens"] > 0 and c["output_tokens"] > 0 for c in calls)
+    assert all(c["cost_usd"] == 0.0 for c in calls)
+    asked = sum(len(m.asked) for m in factory.models.values())
+    assert len(calls) == asked  # one recorded row per model call, none missing
+    assert {c["model"] for c in calls if c["role"] == "audit"} == {"scripted-auditor"}
+    totals = store.llm_totals()["total"]
+    assert totals["calls"] == len(calls) and totals["input_tokens"] == sum(c["input_tokens"] for c in calls)
+    store.close()
+
+
+@pytest.mark.slow
+def test_resume_reuses_recorded_calls_and_caps_stop_spending(tmp_path: Path) -> None:
+    task = make_task(tmp_path / "tiny-lm")
+    first = ScriptedFactory()
+    run_lab(task, first, max_experiments=2, director_every=100)
+    store = Store.open(task / ".labmind" / "lab.db")
+    # Forget one experiment's analysis: the resumed lab reflects again, and must get the answer from the store.
+    target = next(r for r in store.experiments() if r.kind == "candidate" and r.analysis)
+    store.update_experiment(target.id, analysis=None)
+    store.close()
+    second = ScriptedFactory()
+    run_lab(task, second, max_experiments=2, director_every=100)
+    assert sum(len(m.asked) for m in second.models.values()) == 0  # nothing bought again
+    store = Store.open(task / ".labmind" / "lab.db", readonly=True)
+    assert store.experiment(target.id).analysis
+    assert any(c["status"] == "cached" and c["role"] == "reflect" for c in store.llm_calls())
+    store.close()
+
+    # A per-experiment token cap smaller than one ideate prompt stops the brain cleanly: failed proposals
+    # with the reason recorded, no crash, and no call made past the cap.
+    capped = ScriptedFactory()
+    run_lab(task, capped, max_experiments=4, director_every=100, llm_tokens_per_experiment=1)
+    store = Store.open(task / ".labmind" / "lab.db", readonly=True)
+    failed = [r for r in store.experiments() if r.status == "failed"]
+    assert failed and all("budget" in (r.error or "").lower() or "cap" in (r.error or "").lower() for r in failed)
+    store.close()
