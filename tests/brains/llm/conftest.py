@@ -82,9 +82,7 @@ def _bwrap() -> Sandbox:
     return sandbox
 
 
-@pytest.fixture(
-    params=[pytest.param("none", id="none"), pytest.param("bwrap", id="bwrap", marks=pytest.mark.sandbox)]
-)
+@pytest.fixture(params=[pytest.param("none", id="none"), pytest.param("bwrap", id="bwrap", marks=pytest.mark.sandbox)])
 def sandbox(request: pytest.FixtureRequest) -> Sandbox:
     return Sandbox("none") if request.param == "none" else _bwrap()
 
@@ -92,4 +90,3 @@ def sandbox(request: pytest.FixtureRequest) -> Sandbox:
 @pytest.fixture
 def bwrap() -> Sandbox:
     return _bwrap()
-

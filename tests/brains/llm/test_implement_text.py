@@ -145,3 +145,15 @@ def test_parse_blocks_forms_and_errors() -> None:
         "block 4: no '=======' line after '<<<<<<< SEARCH' (was the answer cut off?)",
     ]
     assert parse_blocks("No blocks, just a summary.") == []
+
+
+def test_cut_off_answer_without_blocks_is_not_a_final_answer(worktree: Path) -> None:
+    block = "train.py\n<<<<<<< SEARCH\nSTEPS = 10\n=======\nSTEPS = 20\n>>>>>>> REPLACE\n"
+    client = ScriptedClient([
+        reply(text=block),
+        reply(text="Next I will also change model.py:\n\nmodel.py\n", stop_reason="max_tokens"),
+        reply(text="That is all: doubled the steps."),
+    ])  # fmt: skip
+    result = run(client, worktree)
+    assert client.requests[2].messages[-1].content.startswith("Your answer was cut off at the output limit")
+    assert result.reason == "finished" and result.steps == 3 and result.summary == "That is all: doubled the steps."

@@ -44,9 +44,10 @@ def test_multi_file_change_through_tools(worktree: Path) -> None:
     assert result.edited == ["lib/decay.py", "model.py", "train.py"]
     assert result.steps == 5 and result.tokens == 500
     assert (worktree / "train.py").read_text() == TRAIN.replace("LR = 0.1\n", "LR = 0.05\nWD = 0.01\n")
-    assert "def update(self, lr, wd=0.0):\n        self.w -= lr * self.w + lr * wd * self.w\n" in (
-        worktree / "model.py"
-    ).read_text()
+    assert (
+        "def update(self, lr, wd=0.0):\n        self.w -= lr * self.w + lr * wd * self.w\n"
+        in (worktree / "model.py").read_text()
+    )
     assert changed_files(worktree) == ["task/lib/decay.py", "task/model.py", "task/train.py"]
 
     results = client.tool_results()
@@ -187,7 +188,7 @@ def test_bad_arguments_and_unknown_tools(worktree: Path) -> None:
     errors = [m.content for m in results[:6]]
     assert all(m.is_error for m in results[:6])
     assert errors[0] == (
-        "the arguments of edit are not a valid JSON object ('{\"path\": \"train.py\", \"old\": \"LR = 0.1'); "
+        'the arguments of edit are not a valid JSON object (\'{"path": "train.py", "old": "LR = 0.1\'); '
         "send one JSON object with: path (string), old (string), new (string)"
     )
     assert errors[1] == "edit needs the argument 'new'; its arguments are: path (string), old (string), new (string)"
@@ -196,7 +197,7 @@ def test_bad_arguments_and_unknown_tools(worktree: Path) -> None:
     tools = "list_files, read_file, search, edit, write_file, finish"
     assert errors[4] == f"unknown tool 'run_check'; the tools are: {tools}"
     assert errors[5] == f"unknown tool 'shell'; the tools are: {tools}"
-    assert results[6].content == "train.py: lines 14-15 of 15\n    14\tif __name__ == \"__main__\":\n    15\t    main()"
+    assert results[6].content == 'train.py: lines 14-15 of 15\n    14\tif __name__ == "__main__":\n    15\t    main()'
     # A plain answer after an edit ends the loop (the text rule), with the answer as the summary.
     assert result.ok and result.reason == "finished" and result.summary == "I changed the learning rate to 0.3."
     assert result.edited == ["train.py"]

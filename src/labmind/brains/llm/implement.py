@@ -275,9 +275,7 @@ class _Loop:
         self.transcript.append(entry)
 
     def answer(self, call: ToolCall, result: ToolResult) -> None:
-        self.messages.append(
-            Message(role="tool", content=result.text, tool_call_id=call.id, is_error=result.is_error)
-        )
+        self.messages.append(Message(role="tool", content=result.text, tool_call_id=call.id, is_error=result.is_error))
         self.transcript.append(
             {"role": "tool", "step": self.steps, "id": call.id, "name": call.name, "is_error": result.is_error,
              "result": _clip(result.text)}
@@ -297,7 +295,8 @@ class _Loop:
     def tool_turn(self, calls: tuple[ToolCall, ...]) -> str | None:
         for call in calls:
             result, finished = self.call(call)
-            count = self.failed(_call_key(call)) if result.is_error else 0
+            # A refused finish is not a stuck loop: the model may finish with the same words after each fix.
+            count = self.failed(_call_key(call)) if result.is_error and call.name != "finish" else 0
             if count > 1:
                 result = ToolResult(result.text + REPEATED, is_error=True)
             self.answer(call, result)
@@ -333,6 +332,11 @@ class _Loop:
 
     def text_turn(self, completion: Completion) -> str | None:
         items = parse_blocks(completion.text)
+        if not items and completion.stop_reason == "max_tokens":
+            # Cut off before any block was complete: not a final answer, whatever it says so far.
+            self.say("Your answer was cut off at the output limit before any complete block: send fewer or "
+                     "smaller blocks.")  # fmt: skip
+            return None
         if not items:
             stop, message = self.try_finish(completion.text.strip())
             if stop is None:

@@ -265,7 +265,8 @@ class FileTools:
                 continue
             searched += 1
             for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-                if regex.search(line):
+                # Only the start of very long lines: bounds the cost of a pathological pattern on minified data.
+                if regex.search(line[:LINE_MAX_CHARS]):
                     hits.append(f"{rel}:{number}: {line.strip()[:200]}")
                     if len(hits) >= SEARCH_MAX_HITS:
                         return "\n".join([*hits, f"[stopped at {SEARCH_MAX_HITS} matches: narrow the pattern or glob]"])
