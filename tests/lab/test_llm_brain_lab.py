@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from labmind.cli.guard import guard_figures
 from labmind.lab.open import open_lab
 from labmind.store import Store
+
 from .scripted_llm import DUPLICATE, ScriptedFactory
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tiny-lm"
@@ -80,6 +82,8 @@ def test_llm_brain_runs_every_step_and_records_its_calls(tmp_path: Path) -> None
     wide = [r for r in rows if "HIDDEN = 256" in (r.diff or "")]
     assert wide and all(any(f.startswith("audit:") for f in r.flags) for r in wide)
     assert not any(f.startswith("audit:") for r in rows if r not in wide for f in r.flags)
+    audit = guard_figures(store)["audit"]
+    assert audit.startswith(f"on ({AUDITOR}):") and f"{len(wide)} experiment(s) flagged" in audit
 
     # Every call is in the store with its role, model, tokens and (zero: a local server) cost.
     calls = store.llm_calls()

@@ -16,9 +16,6 @@ from labmind.lab.review import ReviewError, apply_review, check_reviewable, post
 from labmind.store import LabLock, LabLocked, Store, StoreError
 from labmind.verdicts import Verdict
 
-#: The LLM auditor (DESIGN §6, layer 6) needs an LLM provider, which this build does not have yet.
-AUDIT_STATUS = "off: no review model configured (the LLM auditor needs an LLM provider)"
-
 
 def review(
     exp: int = typer.Argument(..., help="A flagged experiment (see `labmind log`)."),
@@ -87,8 +84,20 @@ def guard_figures(store: Store) -> dict[str, Any]:
         "awaiting_review": [r.id for r in candidates if r.verdict == Verdict.FLAGGED],
         "person_reviews": {"accepted": sum(1 for r in reviews if r["decision"] == "accept"),
                            "rejected": sum(1 for r in reviews if r["decision"] == "reject")},
-        "audit": AUDIT_STATUS,
+        "audit": audit_status(store),
     }
+
+
+def audit_status(store: Store) -> str:
+    """Whether the LLM auditor (DESIGN §6, layer 6) is on, with which model, and what it found."""
+    lab = store.lab()
+    model = (lab.settings.get("review_model") if lab else None) or None
+    if not model:
+        return "off: no review model configured (`labmind run --review-model SPEC` turns it on)"
+    calls = [c for c in store.llm_calls() if c["role"] == "audit"]
+    flagged = sum(1 for r in store.experiments() if any(f.startswith("audit:") for f in r.flags))
+    failed = sum(1 for r in store.experiments() if any(f.startswith("audit_failed") for f in r.flags))
+    return f"on ({model}): {len(calls)} review call(s), {flagged} experiment(s) flagged, {failed} unreviewable"
 
 
 def guard_report(task_dir: Path = TaskDirArg, json_out: bool = JsonOpt) -> None:
