@@ -238,8 +238,8 @@ class _Loop:
         if reason == "finished" and not edited:
             reason = "no edit"  # it undid its own changes
         ok = bool(edited) and (reason == "finished" or reason.startswith(_CAPS))
-        current = self.last_check is not None and self.last_check[0] == self.editor.version
-        check = self.last_check[1] if current and self.last_check is not None else None
+        last = self.last_check
+        check = last[1] if last is not None and last[0] == self.editor.version else None
         self.transcript.append(
             {"role": "end", "reason": reason, "ok": ok, "steps": self.steps, "tokens": self.tokens, "edited": edited}
         )
