@@ -1,7 +1,7 @@
 """labmind's provider layer: one LLMClient interface over Anthropic, OpenAI and OpenAI-compatible servers.
 
     from labmind.llm import make_llm, Message, CallContext
-    llm = make_llm("anthropic:claude-sonnet-4-5")
+    llm = make_llm("anthropic:claude-sonnet-4-6")
     answer = llm.complete([Message("user", "Hello")], context=CallContext(role="ideate"))
 
 Importing this package loads no SDK; a provider's SDK is imported when its first client is made.

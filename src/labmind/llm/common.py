@@ -65,6 +65,8 @@ def _status_message(e: Any, provider: str, max_retries: int) -> str:
 def _provider_message(body: object) -> str:
     # Anthropic: {"type": "error", "error": {"type": ..., "message": ...}}; OpenAI: {"error": {"message": ...}}.
     if isinstance(body, dict):
+        if "detail" in body and "error" not in body:  # FastAPI-based servers (llama-cpp-python, vLLM) on 4xx
+            return str(body["detail"])[:500]
         err = body.get("error", body)
         if isinstance(err, dict):
             message, kind = err.get("message"), err.get("type")

@@ -9,7 +9,7 @@ The file is `$LABMIND_CONFIG`, else `~/.config/labmind/config.toml` (a missing d
     reasoning_effort = "medium"
     [providers.openai-compatible]
     api_key = "..."                 # only servers that want one (OpenRouter, DeepSeek)
-    [prices."claude-sonnet-4-5"]
+    [prices."claude-sonnet-4-6"]
     input_per_mtok = 3.0
     output_per_mtok = 15.0
 

@@ -280,6 +280,8 @@ class OpenAICompatibleProvider(_OpenAIBase):
         if spec.provider != "openai-compatible" or not spec.base_url:
             raise ValueError(f"OpenAICompatibleProvider serves openai-compatible:<model>@<url> specs, not {spec}")
         self.provider_label = f"openai-compatible server {spec.base_url}"
+        # Servers that reject response_format json_schema but take llama-cpp-python's json_object + schema form.
+        self._json_object_form = False
         super().__init__(
             spec,
             api_key=api_key,
@@ -312,14 +314,51 @@ class OpenAICompatibleProvider(_OpenAIBase):
                 }
                 for t in tools
             ]
+            # "auto" is the API's default, but llama-cpp-python's function-calling formats ignore the tools
+            # unless it is said out loud.
+            request["tool_choice"] = "auto"
         if temperature is not None:
             request["temperature"] = temperature
-        if json_schema is not None:
+        if json_schema is not None and self._json_object_form:
+            request["response_format"] = {"type": "json_object", "schema": json_schema}
+        elif json_schema is not None:
             request["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "response", "schema": json_schema, "strict": is_strict_schema(json_schema)},
             }
         return request
+
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        system: str = "",
+        tools: list[ToolSpec] | None = None,
+        max_tokens: int = 4096,
+        temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
+        context: CallContext | None = None,
+    ) -> Completion:
+        args = {"system": system, "tools": tools, "max_tokens": max_tokens, "temperature": temperature}
+        try:
+            return super().complete(messages, json_schema=json_schema, context=context, **args)
+        except LLMError as e:
+            if not self._rejects_json_schema(e, json_schema):
+                raise
+        # llama-cpp-python's server (and the older vLLM/Anyscale convention) only knows
+        # {"type": "json_object", "schema": ...}; remember that and ask again in that form.
+        log.info("%s rejected response_format json_schema; using its json_object form from now on", self.spec)
+        self._json_object_form = True
+        return super().complete(messages, json_schema=json_schema, context=context, **args)
+
+    def _rejects_json_schema(self, error: LLMError, json_schema: dict[str, Any] | None) -> bool:
+        return (
+            json_schema is not None
+            and not self._json_object_form
+            # llama-cpp-python answers its own validation errors with 500 (after which the SDK has retried)
+            and error.status in (400, 422, 500)
+            and "response_format" in str(error)
+        )
 
     def _create(self, request: dict[str, Any]) -> Any:
         return self._client.chat.completions.create(**request, timeout=self.timeout_s)

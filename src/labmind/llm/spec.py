@@ -16,7 +16,7 @@ Provider = Literal["anthropic", "openai", "openai-compatible"]
 PROVIDERS: tuple[Provider, ...] = ("anthropic", "openai", "openai-compatible")
 
 VALID_FORMS = (
-    "anthropic:<model> (e.g. anthropic:claude-sonnet-4-5), "
+    "anthropic:<model> (e.g. anthropic:claude-sonnet-4-6), "
     "openai:<model> (e.g. openai:gpt-5), "
     "openai-compatible:<model>@<base_url> (e.g. openai-compatible:qwen2.5-coder@http://127.0.0.1:8000/v1)"
 )
