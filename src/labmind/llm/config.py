@@ -197,7 +197,7 @@ def _provider_settings(name: str, table: Any, where: str) -> ProviderSettings:
         api_key=Secret(api_key) if api_key else None,
         max_retries=_int(table, "max_retries", ctx, minimum=0),
         timeout_s=_positive(table, "timeout_s", ctx),
-        requests_per_minute=_positive(table, "requests_per_minute", ctx),
+        requests_per_minute=_positive(table, "requests_per_minute", ctx, minimum=1),
         tokens_per_minute=_positive(table, "tokens_per_minute", ctx),
         thinking_budget=budget,
         reasoning_effort=effort,
@@ -234,12 +234,14 @@ def _int(table: Mapping[str, Any], key: str, ctx: str, *, minimum: int) -> int |
     return value
 
 
-def _positive(table: Mapping[str, Any], key: str, ctx: str) -> float | None:
+def _positive(table: Mapping[str, Any], key: str, ctx: str, *, minimum: float | None = None) -> float | None:
     value = table.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise LLMConfigError(f"{ctx} {key} must be a number > 0, not {value!r}")
+    bad = isinstance(value, bool) or not isinstance(value, int | float)
+    if bad or (value < minimum if minimum is not None else value <= 0):
+        bound = f">= {minimum:g}" if minimum is not None else "> 0"
+        raise LLMConfigError(f"{ctx} {key} must be a number {bound}, not {value!r}")
     return float(value)
 
 

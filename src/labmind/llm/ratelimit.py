@@ -1,7 +1,7 @@
 """A client-side rate limiter that brains' worker threads share: requests per minute, optionally tokens too.
 
-Sliding one-minute windows: a request waits until fewer than `requests_per_minute` requests started in the
-last 60 s, and (when a token limit is set) until fewer than `tokens_per_minute` tokens were used in the
+Sliding one-minute windows: a request waits until fewer than `requests_per_minute` (rounded down) requests
+started in the last 60 s, and (when a token limit is set) until fewer than `tokens_per_minute` tokens were used in the
 last 60 s. A call's tokens are known only after it returns, so they are counted then (`record_tokens`);
 the limit therefore holds for the calls that follow, which is how providers count them too.
 """
@@ -25,9 +25,10 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        for name, value in (("requests_per_minute", requests_per_minute), ("tokens_per_minute", tokens_per_minute)):
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be > 0, or None for no limit; got {value}")
+        if requests_per_minute is not None and requests_per_minute < 1:
+            raise ValueError(f"requests_per_minute must be >= 1, or None for no limit; got {requests_per_minute}")
+        if tokens_per_minute is not None and tokens_per_minute <= 0:
+            raise ValueError(f"tokens_per_minute must be > 0, or None for no limit; got {tokens_per_minute}")
         self.requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
         self._clock = clock
@@ -65,10 +66,10 @@ class RateLimiter:
         while self._tokens and self._tokens[0][0] <= horizon:
             self._token_sum -= self._tokens.popleft()[1]
         wait = 0.0
-        if self.requests_per_minute is not None and len(self._starts) >= self.requests_per_minute:
+        capacity = int(self.requests_per_minute) if self.requests_per_minute is not None else None
+        if capacity is not None and len(self._starts) >= capacity:
             # The oldest starts must leave the window until fewer than the limit remain; wait for the last of them.
-            index = int(len(self._starts) - self.requests_per_minute)
-            wait = max(wait, self._starts[index] + WINDOW_S - now)
+            wait = max(wait, self._starts[len(self._starts) - capacity] + WINDOW_S - now)
         if self.tokens_per_minute is not None and self._token_sum >= self.tokens_per_minute:
             # Drop the oldest token entries until the sum falls under the limit; wait for the last one dropped.
             remaining = self._token_sum
