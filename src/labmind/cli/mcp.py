@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from labmind.agentbench.ops import default_agent
-from labmind.agentbench.server import build_server
 from labmind.cli.common import TaskDirArg, fail
 
 
@@ -24,4 +23,7 @@ def mcp(
              "`labmind mcp /path/to/task`.")
     # One server is one agent: without a name, the process id keeps two servers on one lab apart.
     name = agent or (default_agent() if os.environ.get("LABMIND_AGENT") else f"mcp-{os.getpid()}")
+    # Imported here: the MCP SDK takes about a second to import, and only this verb needs it.
+    from labmind.agentbench.server import build_server
+
     build_server(task_dir.resolve(), name).run("stdio")
