@@ -1,0 +1,81 @@
+"""The plain-text renderings agents read: offers, submissions, results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from labmind.agentbench.brief import metric_text, render_offer, render_results, render_submitted
+
+
+def past(i: int, title: str, verdict: str = "", metric: float | None = 1.0, n: int = 3, **extra: Any) -> dict:
+    return {"id": i, "idea": {"title": title}, "verdict": verdict, "reason": extra.pop("reason", ""),
+            "metric": metric, "metric_sd": 0.01, "n_runs": n, "ci": [0.98, 1.02], "p_value": None, **extra}
+
+
+def offer_data(tmp_path: Path) -> dict[str, Any]:
+    return {
+        "experiment": 7, "line": 2, "agent": "alice", "token": "abc123", "submit_by": None,
+        "worktree": "/lab/.labmind/worktrees/exp-7-a1b2c3", "editable_files": ["train.py"],
+        "task": {"editable": ["train.py"], "protected": ["prepare.py"], "command": "python train.py",
+                 "brief": "Lower the loss."},
+        "metric": {"name": "loss", "goal": "minimize"}, "min_effect": 0.02,
+        "parent": past(3, "raise LR"), "incumbent": past(3, "raise LR"), "best": past(5, "cosine"),
+        "baseline": past(1, "baseline"),
+        "history": [past(3, "raise LR", "improved", reason="beat the incumbent on fresh seeds", agent="bob"),
+                    past(6, "drop warmup", "not_improved", metric=1.1, n=1, reason="not better by 0.02")],
+        "near_misses": [],
+        "recent_failures": [past(4, "fused kernel", "crashed", metric=None, n=1, reason="exit 1",
+                                 log_tail="Traceback (most recent call last)\nValueError: shapes differ\n")],
+        "direction": "optimiser settings", "directive": None, "also_holding": [9], "task_dir": str(tmp_path),
+    }
+
+
+def test_an_offer_tells_the_agent_everything_it_needs_and_what_to_do(tmp_path: Path) -> None:
+    text = render_offer(offer_data(tmp_path), "cli")
+    assert text.startswith("Experiment 7 on line 2 is yours (agent alice, token abc123); submit by no limit.")
+    for expected in (
+        "Worktree (edit here):  /lab/.labmind/worktrees/exp-7-a1b2c3",
+        "Editable files:        train.py",
+        "Protected files:       prepare.py",
+        "Run command:           python train.py",
+        "minimize loss; a change counts only if it beats line 2's incumbent by at least 0.02 on fresh seeds",
+        "Best in the lab:                   #5 'cosine', 1 ± 0.01 (n=3, 95% CI 0.98..1.02)",
+        "Line 2's direction: optimiser settings",
+        "Research brief:\nLower the loss.",
+        "- #3 [bob] 'raise LR': improved, 1 ± 0.01 (n=3, 95% CI 0.98..1.02). Why: beat the incumbent on fresh seeds",
+        "- #6 'drop warmup': not_improved, 1.1 (n=1). Why: not better by 0.02",
+        "- #4 'fused kernel': crashed, no metric. Why: exit 1\n    | Traceback (most recent call last)\n"
+        "    | ValueError: shapes differ",
+        "You also hold, unsubmitted: exp 9",
+        f"3. labmind agent submit 7 {tmp_path} --token abc123 --title",
+        f"4. labmind agent results 7 {tmp_path} --wait 600",
+    ):
+        assert expected in text, expected
+    mcp = render_offer(offer_data(tmp_path), "mcp")
+    assert "submit_experiment(experiment=7, title=" in mcp and "labmind agent submit" not in mcp
+
+
+def test_metrics_show_spread_and_interval_only_when_there_are_several_runs() -> None:
+    assert metric_text({"metric": 1.5, "n_runs": 1, "sd": 0.0, "ci": [1.5, 1.5]}) == "1.5 (n=1)"
+    assert metric_text({"metric": 1.5, "n_runs": 4, "sd": 0.1, "ci": [1.3, 1.7], "p_value": 0.004}) == (
+        "1.5 ± 0.1 (n=4, 95% CI 1.3..1.7, p=0.004)")
+    assert metric_text({"metric": None}) == "no metric"
+
+
+def test_results_name_the_verdict_and_why_or_the_failure(tmp_path: Path) -> None:
+    done = {"id": 7, "line": 2, "parent": 3, "agent": "alice", "idea": {"title": "cosine"}, "verdict": "improved",
+            "reason": "p=0.001 < 0.05", "meaning": "", "metric": 0.9, "sd": 0.01, "ci": [0.88, 0.92], "n_runs": 3,
+            "p_value": 0.001, "flags": ["metric_repeated: printed twice"], "delta_vs_parent": -0.1,
+            "parent_metric": 1.0, "state": "done", "error": None}
+    failed = {**done, "id": 8, "verdict": None, "state": "failed", "error": "BrainError: agent gave up"}
+    waiting = {**done, "id": 9, "verdict": None, "state": "running"}
+    text = render_results({"agent": "alice", "experiments": [done, failed, waiting]})
+    assert "exp 7 (line 2, parent 3, agent alice) 'cosine': improved, 0.9 ± 0.01 (n=3, 95% CI 0.88..0.92, p=0.001)" \
+           ", -0.1 vs parent (1).\n    why: p=0.001 < 0.05\n    flags: metric_repeated: printed twice" in text
+    assert "exp 8 (line 2, parent 3, agent alice) 'cosine': failed: BrainError: agent gave up" in text
+    assert "exp 9 (line 2, parent 3, agent alice) 'cosine': running (no verdict yet)" in text
+    assert "has no experiments in this lab yet" in render_results({"agent": "bob", "experiments": []})
+    submitted = render_submitted({"experiment": 7, "line": 2, "status": "submitted", "title": "cosine",
+                                  "changed_files": ["train.py"], "task_dir": str(tmp_path)}, "mcp")
+    assert "Experiment 7 submitted: 'cosine', changing train.py." in submitted and "results(experiment=7" in submitted
