@@ -26,7 +26,7 @@ def state_of(row: ExperimentRow | None, offer: OfferState | None) -> str:
     if row is not None and row.status == "testing":
         return "running"
     if offer is None:
-        return "open" if row is None else "withdrawn"
+        return "open"  # made by the lab, its offer not published yet
     if offer.status == "closed":
         # The lab took the answer (an idea or an abandonment) and is recording it, or gave the offer up.
         return "withdrawn" if offer.closed and offer.closed.outcome == "withdrawn" else "submitted"
