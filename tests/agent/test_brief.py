@@ -52,6 +52,10 @@ def test_an_offer_tells_the_agent_everything_it_needs_and_what_to_do(tmp_path: P
         f"4. labmind agent results 7 {tmp_path} --wait 600",
     ):
         assert expected in text, expected
+    measuring = render_offer({**offer_data(tmp_path), "min_effect": None,
+                              "baseline": past(1, "baseline", metric=None)}, "cli")
+    assert "Baseline:                          #1 'baseline', being measured" in measuring
+    assert "the lab is still measuring the baseline's noise, which sets the minimum effect" in measuring
     mcp = render_offer(offer_data(tmp_path), "mcp")
     assert "submit_experiment(experiment=7, title=" in mcp and "labmind agent submit" not in mcp
 

@@ -78,8 +78,7 @@ def render_offer(d: dict[str, Any], how: str = "cli") -> str:
         f"(globs: {', '.join(task['editable'])})",
         f"Protected files:       {', '.join(task['protected']) or 'none'}   (never change these)",
         f"Run command:           {task['command']}",
-        f"Goal:                  {metric['goal']} {metric['name']}; a change counts only if it beats line {line}'s "
-        f"incumbent by at least {_num(d['min_effect'], 4)} on fresh seeds.",
+        f"Goal:                  {metric['goal']} {metric['name']}; {_bar(d)}",
         "",
         *_state_lines(d),
     ]
@@ -108,6 +107,14 @@ def render_offer(d: dict[str, Any], how: str = "cli") -> str:
     return "\n".join(out) + "\n"
 
 
+def _bar(d: dict[str, Any]) -> str:
+    if d["min_effect"] is None:
+        return ("the lab is still measuring the baseline's noise, which sets the minimum effect a change must "
+                "show (`labmind agent status` shows it once measured).")
+    return (f"a change counts only if it beats line {d['line']}'s incumbent by at least {_num(d['min_effect'], 4)} "
+            "on fresh seeds.")
+
+
 def _state_lines(d: dict[str, Any]) -> list[str]:
     rows = [
         ("Parent (the code in the worktree)", d["parent"]),
@@ -116,7 +123,9 @@ def _state_lines(d: dict[str, Any]) -> list[str]:
         ("Baseline", d["baseline"]),
     ]
     width = max(len(label) for label, _ in rows) + 2
-    return [f"{label + ':':<{width}}#{p['id']} {p['idea']['title']!r}, {metric_text(p)}" for label, p in rows]
+    # These are the baseline and confirmed experiments: without a metric they are still being measured.
+    return [f"{label + ':':<{width}}#{p['id']} {p['idea']['title']!r}, "
+            + (metric_text(p) if p.get("metric") is not None else "being measured") for label, p in rows]
 
 
 def _offer_steps(d: dict[str, Any], how: str) -> list[str]:

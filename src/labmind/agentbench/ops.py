@@ -162,7 +162,9 @@ class Bench:
             ).to_dict()
         except (KeyError, StopIteration, StoreError, ValueError):
             return offer.brief  # the store lacks what the context needs: show the brief as offered
-        return {**offer.brief, **{key: fresh[key] for key in _LIVE_KEYS if key in fresh}}
+        live = {**offer.brief, **{key: fresh[key] for key in _LIVE_KEYS if key in fresh}}
+        live["min_effect"] = lab.min_effect  # None until the baseline's noise is measured
+        return live
 
     def _no_offer(self, line: int | None, wait_s: float) -> str:
         where = f" on line {line}" if line is not None else ""
