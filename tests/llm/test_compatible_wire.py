@@ -90,7 +90,7 @@ def test_a_tool_loop_turn_is_sent_as_chat_messages() -> None:
         {"role": "user", "content": "go"},
         {
             "role": "assistant",
-            "content": None,
+            "content": "",
             "tool_calls": [
                 {"id": "call_1", "type": "function", "function": {"name": "read_file", "arguments": '{"path": "a.py"}'}}
             ],
@@ -99,7 +99,12 @@ def test_a_tool_loop_turn_is_sent_as_chat_messages() -> None:
     ]
 
 
-@pytest.mark.parametrize("raw", ['{"path": ', "[1, 2]", "null"])
+def test_raw_newlines_inside_argument_strings_still_parse() -> None:
+    out = llm(Wire(ok(bodies.chat_tool_call('{"path": "train.py\nold"}')))).complete([Message("user", "hi")])
+    assert out.tool_calls[0].arguments == {"path": "train.py\nold"}
+
+
+@pytest.mark.parametrize("raw", ['{"path": ', "[1, 2]", "null", ""])
 def test_tool_arguments_that_are_not_a_json_object_give_none(raw: str) -> None:
     out = llm(Wire(ok(bodies.chat_tool_call(raw)))).complete([Message("user", "hi")], tools=[READ_FILE])
     assert out.tool_calls[0].arguments is None

@@ -82,7 +82,8 @@ def _provider_message(body: object) -> str:
 def parse_arguments(raw: str) -> dict[str, Any] | None:
     """A tool call's arguments as a dict, or None when `raw` is not a JSON object (the caller keeps `raw`)."""
     try:
-        value = json.loads(raw)
+        # strict=False: grammar-constrained local servers (llama.cpp) put raw newlines inside JSON strings.
+        value = json.loads(raw, strict=False)
     except (TypeError, ValueError):
         return None
     return value if isinstance(value, dict) else None

@@ -429,7 +429,8 @@ def _chat_message(m: Message) -> dict[str, Any]:
     if m.role == "assistant" and m.tool_calls:
         return {
             "role": "assistant",
-            "content": m.content or None,
+            # "" rather than null: the API allows both, llama-cpp-python's server only a string.
+            "content": m.content,
             "tool_calls": [
                 {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": arguments_text(c)}}
                 for c in m.tool_calls
