@@ -212,9 +212,10 @@ def test_a_server_that_is_down_is_an_llm_error() -> None:
         ok({"object": "chat.completion", "choices": []}),
         ok({"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop"}]}),
         ok(bodies.chat_completion({"role": "assistant", "content": ["not", "text"]})),
+        ok({"object": "chat.completion", "choices": [{"index": 0, "message": "hello", "finish_reason": "stop"}]}),
         httpx2.Response(200, text="<html>502 Bad Gateway</html>", headers={"content-type": "text/html"}),
     ],
-    ids=["no-choices", "no-message", "content-not-text", "html"],
+    ids=["no-choices", "no-message", "content-not-text", "message-not-an-object", "html"],
 )
 def test_a_body_that_is_not_a_completion_raises_bad_response(reply: httpx2.Response) -> None:
     with pytest.raises(LLMBadResponse):

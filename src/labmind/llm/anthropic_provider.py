@@ -30,7 +30,7 @@ from labmind.llm.base import (
     ToolSpec,
     Usage,
 )
-from labmind.llm.common import call_sdk, check_messages, count, require, tool_call
+from labmind.llm.common import call_sdk, check_messages, count, parse_or_bad, require, tool_call
 from labmind.llm.spec import ProviderSpec
 
 API_URL = "https://api.anthropic.com"  # passed explicitly so ANTHROPIC_BASE_URL never redirects keys unseen
@@ -123,7 +123,7 @@ class AnthropicProvider:
             provider="anthropic",
             max_retries=self.max_retries,
         )
-        completion = self.parse(response)
+        completion = parse_or_bad(self.parse, response, "anthropic")
         return replace(completion, latency_s=time.monotonic() - started)
 
     def build_request(

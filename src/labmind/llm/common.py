@@ -97,6 +97,14 @@ def tool_call(call_id: str, name: str, raw: Any) -> ToolCall:
     return ToolCall(id=call_id, name=name, arguments=parse_arguments(text), raw_arguments=text)
 
 
+def parse_or_bad(parse: Callable[[Any], T], response: Any, provider: str) -> T:
+    """Run a provider's parser; a shape it did not foresee is a bad response, not a crash of the caller."""
+    try:
+        return parse(response)
+    except (AttributeError, TypeError, KeyError, IndexError) as e:
+        raise LLMBadResponse(f"{provider} answered with an unusable completion: {type(e).__name__}: {e}") from e
+
+
 def require(condition: bool, provider: str, what: str) -> None:
     """Raise LLMBadResponse unless a response has the shape the API promises."""
     if not condition:

@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from labmind.llm.base import CallContext, Completion, LLMError, Message, ToolCall, ToolSpec, Usage
-from labmind.llm.common import arguments_text, call_sdk, check_messages, count, require, tool_call
+from labmind.llm.common import arguments_text, call_sdk, check_messages, count, parse_or_bad, require, tool_call
 from labmind.llm.spec import ProviderSpec
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ class _OpenAIBase:
             provider=self.provider_label,
             max_retries=self.max_retries,
         )
-        return replace(self.parse(response), latency_s=time.monotonic() - started)
+        completion = parse_or_bad(self.parse, response, self.provider_label)
+        return replace(completion, latency_s=time.monotonic() - started)
 
     def build_request(self, messages: list[Message], **kwargs: Any) -> dict[str, Any]:
         raise NotImplementedError
