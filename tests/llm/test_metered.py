@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from labmind.llm import (
     Budget,
     CallContext,
+    Completion,
     LLMBudgetExceeded,
     LLMError,
     MemoryCallLog,
@@ -17,6 +19,7 @@ from labmind.llm import (
     RateLimiter,
     ToolCall,
     ToolSpec,
+    Usage,
 )
 from labmind.llm.calllog import TEXT_LIMIT
 from labmind.llm.metered import render_prompt, truncate
@@ -206,3 +209,16 @@ def test_prompts_render_tool_turns_and_are_truncated() -> None:
     assert cut.startswith("a" * 3000) and cut.endswith("b" * 3000)
     assert "characters cut" in cut
     assert truncate("short") == "short"
+
+
+def test_records_survive_a_json_round_trip_as_a_store_keeps_them() -> None:
+    call = ToolCall(id="c1", name="read_file", arguments=None, raw_arguments="{broken")
+    reply = Completion(text="t", tool_calls=(call,), usage=Usage(10, 5, 2, 1), model="m", stop_reason="tool_use")
+    log = MemoryCallLog()
+    Metered(FakeClient(reply), log=log).complete(ASK, context=CTX)
+    [rec] = log.records
+    stored = json.loads(json.dumps(rec.to_dict()))
+    restored = Completion.from_dict(stored["completion"])
+    assert restored.tool_calls == (call,)
+    assert restored.usage == Usage(10, 5, 2, 1)
+    assert restored.text == "t" and restored.cost_usd == rec.cost_usd
