@@ -172,7 +172,7 @@ class AnthropicProvider:
                 remembered = self._recall(m.tool_calls[0].id) if m.tool_calls else None
                 # Only the latest assistant turn must open with its thinking; earlier ones the API ignores.
                 complete = not m.tool_calls or remembered is not None
-                blocks.extend(remembered or [])
+                blocks.extend(dict(b) for b in remembered or [])  # copies: the request may mark its last block
                 if m.content:
                     blocks.append({"type": "text", "text": m.content})
                 for call in m.tool_calls:
