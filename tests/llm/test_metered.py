@@ -124,6 +124,11 @@ def test_a_dollar_cap_stops_calls_before_they_are_made() -> None:
         llm.complete([Message("user", "a third")], context=CTX)
     assert len(client.calls) == 2
     assert [r.status for r in log.records] == ["ok", "ok"]
+    # With a raised cap the refused request is bought under the key it would have had.
+    llm.budget.usd_cap = 1.0
+    llm.complete([Message("user", "a third")], context=CTX)
+    fresh = Metered(FakeClient(answer("never bought")), log=log)
+    assert fresh.complete([Message("user", "a third")], context=CTX).cached
 
 
 def test_a_token_cap_stops_one_experiment_only() -> None:

@@ -9,7 +9,8 @@ Cache keys: sha256 over the spec, system prompt, messages, tools, max_tokens, te
 the caller's role and experiment, *and the occurrence*: the n-th identical request made by this process
 gets key #n. A brain that asks the same question twice on purpose (sampling two ideas, a second repair
 attempt) gets two answers, while a resumed lab replaying its steps in order finds each answer it bought.
-A request that fails gives its occurrence back, so the retry that follows takes the same key.
+A request that fails (or that the budget refuses) gives its occurrence back, so the retry that follows
+takes the same key.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections import Counter
 from dataclasses import asdict, replace
 from typing import Any
 
-from labmind.llm.base import CallContext, Completion, LLMClient, Message, ToolSpec
+from labmind.llm.base import CallContext, Completion, LLMBudgetExceeded, LLMClient, Message, ToolSpec
 from labmind.llm.budget import Budget
 from labmind.llm.calllog import TEXT_LIMIT, CallLog, CallRecord, MemoryCallLog
 from labmind.llm.pricing import Pricer
@@ -90,7 +91,11 @@ class Metered:
             self.log.record(self._record(ctx, key, "cached", started_at, prompt, response=render_response(hit)))
             return replace(hit, cached=True, cost_usd=0.0, latency_s=0.0)
 
-        self.budget.check(ctx)
+        try:
+            self.budget.check(ctx)
+        except LLMBudgetExceeded:
+            self._give_back_occurrence(base, occurrence)  # nothing was asked: the key stays free
+            raise
         if self.limiter is not None:
             self.limiter.acquire()
         clock = time.monotonic()
