@@ -51,7 +51,7 @@ def run_lab(task: Path, factory: ScriptedFactory, **given: object) -> None:
 def test_llm_brain_runs_every_step_and_records_its_calls(tmp_path: Path) -> None:
     task = make_task(tmp_path / "tiny-lm")
     factory = ScriptedFactory()
-    run_lab(task, factory, max_experiments=6)
+    run_lab(task, factory, max_experiments=9)  # room for the repair whenever the crash is judged
     store = Store.open(task / ".labmind" / "lab.db", readonly=True)
     rows = [r for r in store.experiments() if r.kind == "candidate"]
     by_title = {r.idea.title: r for r in rows}
@@ -119,9 +119,14 @@ def test_resume_reuses_recorded_calls_and_caps_stop_spending(tmp_path: Path) -> 
 
     # A per-experiment token cap smaller than one ideate prompt stops the brain cleanly: failed proposals
     # with the reason recorded, no crash, and no call made past the cap.
+    fresh = make_task(tmp_path / "capped")
     capped = ScriptedFactory()
-    run_lab(task, capped, max_experiments=4, director_every=100, llm_tokens_per_experiment=1)
-    store = Store.open(task / ".labmind" / "lab.db", readonly=True)
-    failed = [r for r in store.experiments() if r.status == "failed"]
-    assert failed and all("budget" in (r.error or "").lower() or "cap" in (r.error or "").lower() for r in failed)
+    run_lab(fresh, capped, max_experiments=3, director_every=100, llm_tokens_per_experiment=1)
+    store = Store.open(fresh / ".labmind" / "lab.db", readonly=True)
+    rows = [r for r in store.experiments() if r.kind == "candidate"]
+    assert rows and all(r.status == "failed" and "reached its cap of 1 LLM tokens" in (r.error or "") for r in rows), [
+        r.error for r in rows]
+    # Each experiment bought its first call (ideate: nothing spent yet), then was refused; none ran.
+    assert not store.runs() or all(run.purpose == "baseline" for run in store.runs())
+    assert {c["role"] for c in store.llm_calls() if c["status"] == "ok"} == {"ideate"}
     store.close()
