@@ -248,9 +248,16 @@ class Inbox:
 
     def claim_next(self, agent: str, *, line: int | None = None, lab_pid: int | None = None) -> OfferState | None:
         """Claim the oldest open offer (on `line`, from the lab process `lab_pid`, when given)."""
-        for state in self.states():
+        for experiment in self._ids():
+            folder = self.folder(experiment)
+            # Agents poll this while they wait: a file's presence rules an offer out without parsing anything.
+            if (folder / "claim.json").exists() or (folder / "closed.json").exists():
+                continue
+            state = self.read(experiment)
+            if state is None or state.status != "open":
+                continue
             offer = state.offer
-            if state.status != "open" or (line is not None and offer.line != line):
+            if line is not None and offer.line != line:
                 continue
             if lab_pid is not None and offer.lab_pid != lab_pid:
                 continue
@@ -292,11 +299,13 @@ class Inbox:
 
     def states(self) -> list[OfferState]:
         """Every offer in the folder, oldest experiment first."""
+        return [state for i in self._ids() if (state := self.read(i)) is not None]
+
+    def _ids(self) -> list[int]:
         if not self.offers.is_dir():
             return []
-        ids = sorted(int(p.name.removeprefix("exp-")) for p in self.offers.glob("exp-*")
-                     if p.name.removeprefix("exp-").isdigit())
-        return [state for i in ids if (state := self.read(i)) is not None]
+        return sorted(int(p.name.removeprefix("exp-")) for p in self.offers.glob("exp-*")
+                      if p.name.removeprefix("exp-").isdigit())
 
     def _discard(self, folder: Path) -> None:
         # Renamed away first, so agents never see a half-deleted offer under its real name.

@@ -79,8 +79,10 @@ class Bench:
     def next_experiment(self, agent: str, *, line: int | None = None, wait_s: float = 0.0) -> dict[str, Any]:
         """Claim one open offer (the oldest, on `line` if given) and return its brief; wait up to `wait_s`."""
         deadline = time.monotonic() + max(0.0, wait_s)
+        pid: int | None = None
         while True:
-            pid = self._agent_lab(line)
+            if pid is None or self.lab_pid() != pid:  # checked again only when the lab (re)starts
+                pid = self._agent_lab(line)
             state = self.inbox.claim_next(agent, line=line, lab_pid=pid) if pid is not None else None
             if state is not None:
                 return self._brief(state)
