@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from labmind.agentbench.ops import Bench, BenchError
 from labmind.verdicts import Verdict
 
 from .labkit import as_json, changed_lines, edit, expected_lines, experiments, labmind, make_toy, stop_lab, wait_stopped
@@ -81,6 +83,13 @@ def test_two_agents_drive_a_lab_on_two_lines(tmp_path: Path) -> None:
         assert changed_lines(row.diff or "") == ["-LR = 0.001", f"+{after.splitlines()[1]}"]
     assert rows[int(a)].idea.hypothesis == "the optimum is near 0.01"
     assert changed_lines(json.loads(labmind("diff", a, t, "--json").stdout)["diff"]) == ["-LR = 0.001", "+LR = 0.01"]
+
+    # A finished experiment whose offer is long gone, and an unknown one, are refused with the reason.
+    shutil.rmtree(task / ".labmind" / "agent" / "offers" / f"exp-{a}")
+    with pytest.raises(BenchError, match=rf"experiment {a} is already improved and takes no submission; see"):
+        Bench(task).submit(int(a), "alice", title="once more")
+    with pytest.raises(BenchError, match=r"there is no experiment 99 in this lab; claim one with"):
+        Bench(task).submit(99, "alice", title="made up")
 
     mine = as_json(labmind("agent", "results", t, "--agent", "alice", "--json"))
     assert [r["id"] for r in mine["experiments"]] == [int(a)]
