@@ -48,6 +48,10 @@ def compare(outputs: list[object], exact: list[torch.Tensor] | None, ref: list[t
     return Verdict(True, "", worst, max(ratios) if ratios else None)
 
 
+#: Elements compared at a time, in float64: bounds the checker's own memory on multi-GiB outputs.
+CHUNK = 1 << 24
+
+
 def _compare_one(i: int, out: torch.Tensor, exact: torch.Tensor | None, ref: torch.Tensor,
                  tol: Tolerance) -> Verdict:
     if out.numel() == 0:
@@ -57,24 +61,32 @@ def _compare_one(i: int, out: torch.Tensor, exact: torch.Tensor | None, ref: tor
         if mismatched:
             return Verdict(False, f"output {i}: {mismatched} of {out.numel()} integer elements differ")
         return Verdict(True)
-    o = out.double()
-    r = ref.double()
-    e = exact.double().to(o.device) if exact is not None else r
-    finite = torch.isfinite(o)
-    if tol.allow_negative_inf:
-        finite = finite | (torch.isneginf(o) & torch.isneginf(e))
-    if not bool(finite.all()):
-        return Verdict(False, f"output {i} has NaN or Inf values")
-    if bool((o == 0).all()) and not bool((r == 0).all()):
+    flat_o, flat_r = out.reshape(-1), ref.reshape(-1)
+    flat_e = exact.reshape(-1).to(out.device) if exact is not None else None
+    matched, max_err, ref_max = 0, 0.0, 0.0
+    all_zero, ref_zero = True, True
+    for start in range(0, flat_o.numel(), CHUNK):
+        o = flat_o[start:start + CHUNK].double()
+        r = flat_r[start:start + CHUNK].double()
+        e = flat_e[start:start + CHUNK].double() if flat_e is not None else r
+        finite = torch.isfinite(o)
+        if tol.allow_negative_inf:
+            finite = finite | (torch.isneginf(o) & torch.isneginf(e))
+        if not bool(finite.all()):
+            return Verdict(False, f"output {i} has NaN or Inf values")
+        all_zero = all_zero and bool((o == 0).all())
+        ref_zero = ref_zero and bool((r == 0).all())
+        e = torch.where(torch.isfinite(e), e, r)  # the float64 run may overflow where the reference saturates
+        err = (o - e).abs()
+        ref_err = (r - e).abs()
+        matched += int((err <= tol.max_atol + tol.max_rtol * e.abs() + ref_err).sum())
+        max_err = max(max_err, float(err.max()))
+        ref_max = max(ref_max, float(ref_err.max()))
+    if all_zero and not ref_zero:
         return Verdict(False, f"output {i} is all zeros but the reference is not")
-    e = torch.where(torch.isfinite(e), e, r)  # the float64 run may overflow where the reference saturates
-    err = (o - e).abs()
-    ref_err = (r - e).abs()
-    allowed = tol.max_atol + tol.max_rtol * e.abs() + ref_err
-    matched = float((err <= allowed).double().mean())
-    max_err = float(err.max())
-    if matched < tol.required_matched_ratio:
-        return Verdict(False, f"output {i}: {matched:.4%} of elements within tolerance "
+    ratio_matched = matched / flat_o.numel()
+    if ratio_matched < tol.required_matched_ratio:
+        return Verdict(False, f"output {i}: {ratio_matched:.4%} of elements within tolerance "
                               f"(need {tol.required_matched_ratio:.2%}; atol {tol.max_atol:g}, rtol {tol.max_rtol:g}), "
                               f"max abs error {max_err:.3g}", max_err)
     if tol.max_error_cap is not None and max_err > tol.max_error_cap:
@@ -82,7 +94,6 @@ def _compare_one(i: int, out: torch.Tensor, exact: torch.Tensor | None, ref: tor
                        max_err)
     ratio = None
     if exact is not None:
-        ref_max = float(ref_err.max())
         ratio = max_err / ref_max if ref_max > 0 else (1.0 if max_err == 0 else float("inf"))
     return Verdict(True, "", max_err, ratio)
 

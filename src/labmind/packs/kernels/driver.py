@@ -167,6 +167,7 @@ class Driver:
             result.max_abs_error = max(result.max_abs_error or 0.0, verdict.max_abs_error)
             if verdict.error_ratio is not None:
                 result.error_ratio = max(result.error_ratio or 0.0, verdict.error_ratio)
+            del inputs, ref, exact, before, outs, seen  # multi-GiB problems: free before the next round
         return True
 
     def _time_case(self, case: Any, fn: Any, result: CaseResult, audit: bool) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 RMSNORM_REF = '''import torch
 
 @torch.no_grad()
@@ -65,6 +63,36 @@ def make_kernelbench(root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def torch_cpu():
-    return pytest.importorskip("torch", reason="the evaluator tests need torch (CPU is enough)")
+HONEST = '''import torch
+
+def run(x, weight):
+    return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + 1e-5) * weight
+'''
+
+CPU_PEAKS = {"gpu": "cpu", "bf16_tflops": 1.0, "fp32_tflops": 0.5, "copy_gbps": 10.0}
+FAST_JOB = {"iterations": 6, "rounds": 2, "audits": 2}
+
+
+def calibrated_tasks(root: Path, peaks: dict | None = None) -> dict[str, Path]:
+    """The synthetic SOL and KernelBench problems built into tasks and calibrated (on the CPU by default)."""
+    from labmind.packs.kernels import build, calibrate
+    from labmind.packs.kernels.roofline import Peaks
+
+    up = make_sol_upstream(root / "sol")
+    kb = make_kernelbench(root / "kb")
+    out = root / "tasks"
+    sol = build.build_sol_task(build.find_sol_problems(up, ["examples/*/*"])[0], up, out)
+    kbt = build.build_kernelbench_task(build.find_kernelbench_problems(kb, ["level1/*"])[0], kb, out)
+    peaks = Peaks(**(peaks or CPU_PEAKS))
+    for task in (sol, kbt):
+        calibrate.calibrate_task(task.path, peaks)
+    return {"sol": sol.path, "kb": kbt.path}
+
+
+def with_solution(task: Path, dest: Path, source: str, file: str = "kernel.py") -> Path:
+    """A copy of a calibrated task whose solution file is `source`."""
+    import shutil
+
+    shutil.copytree(task, dest)
+    (dest / "solution" / file).write_text(source)
+    return dest
