@@ -30,3 +30,6 @@ def register(name: str, target: typer.Typer | Callable[..., Any]) -> None:
 from labmind.packs.nanochat.cli import nanochat  # noqa: E402
 
 register("nanochat", nanochat)
+from labmind.packs.kernels.cli import kernels_app  # noqa: E402
+
+register("kernels", kernels_app)
