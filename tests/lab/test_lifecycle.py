@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from .toy import git, labmind, log, make_toy, status
@@ -75,3 +76,19 @@ def test_corrupt_store_gives_a_clear_error(tmp_path: Path) -> None:
     for verb in (["status", str(task)], ["run", str(task), "--plain"]):
         proc = labmind(*verb, check=False)
         assert proc.returncode == 1 and "not a readable labmind store" in proc.stderr, proc.stderr
+
+
+def test_a_spent_budget_does_not_wait_for_slow_proposals(tmp_path: Path) -> None:
+    task = make_toy(tmp_path / "task")
+    (task / "brains" / "slow.py").write_text("import time\ntime.sleep(120)\n")
+    git(task, "add", "-A")
+    git(task, "commit", "-qm", "a brain that thinks for two minutes")
+    started = time.monotonic()
+    labmind("run", str(task), "--brain", "command:python brains/slow.py", "--budget", "8s", "--sandbox", "none",
+            "--plain", timeout=100)
+    # Ended at the budget, not when the brain would have finished (it was waited on no longer than needed).
+    assert time.monotonic() - started < 60
+    events = labmind("status", str(task), "--json").stdout
+    assert status(task)["baseline"]["n_runs"] == 3 and '"state": "stopped"' in events.replace("\n", " ")
+    rows = log(task)
+    assert all(r["status"] in ("proposing", "done") for r in rows)  # the unfinished proposal waits for resume

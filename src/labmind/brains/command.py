@@ -34,6 +34,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -250,6 +251,16 @@ class CommandBrain:
         self.expand_editable = expand_editable
         #: Also writable in the sandbox when they exist, e.g. a coding agent's own state (~/.claude).
         self.extra_writable = [p.expanduser() for p in extra_writable]
+        self._live: set[subprocess.Popen[bytes]] = set()  # programs running now, for close()
+        self._live_lock = threading.Lock()
+
+    def close(self) -> None:
+        """The lab is stopping: end every running program's process group (its proposal then fails, and
+        `resume` makes it again)."""
+        with self._live_lock:
+            live = list(self._live)
+        for proc in live:
+            _kill_group(proc, graceful=True)
 
     def learn(self, result: PastExperiment) -> None:
         """Nothing to keep: the program sees the history in every brief."""
@@ -332,12 +343,16 @@ class CommandBrain:
             except OSError as exc:
                 raise BrainError(f"cannot start brain command {argv[0]!r}: {exc}") from exc
             timed_out = False
+            with self._live_lock:
+                self._live.add(proc)
             try:
                 proc.wait(timeout=self.timeout_s)
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
                 _kill_group(proc, graceful=timed_out)
+                with self._live_lock:
+                    self._live.discard(proc)
         seconds = time.monotonic() - start
         stdout, stderr = (p.read_text(errors="replace") for p in (out_path, err_path))
         return proc.returncode, stdout, stderr, seconds, timed_out

@@ -288,7 +288,7 @@ class Lab(Judging, Steering):
             self.start_proposals()
             self.dispatch()
             self.reporter.tick(self)
-            if not self.tasks:
+            if not self.tasks or self.budget_spent():
                 break
             self._wake.clear()
             waker = asyncio.ensure_future(self._wake.wait())
@@ -299,6 +299,17 @@ class Lab(Judging, Steering):
             for fut in done:
                 if fut is not waker:
                     self.finish_task(fut)
+
+    def budget_spent(self) -> bool:
+        """Out of budget with no run left to finish: what is still in flight (proposals an agent may take
+        hours over, reflections) is left to `resume`, which makes it again from the store."""
+        if self.in_budget() or any(kind == "run" for kind, _, _ in self.tasks.values()):
+            return False
+        if any(r.purpose != "screen" for r in self.store.runs(status="queued")):
+            return False
+        self.note("budget", "the session's budget is spent; work still in flight is left for `labmind resume`")
+        self.stopping = True  # brain threads may still be busy: the command exits without waiting for them
+        return True
 
     def apply_posted_reviews(self) -> None:
         for path, review in take_posted(self.paths):
