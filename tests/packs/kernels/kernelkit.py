@@ -39,7 +39,6 @@ def make_sol_upstream(root: Path, *, workloads: tuple[int, ...] = (4, 9, 16)) ->
     """A SOL-ExecBench-shaped checkout holding one float32 rmsnorm problem (hidden size 64)."""
     problem = root / "examples" / "pytorch" / "rmsnorm_small"
     problem.mkdir(parents=True)
-    (root / "src" / "sol_execbench").mkdir(parents=True)
     definition = {
         "name": "rmsnorm_h64", "op_type": "rmsnorm",
         "axes": {"batch": {"type": "var"}, "hidden": {"type": "const", "value": 64}},
