@@ -47,7 +47,6 @@ import torch
 import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
-MANIFEST = HERE / "data" / "manifest.json"
 MODEL_FORMAT = "labmind-nanochat-model/1"
 DATA_FORMAT = "labmind-nanochat-data/1"
 MAX_BATCH = 64
@@ -165,6 +164,21 @@ def _check_graph_module(gm: torch.fx.GraphModule) -> None:
                 raise Rejected(f"graph node {node.op} {node.target} is not allowed")
 
 
+def _check_no_state(program: Any) -> None:
+    """Refuse a model that changes its buffers or its input when called, so one batch could influence the
+    next. An exported graph may keep in-place operators; functionalizing a copy of it turns every such
+    change into a declared output, which the signature then lists."""
+    try:
+        functional = program.run_decompositions({})
+    except Exception as exc:  # the graph could not be re-traced
+        raise Rejected(f"the graph cannot be functionalized: {type(exc).__name__}: {str(exc)[:300]}") from exc
+    sig = functional.graph_signature
+    changed = sorted(sig.buffers_to_mutate.values()) + sorted(sig.user_inputs_to_mutate.values())
+    if changed:
+        raise Rejected(f"the model changes its own buffers or its input when called, so one batch could "
+                       f"influence the next: {changed}")
+
+
 def load_model(path: Path, device: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The model in `path` as a module mapping ids (batch, seq_len) to logits, and its metadata."""
     from torch._export.serde.serialize import SerializedArtifact, deserialize
@@ -179,12 +193,15 @@ def load_model(path: Path, device: str) -> tuple[torch.nn.Module, dict[str, Any]
         raise Rejected(f"{path} is not a model written by labmind_export.save: {exc}") from exc
     try:
         meta = json.loads(members["labmind.json"])
-        doc = json.loads(members["program.json"])
     except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected(f"{path} holds malformed JSON: {exc}") from exc
+        raise Rejected(f"{path}: labmind.json is malformed: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         raise Rejected(f"{path} has format {meta.get('format') if isinstance(meta, dict) else None!r}, "
                        f"expected {MODEL_FORMAT!r}")
+    try:
+        doc = json.loads(members["program.json"])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Rejected(f"{path}: program.json is malformed: {exc}") from exc
     for key in ("batch", "seq_len", "vocab_size"):
         if not isinstance(meta.get(key), int) or isinstance(meta.get(key), bool) or meta[key] < 1:
             raise Rejected(f"labmind.json: {key} must be a positive integer, got {meta.get(key)!r}")
@@ -209,9 +226,7 @@ def load_model(path: Path, device: str) -> tuple[torch.nn.Module, dict[str, Any]
     if len(sig.user_inputs) != 1 or len(sig.user_outputs) != 1:
         raise Rejected(f"the model must take one input (ids) and return one output (logits); it takes "
                        f"{len(sig.user_inputs)} and returns {len(sig.user_outputs)}")
-    if sig.buffers_to_mutate or sig.user_inputs_to_mutate:
-        raise Rejected("the model changes its own buffers or its input when called, so one batch could "
-                       f"influence the next: {sorted(sig.buffers_to_mutate) + sorted(sig.user_inputs_to_mutate)}")
+    _check_no_state(program)
     try:  # no generated guard function: the graph has no guards, and shapes are checked here
         module = program.module(check_guards=False)
     except TypeError:  # torch without check_guards
@@ -231,13 +246,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_manifest() -> dict[str, Any]:
+def read_manifest(root: Path = HERE) -> dict[str, Any]:
+    """data/manifest.json of the task at `root` (this file's folder)."""
+    path = root / "data" / "manifest.json"
     try:
-        manifest = json.loads(MANIFEST.read_text())
+        manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {MANIFEST}: {exc}") from exc
+        raise DataError(f"cannot read {path}: {exc}") from exc
     if manifest.get("format") != DATA_FORMAT:
-        raise DataError(f"{MANIFEST} has format {manifest.get('format')!r}, expected {DATA_FORMAT!r}")
+        raise DataError(f"{path} has format {manifest.get('format')!r}, expected {DATA_FORMAT!r}")
     return manifest
 
 
@@ -247,39 +264,39 @@ def _verified(path: Path, sha256: str) -> Path:
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty (is it hidden from this process?)")
     if _sha256(path) != sha256:
-        raise DataError(f"{path} does not match its sha256 in {MANIFEST}")
+        raise DataError(f"{path} does not match its sha256 in data/manifest.json")
     return path
 
 
-def load_split(manifest: dict[str, Any], split: str) -> torch.Tensor:
+def load_split(manifest: dict[str, Any], split: str, root: Path = HERE) -> torch.Tensor:
     """The split's pinned token stream, checked against the manifest."""
     info = manifest["splits"].get(split)
     if info is None:
         raise DataError(f"the task has no '{split}' split (splits: {sorted(manifest['splits'])})")
-    path = _verified(HERE / "data" / info["file"], info["sha256"])
+    path = _verified(root / "data" / info["file"], info["sha256"])
     tokens = np.fromfile(path, dtype=np.dtype(info["dtype"]).newbyteorder("<"))
     if len(tokens) != info["tokens"] or len(tokens) < 2:
         raise DataError(f"{path} holds {len(tokens)} tokens, the manifest says {info['tokens']}")
     return torch.from_numpy(tokens.astype(np.int64))
 
 
-def load_token_bytes(manifest: dict[str, Any]) -> torch.Tensor:
+def load_token_bytes(manifest: dict[str, Any], root: Path = HERE) -> torch.Tensor:
     info = manifest["tokenizer"]
-    path = _verified(HERE / "tokenizer" / "token_bytes.pt", info["token_bytes_sha256"])
+    path = _verified(root / "tokenizer" / "token_bytes.pt", info["token_bytes_sha256"])
     token_bytes = torch.load(path, map_location="cpu", weights_only=True)
     if token_bytes.ndim != 1 or len(token_bytes) != manifest["vocab_size"]:
         raise DataError(f"{path} has shape {tuple(token_bytes.shape)}, expected ({manifest['vocab_size']},)")
     return token_bytes.long()
 
 
-def check_data() -> list[str]:
+def check_data(root: Path = HERE) -> list[str]:
     """Every file the manifest lists, digested; the training shards live outside the task (data root)."""
-    manifest = read_manifest()
+    manifest = read_manifest(root)
     checked = []
     for split, info in sorted(manifest["splits"].items()):
-        checked.append(f"{split}: {_verified(HERE / 'data' / info['file'], info['sha256'])}")
-    _verified(HERE / "tokenizer" / "token_bytes.pt", manifest["tokenizer"]["token_bytes_sha256"])
-    _verified(HERE / "tokenizer" / "tokenizer.pkl", manifest["tokenizer"]["tokenizer_sha256"])
+        checked.append(f"{split}: {_verified(root / 'data' / info['file'], info['sha256'])}")
+    _verified(root / "tokenizer" / "token_bytes.pt", manifest["tokenizer"]["token_bytes_sha256"])
+    _verified(root / "tokenizer" / "tokenizer.pkl", manifest["tokenizer"]["tokenizer_sha256"])
     root = Path(manifest["train"]["dir"])
     for name, sha in sorted(manifest["train"]["shards"].items()):
         _verified(root / name, sha)
@@ -364,14 +381,15 @@ def score(module: torch.nn.Module, tokens: torch.Tensor, token_bytes: torch.Tens
     return {"nats": float(total_nats), "bytes": total_bytes, "targets": total_targets}
 
 
-def evaluate(model_path: Path, split: str, device: str) -> tuple[int, dict[str, Any]]:
-    manifest = read_manifest()
+def evaluate(model_path: Path, split: str, device: str, root: Path = HERE) -> tuple[int, dict[str, Any]]:
+    """(exit status, results) of scoring the model on a split of the task at `root`."""
+    manifest = read_manifest(root)
     module, meta = load_model(model_path, device)
     if meta["seq_len"] != manifest["seq_len"] or meta["vocab_size"] != manifest["vocab_size"]:
         raise Rejected(f"the model was saved for seq_len {meta['seq_len']} and vocab {meta['vocab_size']}; "
                        f"the task's are {manifest['seq_len']} and {manifest['vocab_size']}")
-    tokens = load_split(manifest, split)
-    token_bytes = load_token_bytes(manifest)
+    tokens = load_split(manifest, split, root)
+    token_bytes = load_token_bytes(manifest, root)
     batch, seq_len = meta["batch"], meta["seq_len"]
     inputs, _, _ = windows(tokens, seq_len, manifest["bos_token_id"])
     first = inputs[:batch]
