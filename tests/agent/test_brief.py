@@ -58,6 +58,16 @@ def test_an_offer_tells_the_agent_everything_it_needs_and_what_to_do(tmp_path: P
     assert "the lab is still measuring the baseline's noise, which sets the minimum effect" in measuring
     mcp = render_offer(offer_data(tmp_path), "mcp")
     assert "submit_experiment(experiment=7, title=" in mcp and "labmind agent submit" not in mcp
+    assert "0. This worktree" not in text  # the parent is the incumbent: nothing to catch up on
+
+
+def test_an_offer_made_before_the_incumbent_changed_says_how_to_catch_up(tmp_path: Path) -> None:
+    data = {**offer_data(tmp_path), "incumbent": past(8, "cosine", "improved")}
+    data["task"] = {**data["task"], "name": "toy"}
+    text = render_offer(data, "cli")
+    assert ("0. This worktree holds #3's code, but line 2's incumbent is now #8, and your change is judged "
+            "against #8. To build on it, first run: git -C /lab/.labmind/worktrees/exp-7-a1b2c3 checkout "
+            "refs/labmind/toy/exp/8 -- train.py") in text
 
 
 def test_metrics_show_spread_and_interval_only_when_there_are_several_runs() -> None:
@@ -76,7 +86,7 @@ def test_results_name_the_verdict_and_why_or_the_failure(tmp_path: Path) -> None
     waiting = {**done, "id": 9, "verdict": None, "state": "running"}
     text = render_results({"agent": "alice", "experiments": [done, failed, waiting]})
     assert "exp 7 (line 2, parent 3, agent alice) 'cosine': improved, 0.9 ± 0.01 (n=3, 95% CI 0.88..0.92, p=0.001)" \
-           ", -0.1 vs parent (1).\n    why: p=0.001 < 0.05\n    flags: metric_repeated: printed twice" in text
+           ".\n    why: p=0.001 < 0.05\n    flags: metric_repeated: printed twice" in text
     assert "exp 8 (line 2, parent 3, agent alice) 'cosine': failed: BrainError: agent gave up" in text
     assert "exp 9 (line 2, parent 3, agent alice) 'cosine': running (no verdict yet)" in text
     assert "has no experiments in this lab yet" in render_results({"agent": "bob", "experiments": []})

@@ -79,11 +79,21 @@ class ScriptedModel:
         with self.lock:
             first = self.director_calls == 0
             self.director_calls += 1
-        decisions = [
-            {"kind": "explore", "line": None, "other_line": None, "direction": "regularisation (weight decay)",
-             "reason": "both lines tune the optimiser; nobody tries regularisation"},
-            {"kind": "retire", "line": 99, "other_line": None, "direction": "", "reason": "a line that is not there"},
-        ] if first else []
+        if first:
+            decisions = [
+                {"kind": "explore", "line": None, "other_line": None, "direction": "regularisation (weight decay)",
+                 "reason": "both lines tune the optimiser; nobody tries regularisation"},
+                {"kind": "retire", "line": 99, "other_line": None, "direction": "",
+                 "reason": "a line that is not there"},
+            ]
+        else:
+            # Merge a line whose incumbent won into another line, once one has won.
+            lines = re.findall(r"^Line (\d+) .*\n\n?- incumbent: #\d+ '[^']*': (\w+)", messages[0].content,
+                               re.MULTILINE)
+            winners = [int(n) for n, verdict in lines if verdict == "improved"]
+            others = [int(n) for n, _ in lines if int(n) not in winners[:1]]
+            decisions = [{"kind": "combine", "line": others[0], "other_line": winners[0], "direction": "",
+                          "reason": "its win should transfer"}] if winners and others else []
         return json.dumps({"decisions": decisions}), []
 
     def _audit(self, messages: list[Message]) -> tuple[str, list[ToolCall]]:

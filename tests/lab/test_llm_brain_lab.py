@@ -74,8 +74,16 @@ def test_llm_brain_runs_every_step_and_records_its_calls(tmp_path: Path) -> None
     assert judged and all(r.analysis and r.analysis.startswith("The result matches") for r in judged)
     # director: one explore decision applied (a new line with its direction), the bad retire refused.
     decisions = store.decisions()
-    assert [(d.kind, d.detail.get("direction")) for d in decisions] == [("explore", "regularisation (weight decay)")]
-    new_line = store.line(decisions[0].line_id)
+    assert [(d.kind, d.detail.get("direction")) for d in decisions if d.kind != "combine"] == [
+        ("explore", "regularisation (weight decay)")]
+    # combine (asked for once a line has a confirmed win): a new experiment on the other line applying it.
+    combined = [r for r in rows if r.directive.get("kind") == "combine"]
+    assert [d.experiment_id for d in decisions if d.kind == "combine"] == [r.id for r in combined]
+    for row in combined:
+        winner = store.experiment(row.directive["with"])
+        assert winner.verdict == "improved" and winner.line_id != row.line_id
+        assert row.idea.title == f"combine: {winner.idea.title}" and row.status in ("done", "failed")
+    new_line = store.line(next(d.line_id for d in decisions if d.kind == "explore"))
     assert new_line.direction == "regularisation (weight decay)" and new_line.status == "active"
     assert any("retire not applied: line 99" in e.message for e in store.events(limit=10_000))
     # audit: the auditor's flag is on the experiment it flagged, and on no other.

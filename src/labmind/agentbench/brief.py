@@ -130,7 +130,16 @@ def _state_lines(d: dict[str, Any]) -> list[str]:
 
 def _offer_steps(d: dict[str, Any], how: str) -> list[str]:
     exp, worktree = d["experiment"], d["worktree"]
-    steps = [
+    steps = []
+    parent, incumbent = d["parent"], d["incumbent"]
+    if parent["id"] != incumbent["id"] and incumbent.get("verdict") == "improved":
+        # The offer was made while the incumbent's own runs were going: its code is not in this worktree.
+        files = " ".join(d["task"]["editable"])
+        steps.append(
+            f"0. This worktree holds #{parent['id']}'s code, but line {d['line']}'s incumbent is now "
+            f"#{incumbent['id']}, and your change is judged against #{incumbent['id']}. To build on it, first run: "
+            f"git -C {worktree} checkout refs/labmind/{d['task']['name']}/exp/{incumbent['id']} -- {files}")
+    steps += [
         f"1. Edit only {', '.join(d['task']['editable'])} in {worktree}: one focused change that tests one "
         "hypothesis. Do not commit; labmind computes the diff itself.",
         f"2. A quick check is fine (cd {worktree} && {d['task']['command']}), but delete any file it leaves that "
@@ -181,10 +190,8 @@ def record_text(r: dict[str, Any]) -> str:
     who = f", agent {r['agent']}" if r.get("agent") else ""
     head = f"exp {r['id']} (line {r['line']}, parent {r['parent']}{who}) {idea.get('title', '')!r}: "
     if r["verdict"]:
-        delta = ""
-        if r.get("delta_vs_parent") is not None:
-            delta = f", {r['delta_vs_parent']:+.4g} vs parent ({_num(r['parent_metric'])})"
-        text = head + f"{r['verdict']}, {metric_text(r)}{delta}.\n    why: {r['reason'] or r['meaning'] or '–'}"
+        # No delta against the parent here: the verdict compares with the line's incumbent, which `why` names.
+        text = head + f"{r['verdict']}, {metric_text(r)}.\n    why: {r['reason'] or r['meaning'] or '–'}"
         if r["flags"]:
             text += "\n    flags: " + "; ".join(r["flags"])
         return text
