@@ -2,6 +2,44 @@
 
 SCHEMA_VERSION = 3
 
+#: Tables that schema 3 added (shared by the full schema and the 2 -> 3 migration).
+_TABLES_3 = """
+CREATE TABLE IF NOT EXISTS llm_calls (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    spec TEXT NOT NULL,
+    model TEXT NOT NULL,
+    role TEXT NOT NULL,                  -- ideate | implement | repair | reflect | director | audit
+    experiment_id INTEGER,
+    line_id INTEGER,
+    cache_key TEXT NOT NULL,
+    status TEXT NOT NULL,                -- ok | error | cached
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL,
+    latency_s REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    prompt TEXT NOT NULL DEFAULT '',     -- truncated, for audit
+    response TEXT NOT NULL DEFAULT '',   -- truncated, for audit
+    completion_json TEXT                 -- the whole answer of an ok call: resume re-uses it instead of re-buying
+);
+CREATE INDEX IF NOT EXISTS llm_calls_key ON llm_calls(cache_key);
+CREATE INDEX IF NOT EXISTS llm_calls_experiment ON llm_calls(experiment_id);
+
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,                  -- explore | combine | retire
+    line_id INTEGER,                     -- the line it acts on (the new line, for explore)
+    other_line_id INTEGER,               -- combine: the line whose win is merged in
+    experiment_id INTEGER,               -- combine: the experiment it created
+    reason TEXT NOT NULL,
+    detail_json TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
@@ -106,42 +144,7 @@ CREATE TABLE IF NOT EXISTS reviews (
     reviewer TEXT NOT NULL DEFAULT 'person',
     at REAL NOT NULL
 );
-
-CREATE TABLE IF NOT EXISTS llm_calls (
-    id INTEGER PRIMARY KEY,
-    at REAL NOT NULL,
-    spec TEXT NOT NULL,
-    model TEXT NOT NULL,
-    role TEXT NOT NULL,                  -- ideate | implement | repair | reflect | director | audit
-    experiment_id INTEGER,
-    line_id INTEGER,
-    cache_key TEXT NOT NULL,
-    status TEXT NOT NULL,                -- ok | error | cached
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-    cost_usd REAL,
-    latency_s REAL NOT NULL DEFAULT 0,
-    error TEXT,
-    prompt TEXT NOT NULL DEFAULT '',     -- truncated, for audit
-    response TEXT NOT NULL DEFAULT '',   -- truncated, for audit
-    completion_json TEXT                 -- the whole answer of an ok call: resume re-uses it instead of re-buying
-);
-CREATE INDEX IF NOT EXISTS llm_calls_key ON llm_calls(cache_key);
-CREATE INDEX IF NOT EXISTS llm_calls_experiment ON llm_calls(experiment_id);
-
-CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,                  -- explore | combine | retire
-    line_id INTEGER,                     -- the line it acts on (the new line, for explore)
-    other_line_id INTEGER,               -- combine: the line whose win is merged in
-    experiment_id INTEGER,               -- combine: the experiment it created
-    reason TEXT NOT NULL,
-    detail_json TEXT NOT NULL DEFAULT '{}'
-);
-"""
+""" + _TABLES_3
 
 #: Steps that bring a store from version N to N + 1.
 MIGRATIONS: dict[int, str] = {
@@ -161,40 +164,5 @@ ALTER TABLE lines ADD COLUMN direction TEXT NOT NULL DEFAULT '';
 ALTER TABLE lines ADD COLUMN note TEXT NOT NULL DEFAULT '';
 ALTER TABLE experiments ADD COLUMN analysis TEXT;
 ALTER TABLE experiments ADD COLUMN directive_json TEXT NOT NULL DEFAULT '{}';
-
-CREATE TABLE IF NOT EXISTS llm_calls (
-    id INTEGER PRIMARY KEY,
-    at REAL NOT NULL,
-    spec TEXT NOT NULL,
-    model TEXT NOT NULL,
-    role TEXT NOT NULL,                  -- ideate | implement | repair | reflect | director | audit
-    experiment_id INTEGER,
-    line_id INTEGER,
-    cache_key TEXT NOT NULL,
-    status TEXT NOT NULL,                -- ok | error | cached
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_read_tokens INTEGER NOT NULL DEFAULT 0,
-    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-    cost_usd REAL,
-    latency_s REAL NOT NULL DEFAULT 0,
-    error TEXT,
-    prompt TEXT NOT NULL DEFAULT '',     -- truncated, for audit
-    response TEXT NOT NULL DEFAULT '',   -- truncated, for audit
-    completion_json TEXT                 -- the whole answer of an ok call: resume re-uses it instead of re-buying
-);
-CREATE INDEX IF NOT EXISTS llm_calls_key ON llm_calls(cache_key);
-CREATE INDEX IF NOT EXISTS llm_calls_experiment ON llm_calls(experiment_id);
-
-CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,                  -- explore | combine | retire
-    line_id INTEGER,                     -- the line it acts on (the new line, for explore)
-    other_line_id INTEGER,               -- combine: the line whose win is merged in
-    experiment_id INTEGER,               -- combine: the experiment it created
-    reason TEXT NOT NULL,
-    detail_json TEXT NOT NULL DEFAULT '{}'
-);
-""",
+""" + _TABLES_3,
 }
