@@ -110,7 +110,7 @@ def run(
     ideas_model: str = typer.Option(None, help="LLM brain: model for ideas, reflections and the director "
                                                "(default: the --brain model)."),
     review_model: str = typer.Option(None, help="The guard's LLM auditor (can only flag), e.g. "
-                                                "anthropic:claude-opus-4-1. Off by default."),
+                                                "anthropic:claude-opus-4-6. Off by default."),
     llm_budget_usd: float = typer.Option(None, help="Hard cap on the lab's LLM spending, in US dollars."),
     llm_tokens_per_experiment: int = typer.Option(None, help="Hard cap on LLM tokens spent on one experiment."),
     max_repairs: int = typer.Option(None, min=0, help="Repair attempts per crashed experiment (llm brain; "

@@ -70,7 +70,7 @@ def validate_settings(settings: LabSettings) -> None:
         raise LabError(f"--sandbox must be auto, bwrap or none, got {settings.sandbox!r}")
     for name, spec in (("--ideas-model", settings.ideas_model), ("--review-model", settings.review_model)):
         if spec and not is_llm_spec(spec):
-            raise LabError(f"{name} needs a model spec such as anthropic:claude-sonnet-4-5, openai:gpt-5 or "
+            raise LabError(f"{name} needs a model spec such as anthropic:claude-sonnet-4-6, openai:gpt-5 or "
                            f"openai-compatible:MODEL@http://HOST:PORT/v1, got {spec!r}")
     if settings.llm_budget_usd is not None and settings.llm_budget_usd < 0:
         raise LabError(f"--llm-budget-usd must be 0 or more, got {settings.llm_budget_usd}")

@@ -109,7 +109,7 @@ class LLMBadResponse(LLMError):
 class LLMClient(Protocol):
     """A chat model. Implementations raise LLMError (or a subclass) and nothing else for API failures."""
 
-    spec: str  # the brain spec that built it, e.g. "anthropic:claude-sonnet-4-5"
+    spec: str  # the brain spec that built it, e.g. "anthropic:claude-sonnet-4-6"
     model: str
 
     def complete(

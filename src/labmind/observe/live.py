@@ -64,6 +64,14 @@ def status_view(status: dict[str, Any], events: list[str]) -> Group:
         head.add_row("best", "baseline (no confirmed improvement yet)")
     counts = ", ".join(f"{k} {v}" for k, v in status["verdicts"].items()) or "none yet"
     head.add_row("verdicts", f"{counts}  ({status['experiments']} experiments, {status['in_progress']} in progress)")
+    llm = status.get("llm") or {}
+    if llm.get("calls"):
+        head.add_row("llm", f"{llm['calls']} calls, {llm['input_tokens'] + llm['output_tokens']:,} tokens, "
+                            f"${llm['cost_usd']:.2f}" + (f" ({llm['cached']} re-used)" if llm.get("cached") else ""))
+    steered = [ln for ln in status.get("lines", []) if ln.get("direction") or ln.get("status") != "active"]
+    for ln in steered:
+        what = f"retired: {ln['note']}" if ln["status"] != "active" else f"direction: {ln['direction']}"
+        head.add_row(f"line {ln['id']}", escape(what[:100]))
     slots = Table("slot", "run", "exp", "purpose", "time", "idea", box=None, header_style="bold")
     for r in status["running"]:
         slots.add_row(r["slot"] or "", str(r["run"]), str(r["experiment"]), r["purpose"], f"{r['seconds']:.0f}s",

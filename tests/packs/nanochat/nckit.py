@@ -53,8 +53,8 @@ def pack_module(name: str) -> ModuleType:
 def write_stories(directory: Path, count: int = 120, seed: int = 0) -> Path:
     """`count` small English-like text files: a corpus a CPU tokenizes and trains on in seconds."""
     rng = random.Random(seed)
-    words = ("the a cat dog sat on mat ran fast slow red blue big small and then it was very happy sad tree "
-             "house bird sang under over near far one two three").split()
+    words = ["the", "a", "cat", "dog", "sat", "on", "mat", "ran", "fast", "slow", "red", "blue", "big", "small",
+             "and", "then", "it", "was", "very", "happy", "sad", "tree", "house", "bird", "sang", "under", "over"]
     directory.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         lines = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))) + "."
@@ -122,7 +122,7 @@ class TinyLM(nn.Module):
         self.register_buffer("seen", torch.zeros(()))
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, reduction: str = "mean"):
-        B, T = idx.shape
+        T = idx.size(1)
         x = self.wte(idx) + self.pos[:T]
         if self.mode == "cross_row":
             x = x + x.mean(dim=0, keepdim=True)

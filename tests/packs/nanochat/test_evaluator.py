@@ -79,7 +79,7 @@ def test_models_that_see_the_answer_are_rejected(ev, export, task: Path, mode: s
         ev.evaluate(path, "val", "cpu", task)
     module, _ = ev.load_model(path, "cpu")
     manifest = ev.read_manifest(task)
-    stream, token_bytes = _stream(ev, task)
+    stream, _ = _stream(ev, task)
     first = ev.windows(stream, SEQ, manifest["bos_token_id"])[0][:4]
     probe = ev.causality_probe(module, first, VOCAB)
     moved = probe["cross_row"] if mode == "cross_row" else probe["leak"]
