@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bwrap chromium llm-server
+.PHONY: demo test lint bwrap chromium llm-server torch
 
 # The local LLM server tier (tests marked llm_server): llama-cpp-python is sdist-only, so it is compiled once
 # into a wheel cache keyed by its version and CMake flags. GGML_NATIVE=OFF keeps the build portable: a native
@@ -61,7 +61,14 @@ $(VENV)/.llm-server-$(LLAMA_KEY): $(VENV)/.dev
 
 llm-server: $(VENV)/.llm-server-$(LLAMA_KEY)
 
-test: $(VENV)/.dev bwrap chromium llm-server
+# The benchmark packs' CPU tests need PyTorch. Its CPU-only wheels are a tenth of the CUDA build's size; PyPI's
+# build is the fallback where PyTorch's own index cannot be reached.
+torch: $(VENV)/.dev
+	@$(BIN)/python -c "import torch" 2>/dev/null || \
+	  $(BIN)/python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu || \
+	  $(BIN)/python -m pip install -q torch
+
+test: $(VENV)/.dev bwrap chromium llm-server torch
 	$(BIN)/ruff check src tests
 	$(BIN)/pytest -q -m "slow or not slow" tests
 
