@@ -302,6 +302,8 @@ def build_corpus_root(spec: DataSpec, corpus: Corpus, data_dir: Path, train_shar
         info = {"source": spec.label, "docs_sha256": digest, "shards": shards, "stats": corpus.stats,
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (staging / "corpus.json").write_text(json.dumps(info, indent=2))
+        if (root / "tokenizer").is_dir():  # a tokenizer trained on this very corpus (the name holds its digest)
+            shutil.move(root / "tokenizer", staging / "tokenizer")
         if root.exists():
             shutil.rmtree(root)
         staging.rename(root)  # a root appears whole: a crash never leaves a half-written one in use
@@ -317,6 +319,7 @@ def write_eval_documents(corpus: Corpus, directory: Path) -> dict[str, Path]:
     import pyarrow.parquet as pq
 
     out = {}
+    directory.mkdir(parents=True, exist_ok=True)
     for split in ("val", "holdout"):
         if corpus.documents[split]:
             out[split] = directory / f"{split}.parquet"
