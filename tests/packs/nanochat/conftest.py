@@ -14,6 +14,8 @@ from .nckit import FAKE_UPSTREAM, pack, run_in, write_stories
 def packed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`labmind pack nanochat --data local:...` of the stand-in upstream (2 s budget, eager). The data root
     sits beside the task, outside /tmp's sandbox mask only when the test's temporary folder does."""
+    for name in ("pyarrow", "tiktoken", "rustbpe"):  # the tokenizer step and the shards need them
+        pytest.importorskip(name, reason=f"packing needs {name}: pip install 'labmind[nanochat]'")
     base = tmp_path_factory.mktemp("nanochat")
     corpus = write_stories(base / "stories")
     result = pack(FAKE_UPSTREAM, f"local:{corpus}", base / "task", base / "data", "--time-budget", "2",
