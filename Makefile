@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bwrap chromium llm-server torch
+.PHONY: demo test lint bwrap chromium llm-server packs
 
 # The local LLM server tier (tests marked llm_server): llama-cpp-python is sdist-only, so it is compiled once
 # into a wheel cache keyed by its version and CMake flags. GGML_NATIVE=OFF keeps the build portable: a native
@@ -61,14 +61,16 @@ $(VENV)/.llm-server-$(LLAMA_KEY): $(VENV)/.dev
 
 llm-server: $(VENV)/.llm-server-$(LLAMA_KEY)
 
-# The benchmark packs' CPU tests need PyTorch. Its CPU-only wheels are a tenth of the CUDA build's size; PyPI's
-# build is the fallback where PyTorch's own index cannot be reached.
-torch: $(VENV)/.dev
+# The benchmark packs' CPU tests need PyTorch and the nanochat extra (tokenizer, parquet). PyTorch comes first
+# from its CPU-only index (a tenth of the CUDA build's size), so the extra finds it installed; PyPI's build is
+# the fallback where PyTorch's own index cannot be reached.
+packs: $(VENV)/.dev
 	@$(BIN)/python -c "import torch" 2>/dev/null || \
 	  $(BIN)/python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu || \
 	  $(BIN)/python -m pip install -q torch
+	@$(BIN)/python -c "import pyarrow, tiktoken, rustbpe" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[dev,nanochat]"
 
-test: $(VENV)/.dev bwrap chromium llm-server torch
+test: $(VENV)/.dev bwrap chromium llm-server packs
 	$(BIN)/ruff check src tests
 	$(BIN)/pytest -q -m "slow or not slow" tests
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from labmind.brains.base import Brain, Idea
 from labmind.execute.base import Executor, RunOutcome, RunSpec, Slot
+from labmind.execute.local import with_interpreter
 from labmind.execute.sandbox import default_hidden
 from labmind.guard import Finding, check_change
 from labmind.judge import Judge
@@ -238,7 +239,10 @@ class Lab(Judging, Steering):
         self.note("setup", f"running setup: {cmd}")
         log = self.paths.root / "setup.log"
         with log.open("wb") as out:
-            proc = subprocess.run(["bash", "-c", cmd], cwd=self.paths.task_dir, stdout=out, stderr=subprocess.STDOUT)
+            # The same `python` as runs and evaluators get: labmind's interpreter first on PATH.
+            env = {**os.environ, "PATH": with_interpreter(os.environ.get("PATH", ""))}
+            proc = subprocess.run(["bash", "-c", cmd], cwd=self.paths.task_dir, stdout=out, stderr=subprocess.STDOUT,
+                                  env=env)
         if proc.returncode != 0:
             tail = log.read_text(errors="replace")[-2000:]
             raise LabError(f"the task's setup command failed (exit {proc.returncode}); see {log}:\n{tail}")
