@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import signal
-import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +19,6 @@ from typing import Any, Protocol
 
 from labmind.brains.base import Brain, Idea
 from labmind.execute.base import Executor, RunOutcome, RunSpec, Slot
-from labmind.execute.local import with_interpreter
 from labmind.execute.sandbox import default_hidden
 from labmind.guard import Finding, check_change
 from labmind.judge import Judge
@@ -29,6 +26,7 @@ from labmind.lab.judging import PROTECTED_FLAG, Judging
 from labmind.lab.paths import LabPaths
 from labmind.lab.review import ReviewError, apply_review, take_posted
 from labmind.lab.settings import LabSettings
+from labmind.lab.setup import SetupFailed, run_setup
 from labmind.lab.steering import Steering
 from labmind.lab.views import best_experiment, brain_context, search_view
 from labmind.search.base import Policy
@@ -229,24 +227,11 @@ class Lab(Judging, Steering):
 
     def run_setup(self) -> None:
         """The task's setup command, once per machine and protected-files digest."""
-        cmd = self.task.task.setup
-        if not cmd:
-            return
-        key = hashlib.sha256("\n".join([cmd, *sorted(self.protected_digest.values())]).encode()).hexdigest()
-        marker = self.paths.root / f"setup-{key[:16]}.done"
-        if marker.exists():
-            return
-        self.note("setup", f"running setup: {cmd}")
-        log = self.paths.root / "setup.log"
-        with log.open("wb") as out:
-            # The same `python` as runs and evaluators get: labmind's interpreter first on PATH.
-            env = {**os.environ, "PATH": with_interpreter(os.environ.get("PATH", ""))}
-            proc = subprocess.run(["bash", "-c", cmd], cwd=self.paths.task_dir, stdout=out, stderr=subprocess.STDOUT,
-                                  env=env)
-        if proc.returncode != 0:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise LabError(f"the task's setup command failed (exit {proc.returncode}); see {log}:\n{tail}")
-        marker.write_text(str(time.time()))
+        if self.task.task.setup:
+            try:
+                run_setup(self.task.task.setup, self.paths, self.protected_digest, self.note)
+            except SetupFailed as exc:
+                raise LabError(str(exc)) from exc
 
     # -- the loop --------------------------------------------------------------------------------------
 
