@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, fmt, print_json, read_store
+from labmind.lab.campaign import CampaignError, campaign_status, is_campaign
 from labmind.lab.status import lab_status
 from labmind.observe.live import status_view
 from labmind.store import ExperimentRow, Store, StoreError
@@ -23,7 +24,17 @@ VERDICT_STYLE = {"improved": "green", "not_improved": "white", "inconclusive": "
 
 
 def status(task_dir: Path = TaskDirArg, json_out: bool = JsonOpt) -> None:
-    """Best, baseline, counts by verdict, lines and what is running."""
+    """Best, baseline, counts by verdict, lines and what is running; for a campaign directory, every task."""
+    if is_campaign(task_dir):
+        try:
+            campaign = campaign_status(task_dir)
+        except CampaignError as exc:
+            fail(str(exc))
+        if json_out:
+            print_json(campaign)
+        else:
+            campaign_view(campaign)
+        return
     with read_store(task_dir) as (store, paths):
         data = lab_status(store, paths)
     if json_out:
@@ -32,6 +43,20 @@ def status(task_dir: Path = TaskDirArg, json_out: bool = JsonOpt) -> None:
     console.print(status_view(data, []))
     console.print(f"state: {data['state']}" + (f" (pid {data['pid']})" if data["pid"] else "")
                   + f", slot-hours {data['slot_hours']:.3f}")
+
+
+def campaign_view(data: dict[str, Any]) -> None:
+    metric = data["metric"]["name"] if data["metric"] else "metric"
+    table = Table("task", "start", "lab baseline", "best confirmed", "exp", "experiments", "state",
+                  header_style="bold", box=box.SIMPLE_HEAD,
+                  title=f"campaign {data['campaign']}: {data['tasks']} tasks, {data['labs']} with a lab")
+    for r in data["rows"]:
+        table.add_row(escape(r["task"]), fmt(r["start"], 4), fmt(r["baseline"], 4), fmt(r["best"], 4),
+                      str(r["best_experiment"] or "–"), str(r["experiments"]), escape(r["state"]))
+    console.print(table)
+    console.print(f"mean {metric}: start {fmt(data['mean_start'], 4)}, now {fmt(data['mean_current'], 4)}; "
+                  f"{data['improved_tasks']} task(s) with a confirmed improvement. One task: "
+                  f"`labmind status {data['directory']}/TASK`.")
 
 
 def experiment_dict(exp: ExperimentRow, store: Store | None = None, *, with_diff: bool = False) -> dict[str, Any]:

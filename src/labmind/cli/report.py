@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from labmind.cli.common import TaskDirArg, console, err_console, fail, read_store
+from labmind.lab.campaign import CampaignError, campaign_markdown, campaign_status, is_campaign
 from labmind.observe.export import ExportError, log_mlflow
 from labmind.observe.export import export as export_rows
 
@@ -26,7 +27,19 @@ class What(StrEnum):
 def report(task_dir: Path = TaskDirArg,
            out: Path = typer.Option(None, "--out", help="Folder to write into [default: <task>/.labmind/report/].")
            ) -> None:
-    """Write report.md, report.html (self-contained) and PNG plots of the lab."""
+    """Write report.md, report.html (self-contained) and PNG plots of the lab; for a campaign directory,
+    campaign.md with every task's scores."""
+    if is_campaign(task_dir):
+        try:
+            text = campaign_markdown(campaign_status(task_dir))
+        except CampaignError as exc:
+            fail(str(exc))
+        folder = (out or task_dir / "report").resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "campaign.md").write_text(text)
+        console.print(f"campaign report written to {folder / 'campaign.md'}; per-task reports: "
+                      f"`labmind report {task_dir}/TASK`")
+        return
     # Imported here: matplotlib takes a while to load, and no other verb needs it.
     from labmind.observe.report import write_report
     from labmind.observe.report_data import collect
