@@ -28,7 +28,8 @@ REPAIR = ('SEED = int(os.environ.get("SEED", "0")) + seed_bias', 'SEED = int(os.
 class ScriptedModel:
     """An LLMClient whose answers follow rules per role; thread-safe, records what it was asked."""
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, titles: list[str] | None = None) -> None:
+        self.titles = titles or list(EDITS)  # the order ideas are proposed in
         self.spec = spec
         self.model = spec.split(":", 1)[1].split("@", 1)[0]
         self.lock = threading.Lock()
@@ -52,7 +53,7 @@ class ScriptedModel:
         with self.lock:
             k = self.ideate_calls
             self.ideate_calls += 1
-        titles = list(EDITS)
+        titles = self.titles
         batch = [titles[(2 * k + i) % len(titles)] for i in range(2)] + [DUPLICATE]
         ideas = [{"title": t, "hypothesis": f"{t.lower()} should lower val_bpb", "rationale": "common practice",
                   "expected_effect": "lower val_bpb"} for t in batch]
@@ -105,9 +106,10 @@ class ScriptedModel:
 class ScriptedFactory:
     """`LLMClients(factory=...)`: a scripted model per spec, wrapped in the real Metered."""
 
-    def __init__(self) -> None:
+    def __init__(self, titles: list[str] | None = None) -> None:
         self.models: dict[str, ScriptedModel] = {}
+        self.titles = titles
 
     def __call__(self, spec: str, *, budget: Any = None, log: Any = None) -> Metered:
-        model = self.models.setdefault(spec, ScriptedModel(spec))
+        model = self.models.setdefault(spec, ScriptedModel(spec, self.titles))
         return Metered(model, budget=budget, log=log)

@@ -60,7 +60,9 @@ def test_llm_brain_runs_every_step_and_records_its_calls(tmp_path: Path) -> None
     assert DUPLICATE not in by_title
     # implement + run: the learning-rate idea was measured and beat the baseline on fresh seeds.
     lr = by_title["Raise the learning rate to 3e-3"]
-    assert lr.verdict == "improved", lr.reason
+    # (When a small win was confirmed first, this much larger step is held for a person as implausible.)
+    assert lr.verdict == "improved" or (lr.verdict == "flagged" and any(
+        f.startswith("implausible_gain") for f in lr.flags)), (lr.verdict, lr.reason, lr.flags)
     assert "LEARNING_RATE = 3e-3" in (lr.diff or "")
     # repair: the crashing idea got a child experiment that fixed it.
     crashed = by_title["Offset the seed by a learned bias"]
@@ -123,6 +125,33 @@ def test_resume_reuses_recorded_calls_and_caps_stop_spending(tmp_path: Path) -> 
     store = Store.open(task / ".labmind" / "lab.db", readonly=True)
     assert store.experiment(target.id).analysis
     assert any(c["status"] == "cached" and c["role"] == "reflect" for c in store.llm_calls())
+    store.close()
+
+    # A crash judged when no more experiments were allowed got no repair then; a later session with room
+    # asks for it, once.
+    crashy = make_task(tmp_path / "crashy")
+    first = ["Offset the seed by a learned bias", "Raise the learning rate to 3e-3"]
+    run_lab(crashy, ScriptedFactory(first), max_experiments=1, lines=1)
+    store = Store.open(crashy / ".labmind" / "lab.db", readonly=True)
+    crashed = [r for r in store.experiments() if r.verdict == "crashed"]
+    assert crashed and not [r for r in store.experiments() if r.directive.get("kind") == "repair"]
+    store.close()
+    for _ in range(2):
+        run_lab(crashy, ScriptedFactory(first), max_experiments=2, lines=1)
+    store = Store.open(crashy / ".labmind" / "lab.db", readonly=True)
+    repairs = [r for r in store.experiments() if r.directive.get("kind") == "repair"]
+    assert [r.parent_id for r in repairs] == [crashed[0].id]
+    assert repairs[0].verdict in ("not_improved", "inconclusive")  # the fixed code runs: it is the baseline's
+    store.close()
+
+    # A dollar cap already reached: no proposal is started, and the lab says why (once) and ends cleanly.
+    spent = make_task(tmp_path / "spent")
+    run_lab(spent, ScriptedFactory(), max_experiments=3, llm_budget_usd=0.0)
+    store = Store.open(spent / ".labmind" / "lab.db", readonly=True)
+    assert not [r for r in store.experiments() if r.kind == "candidate"]
+    stops = [e.message for e in store.events(limit=10_000) if e.kind == "stop"]
+    assert stops == ["no more proposals: the lab's LLM budget of $0.00 is used up ($0.0000 spent); raise it with "
+                     "`labmind resume --llm-budget-usd N`"]
     store.close()
 
     # A per-experiment token cap smaller than one ideate prompt stops the brain cleanly: failed proposals

@@ -106,3 +106,20 @@ def test_charges_from_many_threads_add_up_exactly() -> None:
 def test_nonsense_caps_are_refused(usd: float | None, tokens: int | None) -> None:
     with pytest.raises(ValueError, match="must be"):
         Budget(usd_cap=usd, tokens_per_experiment=tokens)
+
+
+def test_audit_and_reflect_neither_count_against_nor_are_stopped_by_the_token_cap() -> None:
+    log = MemoryCallLog()
+    budget = Budget(usd_cap=1.0, tokens_per_experiment=1000, log=log)
+    review = CallContext(role="audit", experiment_id=3)
+    budget.charge(EXP, done(0.1, 1000))
+    with pytest.raises(LLMBudgetExceeded, match="experiment 3 reached its cap"):
+        budget.check(EXP)
+    budget.check(review)  # the cap spent by implementing it must not leave it unaudited
+    budget.check(CallContext(role="reflect", experiment_id=3))
+    budget.charge(review, done(0.2, 5000))
+    assert budget.tokens_of(3) == 1000 and budget.spent_usd == pytest.approx(0.3)  # dollars still count
+    for role, tokens in (("implement", 400), ("audit", 9000)):
+        log.record(CallRecord(at=0.0, spec="openai:x", model="x", role=role, experiment_id=7, line_id=1,
+                              cache_key=role, status="ok", input_tokens=tokens))
+    assert Budget(tokens_per_experiment=1000, log=log).tokens_of(7) == 400  # and so on resume

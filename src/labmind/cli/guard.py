@@ -94,10 +94,10 @@ def audit_status(store: Store) -> str:
     model = (lab.settings.get("review_model") if lab else None) or None
     if not model:
         return "off: no review model configured (`labmind run --review-model SPEC` turns it on)"
-    calls = [c for c in store.llm_calls() if c["role"] == "audit"]
+    calls = store.llm_totals()["by_role"].get("audit", {}).get("calls", 0)
     flagged = sum(1 for r in store.experiments() if any(f.startswith("audit:") for f in r.flags))
     failed = sum(1 for r in store.experiments() if any(f.startswith("audit_failed") for f in r.flags))
-    return f"on ({model}): {len(calls)} review call(s), {flagged} experiment(s) flagged, {failed} unreviewable"
+    return f"on ({model}): {calls} review call(s), {flagged} experiment(s) flagged, {failed} unreviewable"
 
 
 def guard_report(task_dir: Path = TaskDirArg, json_out: bool = JsonOpt) -> None:

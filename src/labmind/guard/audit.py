@@ -35,16 +35,29 @@ class Auditor:
     def audit(self, task: Task, idea: Idea, diff: str, *, experiment_id: int, line_id: int | None,
               notes: str = "") -> list[Finding]:
         idea_text = idea.title + (f" — {idea.hypothesis}" if idea.hypothesis else "")
+        cut = len(diff) > DIFF_CHARS
         prompt = render("audit", **task_values(task, 0.0, self.brief), idea=idea_text,
-                        notes=notes[:NOTES_CHARS], diff=diff[:DIFF_CHARS])
+                        notes=notes[:NOTES_CHARS], diff=diff[:DIFF_CHARS], cut=cut)
         context = CallContext(role="audit", experiment_id=experiment_id, line_id=line_id)
+        findings = [failed(f"the diff ({len(diff):,} characters) was cut at {DIFF_CHARS:,} for review",
+                           rule="audit_incomplete")] if cut else []
         try:
             value = ask_json(self.client, prompt, system="", schema=SCHEMA, context=context, max_tokens=800)
         except BrainError as exc:
-            return [Finding(rule="audit_failed", family="audit", severity="flag", path="-", line=None,
-                            evidence=clip(str(exc)), explanation="the LLM auditor could not review this change")]
-        reason = clip(str(value.get("reason") or "(no reason given)"))
-        if value.get("flag") is True:
-            return [Finding(rule="audit", family="audit", severity="flag", path="-", line=None, evidence=reason,
-                            explanation=f"the LLM auditor ({self.spec or 'reviewer'}) flagged this change")]
-        return []
+            return [*findings, failed(str(exc))]
+        except Exception as exc:  # anything else from the model's answer: fail closed, never wave it through
+            return [*findings, failed(f"{type(exc).__name__}: {exc}")]
+        flag = value.get("flag")
+        if not isinstance(flag, bool):
+            return [*findings, failed(f"the answer's flag was {flag!r}, not true or false")]
+        if flag:
+            reason = clip(str(value.get("reason") or "(no reason given)"))
+            findings.append(Finding(rule="audit", family="audit", severity="flag", path="-", line=None,
+                                    evidence=reason,
+                                    explanation=f"the LLM auditor ({self.spec or 'reviewer'}) flagged this change"))
+        return findings
+
+
+def failed(why: str, rule: str = "audit_failed") -> Finding:
+    return Finding(rule=rule, family="audit", severity="flag", path="-", line=None, evidence=clip(why),
+                   explanation="the LLM auditor could not review this change in full")

@@ -252,6 +252,7 @@ class Lab(Judging, Steering):
             if row.status == "done" and (row.kind == "baseline" or row.verdict):
                 self.brain.learn(row.past())
         self.resume_reflections()
+        self.resume_repairs()
         for row in list(self.rows.values()):
             self.advance(row.id)
         for row in list(self.rows.values()):
@@ -349,7 +350,7 @@ class Lab(Judging, Steering):
     def may_propose(self, count_only: bool = True) -> bool:
         if self.stopping or self.fatal or not self.in_budget():
             return False
-        if self.brain_failures >= self.settings.max_brain_failures:
+        if self.brain_failures >= self.settings.max_brain_failures or self.brain_spent():
             return False
         if count_only and self.settings.max_experiments is not None:
             return self.store.count_candidates() < self.settings.max_experiments

@@ -76,6 +76,8 @@ def validate_settings(settings: LabSettings) -> None:
         raise LabError(f"--llm-budget-usd must be 0 or more, got {settings.llm_budget_usd}")
     if settings.llm_tokens_per_experiment is not None and settings.llm_tokens_per_experiment < 1:
         raise LabError(f"--llm-tokens-per-experiment must be at least 1, got {settings.llm_tokens_per_experiment}")
+    if settings.director_every is not None and settings.director_every < 1:
+        raise LabError(f"--director-every must be at least 1, got {settings.director_every}")
     if settings.max_repairs < 0:
         raise LabError(f"--max-repairs must be 0 or more, got {settings.max_repairs}")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from labmind.brains.base import Decision, DirectorView, LineSummary
 from labmind.lab.views import best_experiment, failure_tail
-from labmind.store import ExperimentRow, Store
+from labmind.store import ExperimentRow, Store, StoreError
 from labmind.task import Task
 from labmind.verdicts import RUN_FAILURES, Verdict
 from labmind.workspace import git as gitops
@@ -55,10 +55,14 @@ class Steering:
         return depth
 
     def maybe_repair(self, exp: ExperimentRow) -> None:
-        if exp.verdict not in RUN_FAILURES or not getattr(self.brain, "can_repair", False):
+        if exp.verdict not in RUN_FAILURES or not getattr(self.brain, "can_repair", False) or not exp.commit_sha:
             return
         attempt = self.repair_depth(exp) + 1
-        if attempt > self.settings.max_repairs or not exp.commit_sha or not self.may_propose():
+        if attempt > self.settings.max_repairs or not self.may_propose():
+            return  # resume_repairs asks again in a later session, while repairs are still allowed
+        if any(r.parent_id == exp.id and r.directive.get("kind") == "repair" for r in self.rows.values()):
+            return
+        if exp.line_id is None or self.store.line(exp.line_id).status != "active":
             return
         directive = {"kind": "repair", "of": exp.id, "attempt": attempt,
                      "log_tail": failure_tail(self.store, exp)[-4000:]}
@@ -68,11 +72,28 @@ class Steering:
         self.note("repair", f"exp {child}: repair {attempt} of {self.settings.max_repairs} for exp {exp.id} "
                             f"({exp.verdict})", experiment_id=child)
 
+    def resume_repairs(self) -> None:
+        """Repairs a verdict could not ask for when it came (the session's budget ended, the lab stopped, or
+        it was killed between the verdict and the repair): ask now. Idempotent: one repair per failure."""
+        for row in sorted(self.rows.values(), key=lambda r: r.id):
+            if row.kind == "candidate" and row.status == "done":
+                self.maybe_repair(row)
+
     def pending_directive(self) -> ExperimentRow | None:
         """A requested experiment (repair, combine) not yet handed to the brain."""
         busy = {ident for kind, ident, _ in self.tasks.values() if kind == "proposal"}
         return next((r for r in sorted(self.rows.values(), key=lambda r: r.id)
                      if r.status == "proposing" and r.directive and r.id not in busy), None)
+
+    def brain_spent(self) -> bool:
+        """The brain cannot pay for another proposal (its LLM dollar cap is reached): say so once, propose no
+        more, rather than fail proposal after proposal at their first call."""
+        exhausted = getattr(self.brain, "exhausted", None)
+        message = exhausted() if callable(exhausted) else None
+        if message and not getattr(self, "_spent_noted", False):
+            self._spent_noted = True
+            self.note("stop", f"no more proposals: {message}")
+        return bool(message)
 
     def transcript_tail(self, exp_id: int, chars: int = 6000) -> str:
         """The end of what the brain saved about this proposal (command output, the LLM loop), for the auditor."""
@@ -106,12 +127,16 @@ class Steering:
                       experiment_id=ident or None)
             return
         if kind == "reflect":
-            self.store.update_experiment(ident, analysis=str(fut.result())[:4000])
+            text = str(fut.result())[:4000].encode("utf-8", errors="replace").decode("utf-8")
+            self.store.update_experiment(ident, analysis=text)
             self.refresh(ident)
-            self.note("reflect", f"exp {ident}: {str(fut.result())[:300]}", experiment_id=ident)
+            self.note("reflect", f"exp {ident}: {text[:300]}", experiment_id=ident)
         elif kind == "direct":
             for decision in fut.result():
-                self.apply_decision(decision)
+                try:
+                    self.apply_decision(decision)
+                except (StoreError, gitops.GitError, ValueError, KeyError) as exc:
+                    self.note("director", f"{decision.kind} not applied: {type(exc).__name__}: {str(exc)[:200]}")
 
     # -- the director ------------------------------------------------------------------------------------
 
@@ -123,8 +148,11 @@ class Steering:
 
     def maybe_direct(self) -> None:
         direct = getattr(self.brain, "direct", None)
-        every = self.settings.director_every or 2 * max(len(self.active_lines()), 1)
-        if direct is None or self.since_director < every or len(self.active_lines()) < 2 or self.stopping:
+        active = len(self.active_lines())
+        every = self.settings.director_every or 2 * max(active, 1)
+        # A lab of several lines keeps its director after retirements leave one: it may still explore.
+        several = active >= 2 or (len(self.store.lines()) >= 2 and active < self.max_lines())
+        if direct is None or self.since_director < every or not several or self.stopping:
             return
         if any(kind == "direct" for kind, _, _ in self.tasks.values()) or not self.may_propose(count_only=False):
             return
@@ -179,6 +207,9 @@ class Steering:
                 return f"line {d.line_id} is not an active line"
             if len(active) <= 1:
                 return "it is the last active line"
+            best = best_experiment(list(self.rows.values()), self.task)
+            if best is not None and best.kind == "candidate" and active[d.line_id].incumbent_id == best.id:
+                return f"line {d.line_id} holds the lab's best (exp {best.id})"
             return ""
         if d.kind == "explore":
             if not d.direction:
@@ -189,8 +220,12 @@ class Steering:
         if d.line_id not in active or d.other_line_id not in active or d.line_id == d.other_line_id:
             return "combine needs two different active lines"
         other = self.rows[active[d.other_line_id].incumbent_id]
+        mine = self.rows[active[d.line_id].incumbent_id]
         if other.kind != "candidate" or other.verdict != Verdict.IMPROVED or not other.commit_sha:
             return f"line {d.other_line_id} has no confirmed win to combine"
+        if other.id in self.ancestry(mine) or mine.id in self.ancestry(other):
+            return (f"exp {other.id} and line {d.line_id}'s incumbent (exp {mine.id}) are on one path: one already "
+                    "contains the other")
         done = {(x.line_id, x.detail.get("with")) for x in self.store.decisions() if x.kind == "combine"}
         if (d.line_id, other.id) in done:
             return f"exp {other.id} was already combined into line {d.line_id}"
@@ -198,14 +233,24 @@ class Steering:
             return "no more experiments may be proposed in this session"
         return ""
 
+    def ancestry(self, exp: ExperimentRow) -> list[int]:
+        """exp's id, its parent's, and so on up to the baseline."""
+        out, row = [], exp
+        while True:
+            out.append(row.id)
+            if row.parent_id is None or row.parent_id not in self.rows:
+                return out
+            row = self.rows[row.parent_id]
+
     def combine(self, d: Decision, active: dict[int, Any]) -> None:
         assert d.line_id is not None and d.other_line_id is not None
         other = self.rows[active[d.other_line_id].incumbent_id]
         mine = self.rows[active[d.line_id].incumbent_id]
-        lab = self.store.lab()
-        assert lab is not None and other.commit_sha
+        assert other.commit_sha
+        # Only what the other line added since the two lines' last common experiment.
+        common = next(e for e in self.ancestry(other) if e in self.ancestry(mine))
         path_args = ["--", self.repo.subdir] if self.repo.subdir else []
-        diff = gitops.git(self.repo.root, "diff", lab.base_commit, other.commit_sha, *path_args)
+        diff = gitops.git(self.repo.root, "diff", self.commit_of(self.rows[common]), other.commit_sha, *path_args)
         directive = {"kind": "combine", "with": other.id, "other_line": d.other_line_id,
                      "idea": other.idea.to_dict(), "diff": diff[:COMBINE_DIFF_CHARS]}
         with self.store.transaction():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 
 from labmind.llm.base import CallContext, Completion, LLMBudgetExceeded
-from labmind.llm.calllog import CallLog
+from labmind.llm.calllog import UNCAPPED_ROLES, CallLog
 
 
 class Budget:
@@ -49,7 +49,7 @@ class Budget:
                     f"the lab's LLM budget of ${self.usd_cap:.2f} is used up (${self._spent_usd:.4f} spent); "
                     f"raise --llm-budget-usd to continue"
                 )
-            exp = context.experiment_id if context else None
+            exp = context.experiment_id if context and context.role not in UNCAPPED_ROLES else None
             if self.tokens_per_experiment is not None and exp is not None:
                 used = self._tokens_locked(exp)
                 if used >= self.tokens_per_experiment:
@@ -62,7 +62,7 @@ class Budget:
         """Count a finished call. Unknown cost (None) counts 0 dollars; its tokens still count."""
         with self._lock:
             self._spent_usd += completion.cost_usd or 0.0
-            exp = context.experiment_id if context else None
+            exp = context.experiment_id if context and context.role not in UNCAPPED_ROLES else None
             if exp is not None:
                 self._tokens[exp] = self._tokens_locked(exp) + completion.usage.total
 

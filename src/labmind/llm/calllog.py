@@ -45,6 +45,12 @@ class CallRecord:
         return asdict(self)
 
 
+#: Roles whose calls do not count against an experiment's token cap (they still cost dollars): reviewing and
+#: reflecting on an experiment are not part of making it, and a cap spent by its implementation must not
+#: leave it unaudited or without its lesson.
+UNCAPPED_ROLES = frozenset({"audit", "reflect"})
+
+
 class CallLog(Protocol):
     def record(self, rec: CallRecord) -> None: ...
 
@@ -80,7 +86,8 @@ class MemoryCallLog:
 
     def tokens_of(self, experiment_id: int) -> int:
         with self._lock:
-            return sum(r.input_tokens + r.output_tokens for r in self._records if r.experiment_id == experiment_id)
+            return sum(r.input_tokens + r.output_tokens for r in self._records
+                       if r.experiment_id == experiment_id and r.role not in UNCAPPED_ROLES)
 
     @property
     def records(self) -> list[CallRecord]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labmind.llm.base import Completion
+from labmind.llm.calllog import UNCAPPED_ROLES
 
 #: Columns of llm_calls that a CallRecord fills, by attribute name.
 _FIELDS = (
@@ -22,6 +23,9 @@ _FIELDS = (
     "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd", "latency_s", "error", "prompt",
     "response",
 )  # fmt: skip
+
+
+_UNCAPPED = ", ".join(f"'{role}'" for role in sorted(UNCAPPED_ROLES))
 
 
 class StoreCallLog:
@@ -73,5 +77,6 @@ class StoreCallLog:
         with self._lock:
             row = self._conn.execute(
                 "SELECT COALESCE(SUM(input_tokens + output_tokens), 0) AS n FROM llm_calls "
-                "WHERE experiment_id = ? AND status != 'cached'", (experiment_id,)).fetchone()
+                f"WHERE experiment_id = ? AND status != 'cached' AND role NOT IN ({_UNCAPPED})",
+                (experiment_id,)).fetchone()
         return int(row["n"])

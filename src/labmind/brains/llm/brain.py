@@ -8,6 +8,7 @@ wires the steps to the lab's Brain protocol. Roles may use different models: `im
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from pathlib import Path
 
@@ -68,10 +69,20 @@ class LLMBrain:
         for _ in range(max(self.attempts, 1)):
             idea = self._next_idea(ctx)
             result = self._implement(ctx, idea, render("task_idea", idea=idea, **self._goal()), role="implement")
-            if result.edited:
+            if result.ok and result.edited:
                 return self._with_result(idea, result)
             problems.append(f"{idea.title!r}: {result.reason}")
-        raise BrainError("implement: no edit was made (" + "; ".join(problems) + ")")
+            revert(ctx.task_dir)  # a half-made change is not run: the next idea starts from the parent's code
+        raise BrainError("implement: no complete change was made (" + "; ".join(problems) + ")")
+
+    def exhausted(self) -> str | None:
+        """Why no proposal can be paid for any more (the lab's LLM dollar cap), or None."""
+        budget = getattr(self.implementer, "budget", None)
+        cap = getattr(budget, "usd_cap", None)
+        if cap is None or budget.spent_usd < cap:
+            return None
+        return (f"the lab's LLM budget of ${cap:.2f} is used up (${budget.spent_usd:.4f} spent); raise it with "
+                "`labmind resume --llm-budget-usd N`")
 
     def reflect(self, result: PastExperiment, diff: str, parent: PastExperiment | None = None,
                 min_effect: float = 0.0) -> str:
@@ -95,9 +106,15 @@ class LLMBrain:
                 idea = queue.pop(0)
                 self._tried.append(idea)
                 return idea
-        fresh, _ = ideate.ideate(self.thinker, ctx, n=self.ideas_per_call, tried=tried)
+        fresh: list[Idea] = []
+        for _ in range(2):  # a second call when another line took every idea of the first meanwhile
+            fresh, _ = ideate.ideate(self.thinker, ctx, n=self.ideas_per_call, tried=tried, temperature=None)
+            with self._lock:
+                fresh = ideate.distinct(fresh, self._tried)[0]
+                tried = list(self._tried)
+            if fresh:
+                break
         with self._lock:
-            fresh = ideate.distinct(fresh, self._tried)[0]  # another line may have taken one meanwhile
             if not fresh:
                 raise BrainError("ideate: every new idea was taken by another line meanwhile")
             idea = fresh.pop(0)
@@ -114,8 +131,8 @@ class LLMBrain:
             log_tail=str(d.get("log_tail") or ctx.parent.log_tail)[-LOG_TAIL_CHARS:] or "(no output)",
         )  # fmt: skip
         result = self._implement(ctx, idea, instructions, role="repair")
-        if not result.edited:
-            raise BrainError(f"repair: no fix was made ({result.reason})")
+        if not (result.ok and result.edited):
+            raise BrainError(f"repair: no complete fix was made ({result.reason})")
         title = idea.title if idea.title.startswith("fix: ") else f"fix: {idea.title}"
         return self._with_result(Idea(title=title[:120], hypothesis=idea.hypothesis, rationale=idea.rationale,
                                       expected_effect=idea.expected_effect), result)
@@ -130,8 +147,8 @@ class LLMBrain:
                               f"this line's incumbent: {describe(ctx.incumbent)[2:]}"[:2000],
                     expected_effect=other.expected_effect)
         result = self._implement(ctx, idea, instructions, role="implement")
-        if not result.edited:
-            raise BrainError(f"combine: no edit was made ({result.reason})")
+        if not (result.ok and result.edited):
+            raise BrainError(f"combine: no complete change was made ({result.reason})")
         return self._with_result(idea, result)
 
     def _implement(self, ctx: BrainContext, idea: Idea, instructions: str, *, role: str) -> ImplementResult:
@@ -166,3 +183,9 @@ class LLMBrain:
             f.write(json.dumps({"role": role, "idea": idea.to_dict(), "ok": result.ok, "reason": result.reason,
                                 "steps": result.steps, "tokens": result.tokens, "edited": result.edited,
                                 "transcript": result.transcript}, default=str) + "\n")
+
+
+def revert(task_dir: Path) -> None:
+    """Put the experiment's worktree back at its commit (tracked files restored, new untracked files removed)."""
+    for args in (["reset", "-q", "--hard", "HEAD"], ["clean", "-fdq"]):
+        subprocess.run(["git", "-C", str(task_dir), *args], capture_output=True, timeout=60, check=False)

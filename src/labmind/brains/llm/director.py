@@ -42,8 +42,11 @@ def _int(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
     return None
 
 
@@ -57,7 +60,8 @@ def direct(client: LLMClient, view: DirectorView) -> list[Decision]:
                     room=max(view.max_lines - len(view.lines), 0))
     value = ask_json(client, prompt, system="", schema=SCHEMA, context=CallContext(role="director"))
     decisions = []
-    for item in value.get("decisions") or []:
+    raw = value.get("decisions")
+    for item in raw if isinstance(raw, list) else []:
         if not isinstance(item, dict) or item.get("kind") not in KINDS:
             continue  # the lab records only decisions it can act on
         decisions.append(Decision(

@@ -18,6 +18,8 @@ from labmind.brains.llm.templates import render
 from labmind.llm.base import CallContext, LLMClient
 
 SIMILAR = 0.6
+#: Titles of ideas tried on other lines shown to the model (the newest), so it does not propose them again.
+ELSEWHERE = 40
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset((
     "a", "an", "and", "the", "of", "to", "in", "on", "for", "with", "by", "from", "at", "as", "is", "are", "be",
@@ -98,7 +100,10 @@ def parse_ideas(value: dict) -> list[Idea]:
 def ideate(client: LLMClient, ctx: BrainContext, *, n: int, tried: list[Idea],
            temperature: float | None = None) -> tuple[list[Idea], list[Idea]]:
     """(new distinct ideas, dropped near-duplicates) for ctx's line; BrainError when none survive."""
-    prompt = render("ideate", **state_values(ctx), files=editable_files(ctx.task_dir, ctx.task), n=n)
+    mine = {p.idea.title for p in ctx.history}
+    elsewhere = [i.title for i in tried if i.title and i.title not in mine][-ELSEWHERE:]
+    prompt = render("ideate", **state_values(ctx), files=editable_files(ctx.task_dir, ctx.task), n=n,
+                    elsewhere=elsewhere)
     value = ask_json(client, prompt, system=render("ideate_system"), schema=IDEAS_SCHEMA, temperature=temperature,
                      context=CallContext(role="ideate", experiment_id=ctx.experiment_id, line_id=ctx.line_id))
     ideas = parse_ideas(value)

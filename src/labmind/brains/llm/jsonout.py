@@ -26,12 +26,24 @@ def extract_json(text: str) -> dict[str, Any] | None:
         candidates.append(text[start:end + 1])
     for candidate in candidates:
         try:
-            value = json.loads(candidate)
-        except ValueError:
+            value = json.loads(candidate, strict=False)  # raw newlines in strings: small local models emit them
+        except (ValueError, RecursionError):
             continue
+        value = _clean(value)
         if isinstance(value, dict):
             return value
     return None
+
+
+def _clean(value: object) -> object:
+    """Strings made storable: a JSON escape can decode to a lone surrogate, which SQLite and UTF-8 reject."""
+    if isinstance(value, str):
+        return value.encode("utf-8", errors="replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {str(_clean(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
 
 
 def ask_json(client: LLMClient, prompt: str, *, system: str, schema: dict[str, Any], context: CallContext,
