@@ -120,6 +120,8 @@ class Lab(Judging, Steering):
         lookahead = settings.lookahead if settings.lookahead is not None else len(self.slots)
         self.lookahead = lookahead
         self.pool = ThreadPoolExecutor(max_workers=len(self.slots) + lookahead + 1, thread_name_prefix="brain")
+        # Reflections and the director wait in their own queue, never ahead of the proposals that feed slots.
+        self.aux_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reflect")
         self._wake = asyncio.Event()
 
     # -- small helpers -----------------------------------------------------------------------------
@@ -325,6 +327,7 @@ class Lab(Judging, Steering):
         if callable(close):
             close()  # lets a brain that waits (an external agent, say) give up its wait
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.aux_pool.shutdown(wait=False, cancel_futures=True)
         self.apply_posted_reviews()  # the last ones, while this process still holds the lock
         self.reporter.tick(self)
 

@@ -31,7 +31,7 @@ class Steering:
     rows: dict[int, ExperimentRow]
     brain: Any
     settings: Any
-    pool: Any
+    aux_pool: Any
     tasks: dict[asyncio.Future[Any], tuple[str, int, Any]]
     repo: gitops.RepoInfo
     brief_text: str
@@ -108,7 +108,7 @@ class Steering:
             return
         parent = self.rows.get(exp.parent_id or -1)
         past = exp.past(failure_tail(self.store, exp) if exp.verdict in RUN_FAILURES else "")
-        fut = asyncio.wrap_future(self.pool.submit(
+        fut = asyncio.wrap_future(self.aux_pool.submit(
             reflect, past, exp.diff or "", parent=parent.past() if parent else None, min_effect=self.min_effect()))
         self.tasks[fut] = ("reflect", exp.id, None)
 
@@ -157,7 +157,7 @@ class Steering:
         if any(kind == "direct" for kind, _, _ in self.tasks.values()) or not self.may_propose(count_only=False):
             return
         self.since_director = 0
-        fut = asyncio.wrap_future(self.pool.submit(direct, self.director_view()))
+        fut = asyncio.wrap_future(self.aux_pool.submit(direct, self.director_view()))
         self.tasks[fut] = ("direct", 0, None)
         self.note("director", f"reviewing {len(self.active_lines())} lines")
 
