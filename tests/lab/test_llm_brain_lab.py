@@ -15,7 +15,7 @@ from labmind.cli.guard import guard_figures
 from labmind.lab.open import open_lab
 from labmind.store import Store
 
-from .scripted_llm import DUPLICATE, ScriptedFactory
+from .scripted_llm import DUPLICATE, EDITS, ScriptedFactory
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tiny-lm"
 SPEC = "openai-compatible:scripted-coder@http://127.0.0.1:9/v1"
@@ -50,8 +50,9 @@ def run_lab(task: Path, factory: ScriptedFactory, **given: object) -> None:
 @pytest.mark.slow
 def test_llm_brain_runs_every_step_and_records_its_calls(tmp_path: Path) -> None:
     task = make_task(tmp_path / "tiny-lm")
-    factory = ScriptedFactory()
-    run_lab(task, factory, max_experiments=9)  # room for the repair whenever the crash is judged
+    # The crashing idea comes first, so its verdict (and the repair it asks for) comes while experiments remain.
+    factory = ScriptedFactory(["Offset the seed by a learned bias", *[t for t in EDITS if "seed" not in t]])
+    run_lab(task, factory, max_experiments=9)
     store = Store.open(task / ".labmind" / "lab.db", readonly=True)
     rows = [r for r in store.experiments() if r.kind == "candidate"]
     by_title = {r.idea.title: r for r in rows}
