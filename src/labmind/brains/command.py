@@ -103,7 +103,7 @@ def scrubbed_env() -> dict[str, str]:
     return env
 
 
-def _metric_text(p: PastExperiment) -> str:
+def metric_text(p: PastExperiment) -> str:
     if p.metric is None:
         return "no metric"
     sd = f" ± {p.metric_sd:.4g}" if p.metric_sd is not None else ""
@@ -111,7 +111,7 @@ def _metric_text(p: PastExperiment) -> str:
 
 
 def _line(p: PastExperiment) -> str:
-    return f"- #{p.id} {p.idea.title!r}: {p.verdict}, {_metric_text(p)}. {p.reason}".rstrip()
+    return f"- #{p.id} {p.idea.title!r}: {p.verdict}, {metric_text(p)}. {p.reason}".rstrip()
 
 
 def render_prompt(ctx: BrainContext, idea_path: Path) -> str:
@@ -125,11 +125,11 @@ def render_prompt(ctx: BrainContext, idea_path: Path) -> str:
         f"A change counts only if it beats the line's incumbent by at least {ctx.min_effect:.4g} "
         "on fresh seeds.",
         "",
-        f"Baseline: {_metric_text(ctx.baseline)}",
+        f"Baseline: {metric_text(ctx.baseline)}",
         f"Parent (the code in this directory): #{ctx.parent.id} {ctx.parent.idea.title!r}, "
-        f"{_metric_text(ctx.parent)}",
-        f"Line incumbent: #{ctx.incumbent.id}, {_metric_text(ctx.incumbent)}",
-        f"Best in the lab: #{ctx.best.id} {ctx.best.idea.title!r}, {_metric_text(ctx.best)}",
+        f"{metric_text(ctx.parent)}",
+        f"Line incumbent: #{ctx.incumbent.id}, {metric_text(ctx.incumbent)}",
+        f"Best in the lab: #{ctx.best.id} {ctx.best.idea.title!r}, {metric_text(ctx.best)}",
     ]
     if ctx.brief_text.strip():
         parts += ["", "Research brief:", ctx.brief_text.strip()]

@@ -6,20 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from labmind.brains.base import BrainContext, PastExperiment
-from labmind.brains.command import expand_globs
+from labmind.brains.command import expand_globs, metric_text
 from labmind.task.model import Task
 
 #: How much code the ideate prompt shows (per file, and over all files).
 FILE_CHARS = 24_000
 TOTAL_CHARS = 60_000
 LOG_TAIL_CHARS = 3_000
-
-
-def metric_text(p: PastExperiment) -> str:
-    if p.metric is None:
-        return "no metric"
-    sd = f" ± {p.metric_sd:.3g}" if p.metric_sd is not None else ""
-    return f"{p.metric:.6g}{sd} (n={p.n_runs})"
 
 
 def describe(p: PastExperiment) -> str:
