@@ -47,6 +47,7 @@ from optuna.distributions import (
 from optuna.samplers import TPESampler
 from optuna.trial import Trial, TrialState
 
+from labmind import pyast
 from labmind.brains.base import BrainContext, BrainError, Idea, PastExperiment
 from labmind.task.model import KnobSpec, Task
 from labmind.verdicts import RUN_FAILURES, Verdict
@@ -114,7 +115,7 @@ def scan_file(path: Path) -> tuple[list[Literal], set[str]]:
     """
     source = path.read_bytes()
     try:
-        tree = ast.parse(source, filename=str(path))
+        tree = pyast.parse(source, filename=str(path))
     except SyntaxError as exc:
         raise BrainError(f"cannot parse {path.name} to find knobs: {exc}") from exc
     starts = _line_starts(source)

@@ -23,6 +23,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from labmind import pyast
 from labmind.guard.findings import Change, Finding, Hit, clip, normalized
 from labmind.guard.shadow import ShadowModule, SymlinkOut
 from labmind.task.model import Task
@@ -243,7 +244,7 @@ class Source:
         self.tree: ast.Module | None = None
         if path.endswith(".py"):
             try:
-                self.tree = ast.parse(text)
+                self.tree = pyast.parse(text)
             except (SyntaxError, ValueError):
                 self.tree = None  # unparsable Python falls back to the text matchers
 
@@ -880,7 +881,7 @@ class SeedOnlyMatcher:
         names = re.compile(self.names_regex, re.IGNORECASE)
         if path.endswith(".py"):
             try:
-                old_tree, new_tree = ast.parse(old), ast.parse(new)
+                old_tree, new_tree = pyast.parse(old), pyast.parse(new)
             except (SyntaxError, ValueError):
                 return False
             raw = ast.dump(old_tree) != ast.dump(new_tree)
