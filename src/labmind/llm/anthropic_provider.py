@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections import OrderedDict
-from dataclasses import replace
 from typing import Any
 
 from labmind.llm.base import (
-    CallContext,
     Completion,
     Message,
     ToolCall,
     ToolSpec,
     Usage,
 )
-from labmind.llm.common import call_sdk, check_messages, count, parse_or_bad, require, tool_call
+from labmind.llm.common import SDKProvider, check_messages, count, require, tool_call
 from labmind.llm.spec import ProviderSpec
 
 API_URL = "https://api.anthropic.com"  # passed explicitly so ANTHROPIC_BASE_URL never redirects keys unseen
@@ -51,7 +48,9 @@ def supports_thinking(model: str) -> bool:
     return _NO_THINKING.match(model) is None
 
 
-class AnthropicProvider:
+class AnthropicProvider(SDKProvider):
+    provider_label = "anthropic"
+
     def __init__(
         self,
         spec: ProviderSpec,
@@ -91,40 +90,8 @@ class AnthropicProvider:
         self._thinking: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def __repr__(self) -> str:
-        return f"AnthropicProvider({self.spec!r})"
-
-    def close(self) -> None:
-        self._client.close()
-
-    def complete(
-        self,
-        messages: list[Message],
-        *,
-        system: str = "",
-        tools: list[ToolSpec] | None = None,
-        max_tokens: int = 4096,
-        temperature: float | None = None,
-        json_schema: dict[str, Any] | None = None,
-        context: CallContext | None = None,
-    ) -> Completion:
-        request = self.build_request(
-            messages,
-            system=system,
-            tools=tools,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            json_schema=json_schema,
-        )
-        started = time.monotonic()
-        response = call_sdk(
-            lambda: self._client.messages.create(**request, timeout=self.timeout_s),
-            sdk=self._sdk,
-            provider="anthropic",
-            max_retries=self.max_retries,
-        )
-        completion = parse_or_bad(self.parse, response, "anthropic")
-        return replace(completion, latency_s=time.monotonic() - started)
+    def _create(self, request: dict[str, Any]) -> Any:
+        return self._client.messages.create(**request, timeout=self.timeout_s)
 
     def build_request(
         self,

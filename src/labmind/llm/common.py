@@ -8,11 +8,13 @@ serves both; it is handed the SDK module.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from types import ModuleType
 from typing import Any, TypeVar
 
-from labmind.llm.base import LLMBadResponse, LLMError, Message, ToolCall
+from labmind.llm.base import CallContext, Completion, LLMBadResponse, LLMError, Message, ToolCall, ToolSpec
 
 T = TypeVar("T")
 
@@ -139,3 +141,49 @@ def count(value: object, provider: str, what: str, *, optional: bool = False) ->
         return 0
     require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, provider, f"{what} is {value!r}")
     return value  # type: ignore[return-value]
+
+
+class SDKProvider:
+    """What every provider shares: one timed SDK call through `call_sdk`, parsed into a Completion. A
+    subclass sets `provider_label`, `_sdk`, `_client`, `max_retries` and defines `build_request`, `_create`
+    (the SDK call) and `parse`."""
+
+    provider_label = ""
+    spec: str
+    max_retries: int
+    _sdk: ModuleType
+    _client: Any
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        system: str = "",
+        tools: list[ToolSpec] | None = None,
+        max_tokens: int = 4096,
+        temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
+        context: CallContext | None = None,
+    ) -> Completion:
+        request = self.build_request(messages, system=system, tools=tools, max_tokens=max_tokens,
+                                     temperature=temperature, json_schema=json_schema)
+        started = time.monotonic()
+        response = call_sdk(lambda: self._create(request), sdk=self._sdk, provider=self.provider_label,
+                            max_retries=self.max_retries)
+        completion = parse_or_bad(self.parse, response, self.provider_label)
+        return replace(completion, latency_s=time.monotonic() - started)
+
+    def build_request(self, messages: list[Message], **kwargs: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse(self, response: Any) -> Completion:
+        raise NotImplementedError
+
+    def _create(self, request: dict[str, Any]) -> Any:
+        raise NotImplementedError

@@ -17,12 +17,17 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
-from dataclasses import replace
 from typing import Any
 
 from labmind.llm.base import CallContext, Completion, LLMError, Message, ToolCall, ToolSpec, Usage
-from labmind.llm.common import arguments_text, call_sdk, check_messages, count, parse_or_bad, require, tool_call
+from labmind.llm.common import (
+    SDKProvider,
+    arguments_text,
+    check_messages,
+    count,
+    require,
+    tool_call,
+)
 from labmind.llm.spec import ProviderSpec
 
 log = logging.getLogger(__name__)
@@ -52,7 +57,7 @@ def is_strict_schema(schema: Any) -> bool:
     return all(is_strict_schema(s) for s in nested if s is not None)
 
 
-class _OpenAIBase:
+class _OpenAIBase(SDKProvider):
     provider_label = "openai"
 
     def __init__(
@@ -79,50 +84,6 @@ class _OpenAIBase:
             timeout=timeout_s,
             http_client=http_client,
         )
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.spec!r})"
-
-    def close(self) -> None:
-        self._client.close()
-
-    def complete(
-        self,
-        messages: list[Message],
-        *,
-        system: str = "",
-        tools: list[ToolSpec] | None = None,
-        max_tokens: int = 4096,
-        temperature: float | None = None,
-        json_schema: dict[str, Any] | None = None,
-        context: CallContext | None = None,
-    ) -> Completion:
-        request = self.build_request(
-            messages,
-            system=system,
-            tools=tools,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            json_schema=json_schema,
-        )
-        started = time.monotonic()
-        response = call_sdk(
-            lambda: self._create(request),
-            sdk=self._sdk,
-            provider=self.provider_label,
-            max_retries=self.max_retries,
-        )
-        completion = parse_or_bad(self.parse, response, self.provider_label)
-        return replace(completion, latency_s=time.monotonic() - started)
-
-    def build_request(self, messages: list[Message], **kwargs: Any) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def parse(self, response: Any) -> Completion:
-        raise NotImplementedError
-
-    def _create(self, request: dict[str, Any]) -> Any:
-        raise NotImplementedError
 
 
 class OpenAIResponsesProvider(_OpenAIBase):
