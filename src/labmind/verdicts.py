@@ -7,6 +7,7 @@ from enum import StrEnum
 
 class Verdict(StrEnum):
     IMPROVED = "improved"
+    KEPT = "kept"
     NOT_IMPROVED = "not_improved"
     INCONCLUSIVE = "inconclusive"
     CRASHED = "crashed"
@@ -20,9 +21,13 @@ class Verdict(StrEnum):
 
 #: What each verdict means, in one sentence, for people and for brains.
 MEANING: dict[Verdict, str] = {
-    Verdict.IMPROVED: "beat its line's incumbent on fresh seeds by a statistically significant margin",
+    Verdict.IMPROVED: "verified on fresh seeds: significantly better than its line's last verified point, with the "
+                      "lab's false-claim rate controlled",
+    Verdict.KEPT: "beat its line's incumbent on the screening seed, so the line builds on it; not a claim until a "
+                  "verification on fresh seeds confirms it or a later step of its line",
     Verdict.NOT_IMPROVED: "ran fine but did not beat its line's incumbent by the minimum effect",
-    Verdict.INCONCLUSIVE: "looked better on screening but the confirmation runs did not pass the test",
+    Verdict.INCONCLUSIVE: "looked better on screening, but verification on fresh seeds could not confirm it (its line "
+                          "went back to its last verified point)",
     Verdict.CRASHED: "the run exited with an error",
     Verdict.TIMED_OUT: "the run exceeded the task's timeout and was killed with its process tree",
     Verdict.NO_METRIC: "the run finished but printed no value for the metric",

@@ -1,6 +1,10 @@
-"""The judge: noise calibration, minimum effect, confirmation and the one-sided test."""
+"""The judge: scale, noise, robust summaries, comparisons, screening and verification, false-claim control."""
 
-from labmind.judge.judge import Decision, Judge, Screen
-from labmind.judge.stats import Summary, auto_min_effect, one_sided_welch, summarize
+from labmind.judge.compare import Comparison, compare
+from labmind.judge.judge import Judge, Screen, Verification
+from labmind.judge.noise import Noise, estimate
+from labmind.judge.scale import MinEffect, Scale, choose_scale
+from labmind.judge.stats import Summary, summarize
 
-__all__ = ["Decision", "Judge", "Screen", "Summary", "auto_min_effect", "one_sided_welch", "summarize"]
+__all__ = ["Comparison", "Judge", "MinEffect", "Noise", "Scale", "Screen", "Summary", "Verification",
+           "choose_scale", "compare", "estimate", "summarize"]

@@ -1,13 +1,24 @@
-"""The judge: turns run results into verdicts, with a sentence of why for every one of them."""
+"""The judge: screening decisions that let a line build, and verifications that make claims.
+
+Screening is a ratchet with better manners: one run on the lab's screening seed, compared with the line's
+incumbent on the same seed (so whatever the seed fixes cancels), kept when it is better by the minimum
+effect. A kept experiment is *provisional*: its line builds on it, but nothing is claimed. Claims come
+from verification: the line's head against its last verified point on fresh seeds, added sequentially,
+tested one-sided at a level set by the lab's false-claim control (`fdr`). Every decision comes with a
+sentence saying why, the effect with its CI, and the runs behind it.
+"""
 
 from __future__ import annotations
 
+import math
 import operator
 from dataclasses import dataclass
 
-from labmind.judge.stats import Summary, one_sided_welch, summarize
+from labmind.judge.compare import Comparison, compare
+from labmind.judge.noise import Noise
+from labmind.judge.robust import OUTLIER_K
+from labmind.judge.scale import MinEffect, Scale, effect_text, from_scale, to_scale
 from labmind.task import Task
-from labmind.verdicts import Verdict
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq,
         "!=": operator.ne}
@@ -17,31 +28,44 @@ def fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.6g}"
 
 
-def fmt_summary(s: Summary) -> str:
-    return f"{fmt(s.mean)} ± {fmt(s.sd)} (n={s.n})"
-
-
 @dataclass(frozen=True)
 class Screen:
-    confirm: bool  # spend confirmation runs on it
-    verdict: Verdict | None  # the final verdict when not confirming
+    action: str  # keep | drop | rerun | flag
     reason: str
+    effect: float | None  # 'better' units on the scale
     near_miss: bool = False
 
 
 @dataclass(frozen=True)
-class Decision:
-    verdict: Verdict
+class Verification:
+    result: str  # claim | more | fail | undecided
     reason: str
-    p_value: float | None
-    summary: Summary
+    comparison: Comparison
+    p_value: float
 
 
 class Judge:
-    def __init__(self, task: Task, min_effect: float) -> None:
-        self.task = task
-        self.min_effect = min_effect
+    def __init__(self, task: Task, scale: Scale, min_effect: MinEffect) -> None:
+        self.task, self.scale, self.min_effect = task, scale, min_effect
         self.metric = task.metric.name
+        self.sign = task.sign
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def scaled(self, value: float) -> float:
+        return to_scale(self.scale, value)
+
+    def effect_text(self, effect: float) -> str:
+        return effect_text(self.scale, effect)
+
+    def ci_text(self, comp: Comparison) -> str:
+        low, high = comp.ci
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return f"{self.effect_text(comp.effect)} (95% CI not available: no noise estimate yet)"
+        return f"{self.effect_text(comp.effect)} (95% CI {self.effect_text(low)} to {self.effect_text(high)})"
+
+    def min_on_scale(self, reference: float) -> float:
+        return self.min_effect.on_scale(self.scale, reference, self.sign)
 
     def constraint_violation(self, secondary: dict[str, float]) -> str | None:
         for name, op, bound in self.task.metric.parsed_constraints():
@@ -52,45 +76,67 @@ class Judge:
                 return f"violates constraint {name} {op} {bound:g} (got {value:g})"
         return None
 
-    def screen(self, value: float, secondary: dict[str, float], incumbent: list[float]) -> Screen:
-        """After one run: is it worth confirming?"""
-        inc = summarize(incumbent)
-        gain = self.task.sign * (value - inc.mean)
+    # -- screening -------------------------------------------------------------------------------------
+
+    def screen(self, values: list[tuple[int, float]], reference: dict[int, float], secondary: dict[str, float],
+               noise: Noise, flags: list[str]) -> Screen:
+        """`values`: the candidate's screening runs (seed, metric) in order; `reference`: the incumbent's
+        metric by seed, covering those seeds. The latest run decides; an earlier run is only there because it
+        looked like a stall."""
+        seed, value = values[-1]
         violation = self.constraint_violation(secondary)
         if violation:
-            return Screen(False, Verdict.NOT_IMPROVED, f"{self.metric} {fmt(value)}, but it {violation}")
-        if gain > self.min_effect:
-            return Screen(True, None, f"screening run {self.metric} {fmt(value)} beats the incumbent's "
-                                      f"{fmt(inc.mean)} by more than the minimum effect {fmt(self.min_effect)}")
-        return Screen(
-            False, Verdict.NOT_IMPROVED,
-            f"{self.metric} {fmt(value)} vs the incumbent's {fmt_summary(inc)}: not better by the minimum effect "
-            f"{fmt(self.min_effect)}",
-            near_miss=gain > 0,
-        )
+            return Screen("drop", f"{self.metric} {fmt(value)}, but it {violation}", None)
+        ref = reference[seed]
+        effect = self.sign * (self.scaled(value) - self.scaled(ref))
+        needed = self.min_on_scale(ref)
+        versus = (f"{self.metric} {fmt(value)} vs the incumbent's {fmt(ref)} on the same seed ({seed}): "
+                  f"{self.effect_text(effect)}")
+        if len(values) > 1:
+            versus += f" (a first run, {fmt(values[0][1])}, looked like a stall and was re-run)"
+        if effect > needed:
+            if flags:
+                rules = len({f.split(":", 1)[0] for f in flags})
+                return Screen("flag", f"{versus}, but {rules} integrity check(s) hold it for a person's review "
+                                      "(`labmind show`)", effect)
+            return Screen("keep", f"{versus}: kept provisionally; its line builds on it, and it is claimed only "
+                                  "once verified on fresh seeds", effect)
+        stall = noise.outliers > 0 and noise.sd > 0 and effect < -OUTLIER_K * noise.sd
+        if stall and len(values) == 1:
+            return Screen("rerun", f"{versus}: far outside the lab's noise (sd {noise.sd:.3g}) in a lab that has "
+                                   "seen stalls; re-running once on another seed", effect)
+        why = "not better" if effect <= 0 else f"better by less than the minimum effect ({self.min_effect.text()})"
+        if math.isinf(needed):
+            why = (f"the minimum effect {self.min_effect.text()} cannot be reached from an incumbent at {fmt(ref)}: "
+                   "set [noise] min_effect to a percentage or \"auto\"")
+        close = effect > 0 or (noise.sd > 0 and effect > -0.5 * noise.sd)
+        return Screen("drop", f"{versus}: {why}", effect, near_miss=close)
 
-    def decide(self, confirm: list[float], secondaries: list[dict[str, float]], incumbent: list[float],
-               flags: list[str]) -> Decision:
-        """After the confirmation runs (fresh seeds; the screening run is left out to avoid the
-        winner's curse): a one-sided Welch test against the incumbent's runs."""
-        alpha = self.task.noise.alpha
-        cand, inc = summarize(confirm), summarize(incumbent)
-        for sec in secondaries:
-            violation = self.constraint_violation(sec)
-            if violation:
-                return Decision(Verdict.NOT_IMPROVED, f"a confirmation run {violation}", None, cand)
-        test = one_sided_welch(confirm, incumbent, sign=self.task.sign, alpha=alpha)
-        versus = f"{self.metric} {fmt_summary(cand)} on fresh seeds vs the incumbent's {fmt_summary(inc)}"
-        if not test.significant:
-            return Decision(Verdict.INCONCLUSIVE,
-                            f"{versus}: one-sided Welch p={test.p_value:.3g} ≥ alpha {alpha:g}",
-                            test.p_value, cand)
-        if flags:
-            # The flags themselves (rule names, evidence, held-out values) stay with the experiment for people;
-            # the reason, which brains read, says only that it is held for review.
-            rules = len({f.split(":", 1)[0] for f in flags})
-            return Decision(Verdict.FLAGGED,
-                            f"{versus} (p={test.p_value:.3g}), but {rules} integrity check(s) hold it for a "
-                            "person's review (`labmind show`)", test.p_value, cand)
-        return Decision(Verdict.IMPROVED, f"{versus}: one-sided Welch p={test.p_value:.3g} < alpha {alpha:g}",
-                        test.p_value, cand)
+    # -- verification ----------------------------------------------------------------------------------
+
+    def verify(self, cand: dict[int, float], ref: dict[int, float], noise: Noise, *, level: float, look: int,
+               looks: int, paired: bool, ref_level: float, cand_id: int, ref_id: int) -> Verification:
+        """Look `look` of at most `looks` at a claim that exp `cand_id` beats exp `ref_id`; values are metric
+        values by seed (the candidate's on fresh seeds only). Each look spends level / looks."""
+        c = {s: self.scaled(v) for s, v in cand.items()}
+        r = {s: self.scaled(v) for s, v in ref.items()}
+        comp = compare(c, r, noise, sign=self.sign, paired=paired)
+        needed = self.min_on_scale(ref_level)
+        p = comp.p_value(needed)
+        per_look = level / looks
+        design = "paired on the same fresh seeds" if comp.paired else "fresh seeds, unpaired"
+        runs = f"{comp.n_cand} run(s) of exp {cand_id} vs {comp.n_ref} of exp {ref_id} ({design})"
+        said = f"{self.ci_text(comp)}, P(better) {comp.p_improve:.3f}, p={p:.3g}; {runs}"
+        if comp.outliers:
+            shown = ", ".join(fmt(from_scale(self.scale, v)) for v in comp.outliers[:4])
+            said += f"; outliers left out: {shown}"
+        if not comp.agreed and look < looks:
+            return Verification("more", f"{said}: the runs disagree; adding runs", comp, p)
+        if p <= per_look and comp.effect > needed:
+            return Verification("claim", f"verified on fresh seeds: {said} ≤ level {per_look:.3g}", comp, p)
+        if comp.effect <= 0 and comp.n_cand >= 2:
+            return Verification("fail", f"not better on fresh seeds: {said}", comp, p)
+        if look < looks:
+            return Verification("more", f"{said}: undecided at level {per_look:.3g}; adding runs", comp, p)
+        return Verification("undecided", f"not verified: {said} > level {per_look:.3g} after {looks} look(s)",
+                            comp, p)

@@ -1,11 +1,31 @@
-"""Judging, as part of the lab loop: an experiment's next step from its rows, verdicts, promotion, and the
-guard's plausibility checks. Mixed into `Lab`, whose state (store, rows, task, judge) it uses."""
+"""The referee: every experiment's next step from its rows, verdicts, provisional keeps and verified claims.
+
+A composed part of the lab (not a mixin): it owns the judge and reads and writes the store; the lab hands
+it a small `Host` for what happens around a verdict (notes, the brain's learning, git refs).
+
+The protocol (README "How a gain is judged"):
+
+1. Baseline: `baseline_runs` seeds. Their seeds are the lab's *screening panel*. The scale (log or linear)
+   and the noise are measured; a baseline whose runs disagree with no majority gets more runs.
+2. Screening: one run on the panel's first seed, compared with the line's incumbent on the same seed (the
+   incumbent gets a `reference` run there if it has none). Better by the minimum effect: `kept`, and the
+   line builds on it. A run far outside the noise in a lab that has seen stalls is re-run once.
+3. Verification: a line's provisional head is compared with its last verified point on fresh seeds (paired
+   on those seeds when the lab's seed correlation favours it, or to measure it), one seed per look, up to
+   `confirm_seeds` looks, one-sided at the LOND level of the lab's j-th claim. It starts when the line has
+   run `verify_every` experiments since its last verification, and for every unverified head when the lab
+   stops proposing. Success: the head is `improved` (a claim) and becomes the line's verified point.
+   Failure: the head and its provisional steps become `not_improved`/`inconclusive` and the line goes
+   back to its verified point.
+"""
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from labmind.guard.plausibility import (
     beyond_bound,
@@ -14,132 +34,494 @@ from labmind.guard.plausibility import (
     time_mismatch,
     variance_collapse,
 )
-from labmind.judge import Judge, auto_min_effect, summarize
+from labmind.judge import Judge, Noise, Scale, choose_scale, estimate, summarize
+from labmind.judge.fdr import level as fdr_level
+from labmind.judge.robust import robust_location
+from labmind.judge.scale import from_scale, to_scale
 from labmind.lab.paths import LabPaths
 from labmind.store import ExperimentRow, RunRow, Store
 from labmind.task import Task
 from labmind.verdicts import MEANING, Verdict
 
 PROTECTED_FLAG = "protected_modified"
+#: Experiments a line runs between two verifications of its head (the lab's end verifies every head).
+VERIFY_EVERY = 8
+#: Purposes whose runs were not chosen for looking good: they may stand for an experiment's value.
+UNSELECTED = ("baseline", "reference", "confirm")
 
 
-class Judging:
-    """Store-driven judging steps of the lab. The attributes below are set by `Lab.__init__`."""
+class Host(Protocol):
+    """What the referee needs from the lab around it."""
 
-    store: Store
-    task: Task
-    paths: LabPaths
-    rows: dict[int, ExperimentRow]
-    judge: Judge | None
-    fatal: str | None
-    stats: Any
-    brain: Any
+    def note(self, kind: str, message: str, *, experiment_id: int | None = None,
+             run_id: int | None = None) -> None: ...
 
-    def judge_from_store(self) -> None:
+    def verdict_given(self, exp: ExperimentRow, promoted: bool, previous: str | None) -> None:
+        """`previous`: the verdict it had before (a provisional `kept` that verification decided), if any."""
+
+    def baseline_measured(self, exp: ExperimentRow) -> None: ...
+
+
+@dataclass(frozen=True)
+class Failure:
+    verdict: Verdict
+    reason: str
+
+
+class Referee:
+    def __init__(self, store: Store, task: Task, paths: LabPaths, rows: dict[int, ExperimentRow],
+                 host: Host) -> None:
+        self.store, self.task, self.paths, self.rows, self.host = store, task, paths, rows, host
+        self.judge: Judge | None = None
+        self.fatal: str | None = None
+        self.verify_every = VERIFY_EVERY
+        self._open_judge()
+
+    # -- reading the store -------------------------------------------------------------------------
+
+    def refresh(self, exp_id: int) -> ExperimentRow:
+        row = self.store.experiment(exp_id)
+        self.rows[exp_id] = row
+        return row
+
+    def _open_judge(self) -> None:
         lab = self.store.lab()
-        if lab and lab.min_effect is not None:
-            self.judge = Judge(self.task, lab.min_effect)
+        if lab is None or lab.baseline_id is None:
+            return
+        base = self.store.experiment(lab.baseline_id)
+        if base.status != "done" or base.verdict is not None:
+            return
+        scale = Scale(lab.scale) if lab.scale else self._choose_scale(base.id)[0]  # labs before schema 4
+        self.judge = Judge(self.task, scale, self.task.noise.parsed_min_effect())
 
-    def incumbent_values(self, line_id: int) -> list[float]:
-        line = self.store.line(line_id)
-        assert line.incumbent_id is not None
-        return self.values_of(line.incumbent_id)
+    def _choose_scale(self, baseline_id: int) -> tuple[Scale, str]:
+        values = [v for v in self.values_by_seed(baseline_id).values()]
+        return choose_scale(self.task.metric.scale, values)
 
-    def values_of(self, exp_id: int) -> list[float]:
-        """The runs that define an experiment's metric: the baseline's runs, or a candidate's
-        confirmation runs (the screening run is excluded: it was selected for looking good)."""
-        runs = [r for r in self.store.runs_of(exp_id) if r.status == "done" and r.metric is not None]
-        confirm = [r.metric for r in runs if r.purpose in ("baseline", "confirm") and r.metric is not None]
-        return confirm or [r.metric for r in runs if r.metric is not None]
+    def ok_runs(self, exp_id: int) -> list[RunRow]:
+        return [r for r in self.store.runs_of(exp_id) if r.status == "done" and r.outcome == "ok"
+                and r.metric is not None]
+
+    def values_by_seed(self, exp_id: int, purposes: tuple[str, ...] | None = None) -> dict[int, float]:
+        return {r.seed: float(r.metric) for r in self.ok_runs(exp_id)
+                if r.metric is not None and (purposes is None or r.purpose in purposes)}
+
+    def panel(self) -> list[int]:
+        """The screening seeds: the baseline's, in order."""
+        lab = self.store.lab()
+        if lab is None or lab.baseline_id is None:
+            return []
+        return [r.seed for r in self.store.runs_of(lab.baseline_id) if r.purpose == "baseline"
+                and r.requeued_from is None]
+
+    def screen_seed(self, attempt: int = 0) -> int:
+        seeds = self.panel()
+        return seeds[attempt] if attempt < len(seeds) else self.store.next_seed()
+
+    def noise(self) -> Noise:
+        """The lab's noise on the judge's scale, from every experiment with several runs; the seed correlation
+        from experiments that share seeds with their parent and from paired verifications."""
+        assert self.judge is not None
+        scaled: dict[int, dict[int, float]] = {}
+        for run in self.store.runs(status="done"):
+            if run.outcome == "ok" and run.metric is not None:
+                try:
+                    scaled.setdefault(run.experiment_id, {})[run.seed] = self.judge.scaled(run.metric)
+                except ValueError:
+                    continue
+        pairs = []
+        for row in self.rows.values():
+            mine = scaled.get(row.id, {})
+            if row.parent_id is not None and row.parent_id in scaled:
+                pairs.append((scaled[row.parent_id], mine))
+            anchor = row.judgement.get("verify", {}).get("anchor")
+            if anchor is not None and anchor in scaled and anchor != row.parent_id:
+                pairs.append((scaled[anchor], mine))
+        return estimate(list(scaled.values()), pairs)
+
+    # -- the state machine ---------------------------------------------------------------------------
 
     def advance(self, exp_id: int) -> None:
-        """Take an experiment's next step from what the store says about it."""
+        """Take an experiment's next step from what the store says about it. Never raises on a recorded value:
+        numbers that cannot be judged become a `bad_metric` verdict."""
         exp = self.refresh(exp_id)
-        if exp.status != "testing":
+        try:
+            if exp.kind == "baseline" and exp.status == "testing":
+                self.step_baseline(exp)
+            elif exp.status == "testing":
+                self.step_screen(exp)
+            self.step_verifications(exp_id)
+            self.step_waiting(exp_id)
+        except (ArithmeticError, ValueError) as exc:
+            self.unjudgeable(exp_id, exc)
+
+    def unjudgeable(self, exp_id: int, exc: Exception) -> None:
+        exp = self.refresh(exp_id)
+        reason = f"{self.task.metric.name} could not be judged: {exc}"
+        if exp.kind == "baseline":
+            self.fatal = (f"the baseline's values cannot be judged ({exc}). Fix the task, commit, and start over "
+                          f"(delete {self.paths.root}).")
+            self.host.note("error", self.fatal, experiment_id=exp_id)
             return
-        runs = self.store.runs_of(exp_id)
+        if exp.status == "testing" or exp.verdict == Verdict.KEPT:
+            self.finish(exp_id, Verdict.BAD_METRIC, reason)
+            line = self.store.line(exp.line_id or 0) if exp.line_id else None
+            if line is not None and line.incumbent_id == exp_id:
+                self.rebase(line.id, f"exp {exp_id} could not be judged")
+
+    def step_waiting(self, exp_id: int) -> None:
+        """Candidates waiting for a reference run of this experiment take their step."""
+        for row in list(self.rows.values()):
+            if row.status == "testing" and row.kind == "candidate" and row.id != exp_id:
+                line = self.store.line(row.line_id or 0)
+                if line.incumbent_id == exp_id or row.parent_id == exp_id:
+                    self.step_screen(self.refresh(row.id))
+
+    # -- baseline ------------------------------------------------------------------------------------
+
+    def step_baseline(self, exp: ExperimentRow) -> None:
+        runs = self.store.runs_of(exp.id)
         if any(r.status in ("queued", "running") for r in runs):
             return
         done = [r for r in runs if r.status == "done"]
-        if exp.kind == "baseline":
-            self.finish_baseline(exp, done)
+        failed = next((r for r in done if r.outcome != "ok"), None)
+        if failed is not None:
+            failure = self.failure(failed)
+            self.finish(exp.id, failure.verdict, failure.reason)
+            self.fatal = (f"the baseline itself failed: {failure.reason}. Fix the task, commit, and start over "
+                          f"(delete {self.paths.root}). Log: {failed.log_path}")
             return
+        values = [float(r.metric) for r in done if r.metric is not None]
+        scale, why = choose_scale(self.task.metric.scale, values)
+        scaled = [to_scale(scale, v) for v in values]
+        loc = robust_location(scaled)
+        if not loc.agreed and len(values) < 2 * self.task.noise.baseline_runs:
+            self.store.add_run(experiment_id=exp.id, purpose="baseline", seed=self.store.next_seed())
+            self.host.note("noise", f"the baseline's runs disagree ({', '.join(f'{v:.6g}' for v in values)}); "
+                                    "adding a run", experiment_id=exp.id)
+            return
+        kept = [from_scale(scale, v) for v in loc.kept]
+        s = summarize(kept)
+        min_effect = self.task.noise.parsed_min_effect()
+        shown_min = min_effect.in_units(s.mean, self.task.sign)
+        reason = (f"baseline {self.task.metric.name} {s.mean:.6g} ± {s.sd:.3g} (sd, n={s.n}); judged on a {why}; "
+                  f"minimum effect {min_effect.text()}")
+        if loc.outliers:
+            reason += "; outliers left out: " + ", ".join(f"{from_scale(scale, v):.6g}" for v in loc.outliers)
+        with self.store.transaction():
+            self.store.update_lab(min_effect=shown_min, noise_sd=s.sd, scale=scale.value)
+            self.store.update_experiment(exp.id, status="done", metric=s.mean, metric_sd=s.sd, ci_low=s.ci_low,
+                                         ci_high=s.ci_high, n_runs=s.n, finished_at=time.time(), reason=reason)
+        self.refresh(exp.id)
+        self.judge = Judge(self.task, scale, min_effect)
+        self.host.note("noise", reason, experiment_id=exp.id)
+        self.host.baseline_measured(self.rows[exp.id])
+        for row in list(self.rows.values()):
+            if row.kind == "candidate" and row.status == "testing":
+                self.advance(row.id)
+
+    # -- screening -----------------------------------------------------------------------------------
+
+    def step_screen(self, exp: ExperimentRow) -> None:
         if self.judge is None:
             return  # judged once the baseline has measured the noise
+        runs = self.store.runs_of(exp.id)
+        if any(r.status in ("queued", "running") for r in runs):
+            return
+        done = [r for r in runs if r.status == "done"]
         for run in done:
             hard = [f for f in run.flags if f.startswith(PROTECTED_FLAG)]
             if hard:
-                self.finish_experiment(exp_id, Verdict.REJECTED, hard[0].split(": ", 1)[1],
-                                       flags=sorted(set(exp.flags) | set(hard)))
+                self.finish(exp.id, Verdict.REJECTED, hard[0].split(": ", 1)[1],
+                            flags=sorted(set(exp.flags) | set(hard)))
                 return
         failed = next((r for r in done if r.outcome != "ok"), None)
         if failed is not None:
-            self.finish_failure(exp_id, failed)
+            failure = self.failure(failed)
+            self.finish(exp.id, failure.verdict, failure.reason)
             return
         screens = [r for r in done if r.purpose == "screen"]
-        confirms = [r for r in done if r.purpose == "confirm"]
         if not screens:
-            self.store.add_run(experiment_id=exp_id, purpose="screen", seed=self.store.next_seed())
+            self.store.add_run(experiment_id=exp.id, purpose="screen", seed=self.screen_seed())
             return
-        incumbent = self.incumbent_values(exp.line_id or 0)
-        if not confirms:
-            run = screens[-1]
-            assert run.metric is not None
-            screen = self.judge.screen(run.metric, run.secondary, incumbent)
-            if screen.confirm:
-                with self.store.transaction():
-                    for _ in range(self.task.noise.confirm_seeds):
-                        self.store.add_run(experiment_id=exp_id, purpose="confirm", seed=self.store.next_seed())
-                self.note("confirm", f"exp {exp_id}: {screen.reason}; confirming with "
-                                     f"{self.task.noise.confirm_seeds} fresh seeds", experiment_id=exp_id)
-                return
-            assert screen.verdict is not None
-            self.finish_experiment(exp_id, screen.verdict, screen.reason, values=[run.metric],
-                                   near_miss=screen.near_miss)
-            return
-        # Flags from the runs (metric_repeated, self_reported_mismatch) and from the proposal's static checks.
+        line = self.store.line(exp.line_id or 0)
+        head = line.incumbent_id
+        assert head is not None
+        reference = self.reference_values(head, [r.seed for r in screens])
+        if reference is None:
+            return  # a reference run of the incumbent is queued
         flags = sorted({f for r in done for f in r.flags} | set(exp.flags))
-        values = [r.metric for r in confirms if r.metric is not None]
-        decision = self.judge.decide(values, [r.secondary for r in confirms], incumbent, flags)
-        if decision.verdict in (Verdict.IMPROVED, Verdict.FLAGGED):
-            extra = self.plausibility_flags(exp, values, confirms, incumbent)
-            flags = sorted(set(flags) | set(extra))
-            decision = self.judge.decide(values, [r.secondary for r in confirms], incumbent, flags)
-        self.finish_experiment(exp_id, decision.verdict, decision.reason, values=values, p_value=decision.p_value,
-                               flags=flags, near_miss=decision.verdict == Verdict.INCONCLUSIVE,
-                               promote=decision.verdict == Verdict.IMPROVED)
+        noise = self.noise()
+        values = [(r.seed, float(r.metric)) for r in screens if r.metric is not None]
+        screen = self.judge.screen(values, reference, screens[-1].secondary, noise, flags)
+        effect = screen.effect
+        judgement = {"stage": "screen", "reference": head, "effect": effect, "scale": self.judge.scale.value,
+                     "runs": len(values), "seed": values[-1][0]}
+        if screen.action == "rerun":
+            self.store.add_run(experiment_id=exp.id, purpose="screen", seed=self.screen_seed(len(screens)))
+            self.host.note("screen", f"exp {exp.id}: {screen.reason}", experiment_id=exp.id)
+            return
+        if screen.action == "keep":
+            extra = self.screen_plausibility(exp, values[-1][1], screens[-1], reference[values[-1][0]])
+            if extra:
+                flags = sorted(set(flags) | set(extra))
+                screen = self.judge.screen(values, reference, screens[-1].secondary, noise, flags)
+        verdict = {"keep": Verdict.KEPT, "flag": Verdict.FLAGGED, "drop": Verdict.NOT_IMPROVED}[screen.action]
+        self.finish(exp.id, verdict, screen.reason, values=[values[-1][1]], flags=flags or None,
+                    near_miss=screen.near_miss, judgement=judgement, promote=verdict == Verdict.KEPT)
+        self.maybe_verify(line.id)
 
-    def plausibility_flags(self, exp: ExperimentRow, values: list[float], confirms: list[RunRow],
-                           incumbent: list[float]) -> list[str]:
-        """The guard's checks on a candidate best (DESIGN §6, layers 4 and 5)."""
-        base = self.baseline()
+    def reference_values(self, exp_id: int, seeds: list[int]) -> dict[int, float] | None:
+        """The incumbent's metric on `seeds`; queues a `reference` run for a seed it lacks. A seed whose
+        reference run failed falls back to the incumbent's robust mean (unpaired)."""
+        have = self.values_by_seed(exp_id)
+        runs = self.store.runs_of(exp_id)
+        missing = [s for s in seeds if s not in have]
+        if not missing:
+            return {s: have[s] for s in seeds}
+        waiting = False
+        for seed in missing:
+            tried = [r for r in runs if r.seed == seed and r.purpose == "reference"]
+            if any(r.status in ("queued", "running") for r in tried):
+                waiting = True
+            elif not tried:
+                self.store.add_run(experiment_id=exp_id, purpose="reference", seed=seed)
+                self.host.note("reference", f"exp {exp_id} runs on seed {seed} so candidates can be compared with "
+                                            "it on the same seed", experiment_id=exp_id)
+                waiting = True
+        if waiting:
+            return None
+        fallback = robust_location(list(have.values())).value if have else math.nan
+        if math.isnan(fallback):
+            raise ValueError(f"exp {exp_id} has no successful run to compare with")
+        return {s: have.get(s, fallback) for s in seeds}
+
+    def screen_plausibility(self, exp: ExperimentRow, value: float, run: RunRow, reference: float) -> list[str]:
+        """The guard's checks that one screening run can support (layer 5)."""
+        gain = self.task.sign * (value - reference)
+        flags = beyond_bound(self.task, [value]) + implausible_gain(self.task, gain, self.past_steps())
+        return flags + time_mismatch(self.task, run.secondary.get(self.task.metric.self_time or ""), run.seconds)
+
+    def past_steps(self) -> list[float]:
+        """The lab's kept or verified steps, in 'higher is better' units."""
+        steps = []
+        for row in self.rows.values():
+            parent = self.rows.get(row.parent_id or -1)
+            if row.verdict in (Verdict.IMPROVED, Verdict.KEPT) and parent and row.metric is not None \
+                    and parent.metric is not None:
+                steps.append(self.task.sign * (row.metric - parent.metric))
+        return steps
+
+    # -- verification --------------------------------------------------------------------------------
+
+    def since_verified(self, line_id: int, verified_id: int | None) -> int:
+        """Candidate verdicts on the line since its verified point was set (or since the last verification)."""
+        since = 0
+        for row in sorted(self.rows.values(), key=lambda r: r.id):
+            if row.line_id != line_id or row.kind != "candidate" or not row.verdict:
+                continue
+            since += 1
+            if row.id == verified_id or row.judgement.get("verify", {}).get("state") in ("undecided", "claim"):
+                since = 0
+        return since
+
+    def maybe_verify(self, line_id: int, *, closing: bool = False) -> None:
+        """Start verifying the line's provisional head when it is due."""
+        if self.judge is None:
+            return
+        line = self.store.line(line_id)
+        head_id, anchor_id = line.incumbent_id, line.verified_id
+        if head_id is None or anchor_id is None or head_id == anchor_id:
+            return
+        head = self.refresh(head_id)
+        if head.verdict != Verdict.KEPT:
+            return
+        state = head.judgement.get("verify", {})
+        if state.get("state") == "running":
+            return
+        if closing:
+            if state.get("closing"):
+                return  # verified once already at a close, undecided: not again in this lab
+        elif state.get("state") == "undecided" or self.since_verified(line_id, anchor_id) < self.verify_every:
+            return
+        noise = self.noise()
+        paired = noise.r is None or noise.paired  # the first verification measures the correlation
+        tests, claims = self.claim_record()
+        alpha_j = fdr_level(self.task.noise.alpha, tests + 1, claims)
+        record = {"state": "running", "anchor": anchor_id, "paired": paired, "level": alpha_j, "test": tests + 1,
+                  "looks": self.task.noise.confirm_seeds, "seeds": [], "closing": closing}
+        self.store.update_experiment(head_id, judgement={**head.judgement, "verify": record})
+        self.refresh(head_id)
+        why = "the lab stops proposing" if closing else f"{self.verify_every} experiments since its last verification"
+        self.host.note("verify", f"exp {head_id}: verifying line {line_id}'s head against exp {anchor_id} on fresh "
+                                 f"seeds ({why}; claim test {tests + 1} at level {alpha_j:.3g}, "
+                                 f"{'paired' if paired else 'unpaired'})", experiment_id=head_id)
+        self.add_look(head_id)
+
+    def add_look(self, head_id: int) -> None:
+        head = self.rows[head_id]
+        record = dict(head.judgement["verify"])
+        seed = self.store.next_seed()
+        record["seeds"] = [*record["seeds"], seed]
+        with self.store.transaction():
+            self.store.update_experiment(head_id, judgement={**head.judgement, "verify": record})
+            # ABBA: the anchor first on odd looks, second on even ones, so slow drift cancels.
+            order = [record["anchor"], head_id] if len(record["seeds"]) % 2 else [head_id, record["anchor"]]
+            for exp_id in order:
+                if exp_id == head_id or record["paired"]:
+                    self.store.add_run(experiment_id=exp_id, purpose="confirm", seed=seed)
+        self.refresh(head_id)
+
+    def claim_record(self) -> tuple[int, int]:
+        """(claim tests finished in this lab, claims made), for the false-claim control."""
+        tests = claims = 0
+        for row in self.rows.values():
+            state = row.judgement.get("verify", {}).get("state")
+            if state in ("claim", "fail", "undecided"):
+                tests += 1
+                claims += state == "claim"
+        return tests, claims
+
+    def step_verifications(self, exp_id: int) -> None:
+        """Verifications this experiment takes part in (as head or anchor) take their next step."""
+        for row in list(self.rows.values()):
+            record = row.judgement.get("verify", {})
+            if record.get("state") == "running" and exp_id in (row.id, record.get("anchor")):
+                self.step_verification(self.refresh(row.id))
+
+    def step_verification(self, head: ExperimentRow) -> None:
+        assert self.judge is not None
+        record = head.judgement["verify"]
+        anchor_id, seeds = int(record["anchor"]), list(record["seeds"])
+        mine = [r for r in self.store.runs_of(head.id) if r.purpose == "confirm" and r.seed in seeds]
+        theirs = [r for r in self.store.runs_of(anchor_id) if r.purpose == "confirm" and r.seed in seeds]
+        if any(r.status in ("queued", "running") for r in mine + theirs):
+            return
+        failed = next((r for r in mine if r.status == "done" and r.outcome != "ok"), None)
+        if failed is not None:
+            failure = self.failure(failed)
+            self.end_verification(head, "fail", failure.verdict, f"verification: {failure.reason}", None)
+            return
+        cand = {r.seed: float(r.metric) for r in mine if r.outcome == "ok" and r.metric is not None}
+        if record["paired"]:
+            ref = {r.seed: float(r.metric) for r in theirs if r.outcome == "ok" and r.metric is not None}
+            if not ref:
+                ref = self.values_by_seed(anchor_id, UNSELECTED)
+        else:
+            ref = self.values_by_seed(anchor_id, UNSELECTED) or self.values_by_seed(anchor_id)
+        anchor = self.rows[anchor_id]
+        result = self.judge.verify(cand, ref, self.noise(), level=float(record["level"]), look=len(seeds),
+                                   looks=int(record["looks"]), paired=bool(record["paired"]),
+                                   ref_level=anchor.metric if anchor.metric is not None else statistics.fmean(
+                                       ref.values()), cand_id=head.id, ref_id=anchor_id)
+        if result.result == "more":
+            self.host.note("verify", f"exp {head.id}: {result.reason}", experiment_id=head.id)
+            self.add_look(head.id)
+            return
+        comp = result.comparison
+        low, high = comp.ci
+        numbers = {"effect": comp.effect, "low": low if math.isfinite(low) else None,
+                   "high": high if math.isfinite(high) else None, "p_improve": comp.p_improve,
+                   "p_value": result.p_value, "n_cand": comp.n_cand, "n_ref": comp.n_ref, "paired": comp.paired,
+                   "scale": self.judge.scale.value}
+        if result.result == "claim":
+            flags = sorted(set(head.flags) | set(self.verify_plausibility(head, anchor_id, cand, ref)))
+            if flags:
+                rules = len({f.split(":", 1)[0] for f in flags})
+                self.end_verification(head, "claim", Verdict.FLAGGED,
+                                      f"{result.reason}, but {rules} integrity check(s) hold it for a person's "
+                                      "review (`labmind show`)", numbers, values=list(cand.values()), flags=flags)
+            else:
+                self.end_verification(head, "claim", Verdict.IMPROVED, result.reason, numbers,
+                                      values=list(cand.values()))
+            return
+        if result.result == "undecided" and not record.get("closing"):
+            # The line keeps building on its head; a later, larger stack is verified again.
+            self.store.update_experiment(head.id, judgement={**head.judgement, "verify": {
+                **record, "state": "undecided", **numbers}})
+            self.refresh(head.id)
+            self.host.note("verify", f"exp {head.id}: {result.reason}; its line keeps building on it and verifies "
+                                     "again later", experiment_id=head.id)
+            return
+        verdict = Verdict.NOT_IMPROVED if comp.effect <= 0 else Verdict.INCONCLUSIVE
+        self.end_verification(head, result.result, verdict, result.reason, numbers)
+
+    def verify_plausibility(self, head: ExperimentRow, anchor_id: int, cand: dict[int, float],
+                            ref: dict[int, float]) -> list[str]:
+        """The guard's checks on a verified candidate (layers 4 and 5)."""
+        values = list(cand.values())
+        gain = self.task.sign * (statistics.fmean(values) - statistics.fmean(ref.values()))
+        base = self.rows.get(self.store.lab().baseline_id or -1)  # type: ignore[union-attr]
         noise_sd = (base.metric_sd if base else None) or 0.0
-        gain = self.task.sign * (statistics.fmean(values) - statistics.fmean(incumbent))
         flags = beyond_bound(self.task, values) + implausible_gain(self.task, gain, self.past_steps())
         flags += variance_collapse(values, noise_sd)
+        confirms = [r for r in self.store.runs_of(head.id) if r.purpose == "confirm" and r.seed in cand]
         for run in confirms:
             flags += time_mismatch(self.task, run.secondary.get(self.task.metric.self_time or ""), run.seconds)
         if not self.task.metric.holdout:
             return flags
-        line = self.store.line(exp.line_id or 0)
-        theirs = [r for r in self.store.runs_of(line.incumbent_id or 0)
-                  if r.status == "done" and r.purpose in ("baseline", "confirm")]
-        pairs = [[(r.metric, r.holdout) for r in runs if r.metric is not None and r.holdout is not None]
+        theirs = [r for r in self.ok_runs(anchor_id) if r.purpose in UNSELECTED]
+        pairs = [[(float(r.metric), r.holdout) for r in runs if r.metric is not None and r.holdout is not None]
                  for runs in (confirms, theirs)]
         if len(pairs[0]) < len(confirms) or len(pairs[1]) < len(theirs) or not all(pairs):
             return [*flags, "holdout_failed: a held-out evaluation is missing for the candidate or its incumbent"]
         return flags + holdout_gap(self.task, gain, pairs[0], pairs[1])
 
-    def past_steps(self) -> list[float]:
-        """The lab's confirmed improvement steps, in 'higher is better' units."""
-        steps = []
-        for row in self.rows.values():
-            parent = self.rows.get(row.parent_id or -1)
-            if row.verdict == Verdict.IMPROVED and parent and row.metric is not None and parent.metric is not None:
-                steps.append(self.task.sign * (row.metric - parent.metric))
-        return steps
+    def stack(self, head: ExperimentRow, anchor_id: int) -> list[int]:
+        """The provisional steps from the anchor up to the head (the head included), oldest first."""
+        out, row = [], head
+        while row.id != anchor_id and row.verdict == Verdict.KEPT:
+            out.append(row.id)
+            if row.parent_id is None or row.parent_id not in self.rows:
+                break
+            row = self.rows[row.parent_id]
+        return out[::-1]
 
-    def finish_failure(self, exp_id: int, run: RunRow) -> None:
+    def end_verification(self, head: ExperimentRow, state: str, verdict: Verdict, reason: str,
+                         numbers: dict[str, Any] | None, *, values: list[float] | None = None,
+                         flags: list[str] | None = None) -> None:
+        record = {**head.judgement["verify"], "state": state, **(numbers or {})}
+        anchor_id = int(record["anchor"])
+        steps = [s for s in self.stack(head, anchor_id) if s != head.id]
+        if steps:
+            reason += f"; it includes the provisional step(s) {', '.join(f'exp {s}' for s in steps)}"
+        line_id = head.line_id or 0
+        self.store.update_experiment(head.id, judgement={**head.judgement, "verify": record})
+        self.finish(head.id, verdict, reason, values=values, flags=flags, verified=verdict == Verdict.IMPROVED,
+                    p_value=(numbers or {}).get("p_value"))
+        if verdict == Verdict.IMPROVED:
+            for step in steps:
+                self.store.update_experiment(step, reason=f"{self.rows[step].reason}; verified as part of exp "
+                                                          f"{head.id}'s stack")
+                self.refresh(step)
+            return
+        for step in steps:
+            self.finish(step, Verdict.INCONCLUSIVE, f"{self.rows[step].reason}; reverted: the stack it belongs to "
+                                                    f"(up to exp {head.id}) was not verified against exp {anchor_id}",
+                        quiet=True)
+        self.rebase(line_id, f"exp {head.id} was not verified")
+
+    def rebase(self, line_id: int, why: str) -> None:
+        line = self.store.line(line_id)
+        if line.verified_id is None or line.incumbent_id == line.verified_id:
+            return
+        self.store.set_incumbent(line_id, line.verified_id)
+        self.host.note("rebase", f"line {line_id} goes back to its last verified point, exp {line.verified_id} "
+                                 f"({why})")
+
+    def close_lines(self) -> None:
+        """The lab stops proposing: verify every line's unverified head, so that what it found is claimed or
+        reverted before it reports."""
+        for line in self.store.lines():
+            if line.status == "active":
+                self.maybe_verify(line.id, closing=True)
+
+    def verifying(self) -> bool:
+        return any(r.judgement.get("verify", {}).get("state") == "running" for r in self.rows.values())
+
+    # -- verdicts ------------------------------------------------------------------------------------
+
+    def failure(self, run: RunRow) -> Failure:
         verdict = Verdict(run.outcome)
         detail = {
             Verdict.CRASHED: f"exit code {run.exit_code}",
@@ -151,38 +533,14 @@ class Judging:
         reason = f"{run.purpose} run {run.id} (seed {run.seed}): {MEANING[verdict]} ({detail})"
         if last[0]:
             reason += f"; last output: {last[0][:200]}"
-        self.finish_experiment(exp_id, verdict, reason)
+        return Failure(verdict, reason)
 
-    def finish_baseline(self, exp: ExperimentRow, done: list[RunRow]) -> None:
-        failed = next((r for r in done if r.outcome != "ok"), None)
-        if failed is not None:
-            self.finish_failure(exp.id, failed)
-            self.fatal = (f"the baseline itself failed: {self.rows[exp.id].reason}. Fix the task, commit, and "
-                          f"start over (delete {self.paths.root}). Log: {failed.log_path}")
-            return
-        values = [r.metric for r in done if r.metric is not None]
-        s = summarize(values)
-        configured = self.task.noise.min_effect
-        min_effect = auto_min_effect(values) if configured == "auto" else float(configured)
-        with self.store.transaction():
-            self.store.update_lab(min_effect=min_effect, noise_sd=s.sd)
-            self.store.update_experiment(
-                exp.id, status="done", metric=s.mean, metric_sd=s.sd, ci_low=s.ci_low, ci_high=s.ci_high,
-                n_runs=s.n, finished_at=time.time(),
-                reason=f"baseline {self.task.metric.name} {s.mean:.6g} ± {s.sd:.3g} over {s.n} seeds; "
-                       f"minimum effect {min_effect:.3g}" + (" (auto: 2 × sd)" if configured == "auto" else ""))
-        self.refresh(exp.id)
-        self.judge = Judge(self.task, min_effect)
-        self.note("noise", self.rows[exp.id].reason or "", experiment_id=exp.id)
-        self.brain.learn(self.rows[exp.id].past())
-        for row in list(self.rows.values()):
-            if row.kind == "candidate" and row.status == "testing":
-                self.advance(row.id)
-
-    def finish_experiment(self, exp_id: int, verdict: Verdict, reason: str, *, values: list[float] | None = None,
-                          p_value: float | None = None, flags: list[str] | None = None,
-                          near_miss: bool = False, promote: bool = False) -> None:
-        """Record a verdict; with `promote`, the line's new incumbent is written in the same transaction."""
+    def finish(self, exp_id: int, verdict: Verdict, reason: str, *, values: list[float] | None = None,
+               p_value: float | None = None, flags: list[str] | None = None, near_miss: bool = False,
+               promote: bool = False, verified: bool = False, judgement: dict[str, Any] | None = None,
+               quiet: bool = False) -> None:
+        """Record a verdict. `promote`: the experiment becomes its line's incumbent (provisionally, for `kept`);
+        `verified`: it also becomes the line's verified point. Both in the same transaction as the verdict."""
         fields: dict[str, Any] = dict(status="done", verdict=verdict.value, reason=reason, p_value=p_value,
                                       near_miss=int(near_miss), finished_at=time.time())
         if values:
@@ -190,30 +548,16 @@ class Judging:
             fields.update(metric=s.mean, metric_sd=s.sd, ci_low=s.ci_low, ci_high=s.ci_high, n_runs=s.n)
         if flags:
             fields["flags"] = flags
+        if judgement is not None:
+            fields["judgement"] = {**self.rows[exp_id].judgement, **judgement}
+        line_id, previous = self.rows[exp_id].line_id, self.rows[exp_id].verdict
         with self.store.transaction():
             self.store.update_experiment(exp_id, **fields)
-            if promote:
-                line_id = self.rows[exp_id].line_id
-                assert line_id is not None
+            if (promote or verified) and line_id is not None:
                 self.store.set_incumbent(line_id, exp_id)
+            if verified and line_id is not None:
+                self.store.update_line(line_id, verified_id=exp_id)
         exp = self.refresh(exp_id)
-        if exp.kind == "candidate":
-            self.stats.finished += 1
-            self.stats.verdicts[verdict.value] = self.stats.verdicts.get(verdict.value, 0) + 1
-        self.note("verdict", f"exp {exp_id} {verdict.value}: {reason}", experiment_id=exp_id)
-        if promote:
-            self.announce_promotion(exp)
-        if exp.kind == "candidate":
-            self.brain.learn(exp.past())
-            self.after_verdict(exp)  # type: ignore[attr-defined]  (Steering, mixed into Lab)
-
-    def announce_promotion(self, exp: ExperimentRow) -> None:
-        lab = self.store.lab()
-        assert lab is not None and exp.commit_sha
-        best = self.best()
-        is_best = best is not None and best.id == exp.id
-        self.keep_ref(lab.name, exp.id, exp.commit_sha, best=is_best)
-        self.note("incumbent", f"exp {exp.id} is line {exp.line_id}'s new incumbent"
-                               + (f"; lab best, kept on branch {lab.branch}" if is_best else ""),
-                  experiment_id=exp.id)
-
+        if not quiet:
+            self.host.note("verdict", f"exp {exp_id} {verdict.value}: {reason}", experiment_id=exp_id)
+        self.host.verdict_given(exp, promoted=verified, previous=previous)

@@ -21,8 +21,7 @@ from labmind.brains.base import Brain, Idea
 from labmind.execute.base import Executor, RunOutcome, RunSpec, Slot
 from labmind.execute.sandbox import default_hidden
 from labmind.guard import Finding, check_change
-from labmind.judge import Judge
-from labmind.lab.judging import PROTECTED_FLAG, Judging
+from labmind.lab.judging import PROTECTED_FLAG, Referee
 from labmind.lab.paths import LabPaths
 from labmind.lab.review import ReviewError, apply_review, take_posted
 from labmind.lab.settings import LabSettings
@@ -42,7 +41,7 @@ from labmind.workspace.scope import (
     to_task_relative,
 )
 
-RUN_PRIORITY = {"baseline": 0, "confirm": 1, "screen": 2}
+RUN_PRIORITY = {"baseline": 0, "confirm": 1, "reference": 2, "screen": 3}
 def scope_rule(violation: str) -> str:
     """The rule name behind a scope sentence from workspace.scope (for flags and guard-report)."""
     if "protected file" in violation:
@@ -90,9 +89,9 @@ class Proposal:
     findings: list[Finding] = field(default_factory=list)  # the guard's scope and static findings
 
 
-class Lab(Judging, Steering):
-    """The lab loop: start-up, the scheduler's proposals and runs. Judging lives in `Judging`; repairs,
-    reflections and the director in `Steering`."""
+class Lab(Steering):
+    """The lab loop: start-up, the scheduler's proposals and runs. Judging is the `Referee`'s (composed);
+    repairs, reflections and the director live in `Steering`."""
 
     def __init__(self, *, paths: LabPaths, task: Task, repo: gitops.RepoInfo, store: Store, executor: Executor,
                  brain: Brain, policy: Policy, settings: LabSettings, reporter: Reporter,
@@ -109,9 +108,9 @@ class Lab(Judging, Steering):
         self.reserved = 0  # slots held for proposals in flight (sequential mode only)
         self.tasks: dict[asyncio.Future[Any], tuple[str, int, Slot | None]] = {}
         self.rows: dict[int, ExperimentRow] = {r.id: r for r in store.experiments()}
-        self.judge: Judge | None = None
+        self.referee = Referee(store, task, paths, self.rows, host=self)
         self.stopping = False
-        self.fatal: str | None = None
+        self.closed = False  # the lab stopped proposing and asked for its lines' closing verifications
         self.brain_failures = 0
         self.stats = SessionStats()
         self.running: dict[int, tuple[Slot, int]] = {}  # run id -> (slot, experiment id)
@@ -149,9 +148,52 @@ class Lab(Judging, Steering):
     def task_dir_in(self, worktree: Path) -> Path:
         return worktree / self.repo.subdir if self.repo.subdir else worktree
 
+    @property
+    def fatal(self) -> str | None:
+        return self.referee.fatal
+
+    def advance(self, exp_id: int) -> None:
+        self.referee.advance(exp_id)
+
     def min_effect(self) -> float:
+        """The minimum effect in the metric's units at the lab's best (what brains are told)."""
+        best = self.best()
+        if self.referee.judge is None or best is None or best.metric is None:
+            return 0.0
+        return self.referee.judge.min_effect.in_units(best.metric, self.task.sign)
+
+    # -- the referee's host --------------------------------------------------------------------------
+
+    def verdict_given(self, exp: ExperimentRow, promoted: bool, previous: str | None) -> None:
+        if exp.kind != "candidate":
+            return
+        if previous:
+            # A provisional verdict decided by verification: the session's counts move, the brain learns the
+            # final word, but repairs, reflections and the director saw it the first time.
+            self.stats.verdicts[previous] = max(0, self.stats.verdicts.get(previous, 0) - 1)
+        else:
+            self.stats.finished += 1
+        self.stats.verdicts[exp.verdict or ""] = self.stats.verdicts.get(exp.verdict or "", 0) + 1
+        if promoted or exp.verdict == Verdict.KEPT:
+            self.announce_promotion(exp)
+        self.brain.learn(exp.past())
+        if not previous:
+            self.after_verdict(exp)
+
+    def baseline_measured(self, exp: ExperimentRow) -> None:
+        self.brain.learn(exp.past())
+
+    def announce_promotion(self, exp: ExperimentRow) -> None:
         lab = self.store.lab()
-        return lab.min_effect if lab and lab.min_effect is not None else 0.0
+        assert lab is not None and exp.commit_sha
+        best = self.best()
+        is_best = best is not None and best.id == exp.id
+        if exp.verdict == Verdict.IMPROVED:
+            self.keep_ref(lab.name, exp.id, exp.commit_sha, best=is_best)
+        what = "verified point and incumbent" if exp.verdict == Verdict.IMPROVED else "provisional incumbent"
+        self.note("incumbent", f"exp {exp.id} is line {exp.line_id}'s new {what}"
+                               + (f"; lab best, kept on branch {lab.branch}" if is_best else ""),
+                  experiment_id=exp.id)
 
     # -- start-up ------------------------------------------------------------------------------------
 
@@ -248,7 +290,6 @@ class Lab(Judging, Steering):
         await asyncio.to_thread(self.run_setup)
         self.ensure_baseline()
         self.ensure_lines()
-        self.judge_from_store()
         self.sync_refs()
         for row in sorted(self.rows.values(), key=lambda r: r.id):
             if row.status == "done" and (row.kind == "baseline" or row.verdict):
@@ -278,6 +319,7 @@ class Lab(Judging, Steering):
         self.apply_posted_reviews()  # decisions posted while no lab was running (or just before it stopped)
         while not self.stopping and not self.fatal:
             self.start_proposals()
+            self.close_if_done()
             self.dispatch()
             self.reporter.tick(self)
             if not self.tasks or self.budget_spent():
@@ -291,6 +333,16 @@ class Lab(Judging, Steering):
             for fut in done:
                 if fut is not waker:
                     self.finish_task(fut)
+
+    def close_if_done(self) -> None:
+        """Once no more experiments will be proposed and none is being screened, verify every line's provisional
+        head, so that the session ends with what it found claimed or reverted."""
+        if self.closed or self.stopping or self.may_propose() or self.proposals_in_flight():
+            return
+        if any(r.kind == "candidate" and r.status in ("testing", "proposing") for r in self.rows.values()):
+            return
+        self.closed = True
+        self.referee.close_lines()
 
     def budget_spent(self) -> bool:
         """Out of budget with no run left to finish: what is still in flight (proposals an agent may take
@@ -471,7 +523,7 @@ class Lab(Judging, Steering):
             verdict, reason, rule_flags = self.scope_verdict(p)
             if verdict is None:
                 self.store.update_experiment(exp_id, status="testing")
-                self.store.add_run(experiment_id=exp_id, purpose="screen", seed=self.store.next_seed())
+                self.store.add_run(experiment_id=exp_id, purpose="screen", seed=self.referee.screen_seed())
             elif rule_flags or p.findings:
                 # Keep the evidence with a rejected or unchanged experiment too.
                 self.store.update_experiment(
@@ -483,7 +535,7 @@ class Lab(Judging, Steering):
             else:
                 gitops.remove_worktree(self.repo.root, p.worktree)
         if verdict is not None:
-            self.finish_experiment(exp_id, verdict, reason)
+            self.referee.finish(exp_id, verdict, reason)
         else:
             self.note("proposed", f"exp {exp_id}: {p.idea.title}", experiment_id=exp_id)
 
@@ -547,7 +599,7 @@ class Lab(Judging, Steering):
                                                             else ()),
             hidden=tuple(hidden_paths(self.paths)),
             evaluate=self.task.metric.evaluate, env=self.run_env(run.seed), token=token,
-            # Runs that define a metric (baseline, confirmation) are also scored on held-out data.
+            # Runs that define a metric (baseline, verification) are also scored on held-out data.
             holdout=self.task.metric.holdout if run.purpose in ("baseline", "confirm") else None)
         self.running[run.id] = (slot, exp.id)
         self.slot_taken[run.id] = time.monotonic()

@@ -12,10 +12,10 @@ import asyncio
 from typing import Any
 
 from labmind.brains.base import Decision, DirectorView, LineSummary
-from labmind.lab.views import best_experiment, failure_tail
+from labmind.lab.views import PROGRESS, best_experiment, failure_tail
 from labmind.store import ExperimentRow, Store, StoreError
 from labmind.task import Task
-from labmind.verdicts import RUN_FAILURES, Verdict
+from labmind.verdicts import RUN_FAILURES
 from labmind.workspace import git as gitops
 
 #: Recent experiments per line the director sees.
@@ -170,7 +170,7 @@ class Steering:
             done = [r for r in rows if r.line_id == line.id and r.kind == "candidate" and r.verdict]
             since = 0
             for r in done:
-                since = 0 if r.verdict == Verdict.IMPROVED else since + 1
+                since = 0 if r.verdict in PROGRESS else since + 1
             summaries.append(LineSummary(
                 id=line.id, name=line.name, direction=line.direction, incumbent=self.rows[line.incumbent_id].past(),
                 n_done=len(done), since_improvement=since, recent=tuple(r.past() for r in done[-DIRECTOR_RECENT:]),
@@ -221,8 +221,8 @@ class Steering:
             return "combine needs two different active lines"
         other = self.rows[active[d.other_line_id].incumbent_id]
         mine = self.rows[active[d.line_id].incumbent_id]
-        if other.kind != "candidate" or other.verdict != Verdict.IMPROVED or not other.commit_sha:
-            return f"line {d.other_line_id} has no confirmed win to combine"
+        if other.kind != "candidate" or other.verdict not in PROGRESS or not other.commit_sha:
+            return f"line {d.other_line_id} has no win to combine"
         if other.id in self.ancestry(mine) or mine.id in self.ancestry(other):
             return (f"exp {other.id} and line {d.line_id}'s incumbent (exp {mine.id}) are on one path: one already "
                     "contains the other")

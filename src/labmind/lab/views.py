@@ -8,6 +8,9 @@ from labmind.store import ExperimentRow, Store
 from labmind.task import Task
 from labmind.verdicts import RUN_FAILURES, Verdict
 
+#: Verdicts that moved a line forward: verified, or kept provisionally (the line builds on it).
+PROGRESS = frozenset({Verdict.IMPROVED, Verdict.KEPT})
+
 #: How much history a brain sees (most recent first when trimming).
 HISTORY_LIMIT = 50
 FAILURE_LIMIT = 3
@@ -50,10 +53,10 @@ def search_view(store: Store, rows: list[ExperimentRow], task: Task, min_effect:
         for r in done:
             gain = 0.0
             parent = by_id.get(r.parent_id or -1)
-            if r.verdict == Verdict.IMPROVED and parent and parent.metric is not None and r.metric is not None:
+            if r.verdict in PROGRESS and parent and parent.metric is not None and r.metric is not None:
                 gain = max(0.0, task.sign * (r.metric - parent.metric)) / max(min_effect, 1e-12)
             recent.append((gain, r.gpu_seconds))
-            since = 0 if r.verdict == Verdict.IMPROVED else since + 1
+            since = 0 if r.verdict in PROGRESS else since + 1
         near = sorted(
             (r for r in done if r.near_miss and kids.get(r.id, 0) == 0 and r.metric is not None),
             key=lambda r: -task.sign * (r.metric or 0.0),

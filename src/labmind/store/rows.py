@@ -23,6 +23,7 @@ class LabRow:
     min_effect: float | None
     noise_sd: float | None
     settings: dict[str, Any]
+    scale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class LineRow:
     created_at: float
     direction: str = ""
     note: str = ""
+    verified_id: int | None = None  # the last verified point; incumbent_id may be provisional (verdict kept)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class ExperimentRow:
     finished_at: float | None
     analysis: str | None = None
     directive: dict[str, Any] = field(default_factory=dict)
+    judgement: dict[str, Any] = field(default_factory=dict)
 
     def past(self, log_tail: str = "") -> PastExperiment:
         return PastExperiment(
@@ -129,7 +132,7 @@ def lab_row(r: sqlite3.Row) -> LabRow:
         name=r["name"], task_json=r["task_json"], repo_root=r["repo_root"], task_subdir=r["task_subdir"],
         base_commit=r["base_commit"], branch=r["branch"], created_at=r["created_at"],
         baseline_id=r["baseline_id"], min_effect=r["min_effect"], noise_sd=r["noise_sd"],
-        settings=json.loads(r["settings_json"]),
+        settings=json.loads(r["settings_json"]), scale=_get(r, "scale"),
     )
 
 
@@ -140,7 +143,8 @@ def _get(r: sqlite3.Row, column: str, default: Any = None) -> Any:
 
 def line_row(r: sqlite3.Row) -> LineRow:
     return LineRow(id=r["id"], name=r["name"], incumbent_id=r["incumbent_id"], status=r["status"],
-                   created_at=r["created_at"], direction=_get(r, "direction", ""), note=_get(r, "note", ""))
+                   created_at=r["created_at"], direction=_get(r, "direction", ""), note=_get(r, "note", ""),
+                   verified_id=_get(r, "verified_id"))
 
 
 def experiment_row(r: sqlite3.Row) -> ExperimentRow:
@@ -154,6 +158,7 @@ def experiment_row(r: sqlite3.Row) -> ExperimentRow:
         brain_seconds=r["brain_seconds"], error=r["error"], created_at=r["created_at"],
         finished_at=r["finished_at"], analysis=_get(r, "analysis"),
         directive=json.loads(_get(r, "directive_json", "{}") or "{}"),
+        judgement=json.loads(_get(r, "judgement_json", "{}") or "{}"),
     )
 
 

@@ -1,6 +1,6 @@
 """The store's SQL schema. Bump SCHEMA_VERSION and add a migration step whenever it changes."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Tables that schema 3 added (shared by the full schema and the 2 -> 3 migration).
 _TABLES_3 = """
@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS lab (
     baseline_id INTEGER,
     min_effect REAL,
     noise_sd REAL,
-    settings_json TEXT NOT NULL DEFAULT '{}'
+    settings_json TEXT NOT NULL DEFAULT '{}',
+    scale TEXT                              -- the judge's scale, chosen at the baseline: linear | log
 );
 
 CREATE TABLE IF NOT EXISTS lines (
@@ -65,7 +66,8 @@ CREATE TABLE IF NOT EXISTS lines (
     status TEXT NOT NULL DEFAULT 'active',  -- active | retired
     created_at REAL NOT NULL,
     direction TEXT NOT NULL DEFAULT '',     -- what this line explores (the director's words), if anything
-    note TEXT NOT NULL DEFAULT ''           -- why it was retired
+    note TEXT NOT NULL DEFAULT '',          -- why it was retired
+    verified_id INTEGER                     -- the line's last verified point (its incumbent may be provisional)
 );
 
 CREATE TABLE IF NOT EXISTS experiments (
@@ -96,7 +98,8 @@ CREATE TABLE IF NOT EXISTS experiments (
     created_at REAL NOT NULL,
     finished_at REAL,
     analysis TEXT,                        -- the brain's reflection on the result
-    directive_json TEXT NOT NULL DEFAULT '{}'  -- why the lab asked for it: {"kind": "repair" | "combine", ...}
+    directive_json TEXT NOT NULL DEFAULT '{}',  -- why the lab asked for it: {"kind": "repair" | "combine", ...}
+    judgement_json TEXT NOT NULL DEFAULT '{}'  -- the judge's numbers: effect, CI, P(better), runs, design
 );
 CREATE INDEX IF NOT EXISTS experiments_line ON experiments(line_id, id);
 CREATE INDEX IF NOT EXISTS experiments_status ON experiments(status);
@@ -105,7 +108,7 @@ CREATE INDEX IF NOT EXISTS experiments_verdict ON experiments(verdict);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     experiment_id INTEGER NOT NULL REFERENCES experiments(id),
-    purpose TEXT NOT NULL,               -- baseline | screen | confirm
+    purpose TEXT NOT NULL,               -- baseline | screen | reference | confirm (fresh seeds)
     seed INTEGER NOT NULL,
     status TEXT NOT NULL,                -- queued | running | done | interrupted
     slot TEXT,
@@ -165,4 +168,10 @@ ALTER TABLE lines ADD COLUMN note TEXT NOT NULL DEFAULT '';
 ALTER TABLE experiments ADD COLUMN analysis TEXT;
 ALTER TABLE experiments ADD COLUMN directive_json TEXT NOT NULL DEFAULT '{}';
 """ + _TABLES_3,
+    3: """
+ALTER TABLE lab ADD COLUMN scale TEXT;
+ALTER TABLE lines ADD COLUMN verified_id INTEGER;
+UPDATE lines SET verified_id = incumbent_id;
+ALTER TABLE experiments ADD COLUMN judgement_json TEXT NOT NULL DEFAULT '{}';
+""",
 }

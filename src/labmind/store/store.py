@@ -29,18 +29,20 @@ from labmind.store.rows import (
 )
 from labmind.store.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
-_JSON_COLUMNS = {"idea_json", "changed_files", "flags", "secondary", "settings_json", "directive_json", "detail_json"}
+_JSON_COLUMNS = {"idea_json", "changed_files", "flags", "secondary", "settings_json", "directive_json", "detail_json",
+                 "judgement_json"}
 _EXPERIMENT_COLUMNS = {
     "line_id", "parent_id", "status", "brain", "idea_json", "base_commit", "commit_sha", "diff",
     "changed_files", "verdict", "reason", "metric", "metric_sd", "ci_low", "ci_high", "n_runs", "p_value",
     "flags", "near_miss", "gpu_seconds", "brain_seconds", "error", "finished_at", "analysis", "directive_json",
+    "judgement_json",
 }
 _RUN_COLUMNS = {
     "status", "slot", "token", "started_at", "ended_at", "exit_code", "outcome", "metric", "self_reported", "holdout",
     "secondary", "flags", "log_path", "log_tail", "sandbox",
 }
-_LAB_COLUMNS = {"baseline_id", "min_effect", "noise_sd", "settings_json"}
-_LINE_COLUMNS = {"name", "incumbent_id", "status", "direction", "note"}
+_LAB_COLUMNS = {"baseline_id", "min_effect", "noise_sd", "settings_json", "scale"}
+_LINE_COLUMNS = {"name", "incumbent_id", "status", "direction", "note", "verified_id"}
 
 
 class StoreError(Exception):
@@ -161,8 +163,9 @@ class Store:
         self._update("lab", _LAB_COLUMNS, None, fields)
 
     def add_line(self, name: str, incumbent_id: int | None, direction: str = "") -> int:
-        cur = self._exec("INSERT INTO lines(name, incumbent_id, created_at, direction) VALUES (?, ?, ?, ?)",
-                         (name, incumbent_id, time.time(), direction))
+        # A new line starts from a verified point (the baseline or a confirmed best).
+        cur = self._exec("INSERT INTO lines(name, incumbent_id, verified_id, created_at, direction) "
+                         "VALUES (?, ?, ?, ?, ?)", (name, incumbent_id, incumbent_id, time.time(), direction))
         return int(cur.lastrowid or 0)
 
     def update_line(self, line_id: int, **fields: Any) -> None:
@@ -192,6 +195,8 @@ class Store:
     def update_experiment(self, experiment_id: int, **fields: Any) -> None:
         if "idea" in fields:
             fields["idea_json"] = fields.pop("idea").to_dict()
+        if "judgement" in fields:
+            fields["judgement_json"] = fields.pop("judgement")
         self._update("experiments", _EXPERIMENT_COLUMNS, experiment_id, fields)
 
     def add_run(self, *, experiment_id: int, purpose: str, seed: int, requeued_from: int | None = None) -> int:

@@ -71,6 +71,8 @@ class MetricSection(_Section):
     bound: float | None = None
     #: A metric the run prints for its own wall-clock seconds; far below labmind's measurement is flagged.
     self_time: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.\-/]*$")
+    #: The scale effects are judged on: "log" (ratios) or "linear"; "auto" picks log for positive metrics.
+    scale: Literal["auto", "linear", "log"] = "auto"
 
     @field_validator("constraints")
     @classmethod
@@ -91,7 +93,8 @@ class MetricSection(_Section):
 
 class NoiseSection(_Section):
     confirm_seeds: int = Field(default=3, ge=2)
-    min_effect: Literal["auto"] | float = "auto"
+    #: "auto" (any gain the judge can verify), an absolute amount, or a percentage such as "1%".
+    min_effect: str | float = "auto"
     seed_env: str = "SEED"
     baseline_runs: int = Field(default=3, ge=2)
     alpha: float = Field(default=0.05, gt=0, lt=1)
@@ -99,9 +102,15 @@ class NoiseSection(_Section):
     @field_validator("min_effect")
     @classmethod
     def _min_effect(cls, value: Any) -> Any:
-        if isinstance(value, float) and value < 0:
-            raise ValueError("expected \"auto\" or a non-negative number")
+        from labmind.judge.scale import MinEffect
+
+        MinEffect.parse(value)  # raises with the allowed forms
         return value
+
+    def parsed_min_effect(self) -> Any:
+        from labmind.judge.scale import MinEffect
+
+        return MinEffect.parse(self.min_effect)
 
 
 class GuardSection(_Section):

@@ -1,0 +1,73 @@
+"""The lab's noise, estimated from every experiment that has several runs, on the judge's scale.
+
+Two numbers matter: the sd of one run around its experiment's mean, and how strongly two experiments run
+on the same seed move together (the seed fixes initialisation and data order). A strong correlation makes
+paired comparisons (same seeds) far more powerful than unpaired ones; a weak one makes them worse, so the
+design is chosen from this estimate, per task.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from labmind.judge.robust import robust_location
+
+#: Paired designs are used when the measured seed correlation is at least this: below it, the variance of
+#: a paired difference (2σ²(1 − r)) is larger than that of an unpaired one against a well-measured reference.
+PAIRING_R = 0.5
+
+
+@dataclass(frozen=True)
+class Noise:
+    sd: float  # one run's sd on the scale (pooled over experiments)
+    df: int  # degrees of freedom behind `sd`
+    r: float | None  # seed correlation between experiments run on the same seed; None until measured
+    r_pairs: int  # same-seed pairs behind `r`
+    outliers: int  # runs excluded as outliers so far (heavy tails: the judge re-runs extreme screens)
+
+    @property
+    def paired(self) -> bool:
+        return self.r is not None and self.r >= PAIRING_R
+
+    def describe(self) -> str:
+        corr = "not measured yet" if self.r is None else f"{self.r:.2f} over {self.r_pairs} same-seed pairs"
+        return f"run sd {self.sd:.3g} (df {self.df}); seed correlation {corr}"
+
+
+def estimate(groups: list[dict[int, float]], pairs: list[tuple[dict[int, float], dict[int, float]]]) -> Noise:
+    """`groups`: each experiment's values by seed (on the scale). `pairs`: (reference, candidate) groups whose
+    shared seeds measure the seed correlation."""
+    ss, df, outliers = 0.0, 0, 0
+    for group in groups:
+        values = list(group.values())
+        if len(values) < 2:
+            continue
+        loc = robust_location(values)
+        outliers += len(loc.outliers)
+        if len(loc.kept) >= 2:
+            ss += sum((v - loc.value) ** 2 for v in loc.kept)
+            df += len(loc.kept) - 1
+    sd = math.sqrt(ss / df) if df else 0.0
+    r, n_pairs = _correlation(pairs, sd)
+    return Noise(sd=sd, df=df, r=r, r_pairs=n_pairs, outliers=outliers)
+
+
+def _correlation(pairs: list[tuple[dict[int, float], dict[int, float]]], sd: float) -> tuple[float | None, int]:
+    """r = 1 − var(paired difference) / (2 sd²), from comparisons with at least two shared seeds (the
+    difference's own mean, the effect, is removed per comparison)."""
+    ss, df, n = 0.0, 0, 0
+    for ref, cand in pairs:
+        shared = sorted(set(ref) & set(cand))
+        if len(shared) < 2:
+            continue
+        diffs = [cand[s] - ref[s] for s in shared]
+        mean = statistics.fmean(diffs)
+        ss += sum((d - mean) ** 2 for d in diffs)
+        df += len(diffs) - 1
+        n += len(diffs)
+    if not df or sd <= 0:
+        return None, n
+    var_d = ss / df
+    return max(-1.0, min(1.0, 1.0 - var_d / (2 * sd * sd))), n
