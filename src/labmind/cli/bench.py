@@ -35,3 +35,45 @@ def scheduler(
         table.add_row(r.mode, str(r.slots), f"{r.run_s:g}", f"{r.brain_s:g}", str(r.experiments), f"{r.window_s:.1f}",
                       f"{r.duty_cycle:.3f}", f"{r.experiments_per_hour:.0f}")
     console.print(table)
+
+
+@bench_app.command("judge")
+def judge(
+    regimes: str = typer.Option(",".join(["small", "medium", "large", "speed", "heavy", "correlated"]), "--regimes",
+                                help="Comma-separated regimes (small, medium, large, speed, heavy, correlated)."),
+    reps: int = typer.Option(12, help="Repetitions per regime (each a fresh lab and idea stream)."),
+    experiments: int = typer.Option(60, help="Experiments per labmind lab; the other rules get as many runs."),
+    first_rep: int = typer.Option(0, "--first-rep", help="Repetition to start from (another set of streams)."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """True progress per run: labmind's judge vs a single-run ratchet and labmind's previous rule, on simulated
+    tasks whose true effects are known (the real lab loop runs labmind's side)."""
+    from labmind.bench.judge import REGIMES, run_regime
+
+    names = [n.strip() for n in regimes.split(",") if n.strip()]
+    unknown = [n for n in names if n not in REGIMES]
+    if unknown:
+        fail(f"unknown regime(s) {', '.join(unknown)}; choose from {', '.join(REGIMES)}")
+    if reps < 2 or experiments < 5:
+        fail("--reps must be at least 2 (for a CI) and --experiments at least 5")
+    results = []
+    for name in names:
+        result = run_regime(REGIMES[name], reps=reps, experiments=experiments, first_rep=first_rep)
+        results.append(result)
+        if not json_out:
+            console.print(f"[bold]{name}[/]: {result.about}")
+    if json_out:
+        print_json([{"regime": r.regime, "about": r.about, **{rule: r.summary(rule) for rule in r.outcomes}}
+                    for r in results])
+        return
+    table = Table("regime", "rule", "true gain (mean ± 95% CI)", "n", "runs", "claims", "false claims",
+                  "false share", "runs/verdict", header_style="bold")
+    for r in results:
+        for rule in r.outcomes:
+            s = r.summary(rule)
+            table.add_row(r.regime, rule, f"{s['gain']:.3f} ± {s['ci']:.3f} (CI)", str(s["n"]), f"{s['runs']:.1f}",
+                          f"{s['claims']:.2f}", f"{s['false_claims']:.2f}", f"{100 * s['false_share']:.1f}%",
+                          f"{s['runs_per_verdict']:.2f}")
+    console.print(table)
+    console.print("true gain: in noise sd (linear regimes) or in log units of speed-up (speed, heavy: e^gain ×); "
+                  "claims and false claims per lab")

@@ -117,13 +117,15 @@ class Judge:
     def verify(self, cand: dict[int, float], ref: dict[int, float], noise: Noise, *, level: float, look: int,
                looks: int, paired: bool, ref_level: float, cand_id: int, ref_id: int) -> Verification:
         """Look `look` of at most `looks` at a claim that exp `cand_id` beats exp `ref_id`; values are metric
-        values by seed (the candidate's on fresh seeds only). Each look spends level / looks."""
+        values by seed (the candidate's on fresh seeds only)."""
         c = {s: self.scaled(v) for s, v in cand.items()}
         r = {s: self.scaled(v) for s, v in ref.items()}
         comp = compare(c, r, noise, sign=self.sign, paired=paired)
         needed = self.min_on_scale(ref_level)
         p = comp.p_value(needed)
-        per_look = level / looks
+        # Spending across looks (a union bound): look i of L spends i / (1 + ... + L) of the level, so the
+        # last look, with the most runs, gets the most.
+        per_look = level * look / (looks * (looks + 1) / 2)
         design = "paired on the same fresh seeds" if comp.paired else "fresh seeds, unpaired"
         runs = f"{comp.n_cand} run(s) of exp {cand_id} vs {comp.n_ref} of exp {ref_id} ({design})"
         said = f"{self.ci_text(comp)}, P(better) {comp.p_improve:.3f}, p={p:.3g}; {runs}"

@@ -367,8 +367,12 @@ class Referee:
             self.store.update_experiment(head_id, judgement={**head.judgement, "verify": record})
             # ABBA: the anchor first on odd looks, second on even ones, so slow drift cancels.
             order = [record["anchor"], head_id] if len(record["seeds"]) % 2 else [head_id, record["anchor"]]
+            # Unpaired, the anchor gets a fresh run too while it has no more unselected runs than the head has
+            # fresh ones: the difference of two means is most precise when both are measured about as well.
+            anchor_runs = len(self.values_by_seed(int(record["anchor"]), UNSELECTED))
+            fresh = len([r for r in self.store.runs_of(head_id) if r.purpose == "confirm"])
             for exp_id in order:
-                if exp_id == head_id or record["paired"]:
+                if exp_id == head_id or record["paired"] or anchor_runs <= fresh:
                     self.store.add_run(experiment_id=exp_id, purpose="confirm", seed=seed)
         self.refresh(head_id)
 
@@ -393,8 +397,10 @@ class Referee:
         assert self.judge is not None
         record = head.judgement["verify"]
         anchor_id, seeds = int(record["anchor"]), list(record["seeds"])
-        mine = [r for r in self.store.runs_of(head.id) if r.purpose == "confirm" and r.seed in seeds]
-        theirs = [r for r in self.store.runs_of(anchor_id) if r.purpose == "confirm" and r.seed in seeds]
+        # Every fresh-seed run of the head counts, an earlier undecided verification's too: they were all drawn
+        # after it was kept, so none was chosen for looking good.
+        mine = [r for r in self.store.runs_of(head.id) if r.purpose == "confirm"]
+        theirs = [r for r in self.store.runs_of(anchor_id) if r.purpose == "confirm"]
         if any(r.status in ("queued", "running") for r in mine + theirs):
             return
         failed = next((r for r in mine if r.status == "done" and r.outcome != "ok"), None)
@@ -404,7 +410,8 @@ class Referee:
             return
         cand = {r.seed: float(r.metric) for r in mine if r.outcome == "ok" and r.metric is not None}
         if record["paired"]:
-            ref = {r.seed: float(r.metric) for r in theirs if r.outcome == "ok" and r.metric is not None}
+            ref = {r.seed: float(r.metric) for r in theirs if r.outcome == "ok" and r.metric is not None
+                   and r.seed in cand}
             if not ref:
                 ref = self.values_by_seed(anchor_id, UNSELECTED)
         else:
