@@ -405,6 +405,8 @@ def test_lock_across_processes_and_release_on_kill(tmp_path: Path) -> None:
         assert holder_pid(path) == os.getpid()
 
 
+SCHEMA_4_ADDITIONS = ["ALTER TABLE lab DROP COLUMN scale", "ALTER TABLE lines DROP COLUMN verified_id",
+                      "ALTER TABLE experiments DROP COLUMN judgement_json"]
 SCHEMA_2_ADDITIONS = ["DROP TABLE reviews", "ALTER TABLE runs DROP COLUMN holdout"]
 SCHEMA_3_ADDITIONS = [
     "DROP TABLE llm_calls", "DROP TABLE decisions", "ALTER TABLE lines DROP COLUMN direction",
@@ -422,7 +424,7 @@ def test_schema_2_store_is_migrated_with_its_rows(tmp_path: Path) -> None:
     exp = store.add_experiment(kind="candidate", line_id=line, parent_id=None, brain="knobs", base_commit="c")
     store.close()
     conn = sqlite3.connect(path)
-    for statement in SCHEMA_3_ADDITIONS:
+    for statement in SCHEMA_4_ADDITIONS + SCHEMA_3_ADDITIONS:  # what schema 2 did not have
         conn.execute(statement)
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     conn.commit()
@@ -447,7 +449,7 @@ def test_schema_1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> N
     path = tmp_path / "lab.db"
     Store.open(path).close()
     conn = sqlite3.connect(path)
-    for statement in SCHEMA_3_ADDITIONS + SCHEMA_2_ADDITIONS:  # what schema 1 did not have
+    for statement in SCHEMA_4_ADDITIONS + SCHEMA_3_ADDITIONS + SCHEMA_2_ADDITIONS:  # what schema 1 did not have
         conn.execute(statement)
     conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
@@ -457,7 +459,8 @@ def test_schema_1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> N
     assert reader.decisions() == [] and reader.llm_calls() == []
     reader.close()
     store = Store.open(path)
-    assert store._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+    assert store._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(
+        SCHEMA_VERSION)
     store.create_lab(name="x", task_json="{}", repo_root="/", task_subdir="", base_commit="c", branch="b",
                      settings={})
     exp = store.add_experiment(kind="baseline", line_id=None, parent_id=None, brain="", base_commit="c")
