@@ -18,7 +18,8 @@ from labmind.observe.live import status_view
 from labmind.store import ExperimentRow, Store, StoreError
 from labmind.verdicts import MEANING, Verdict
 
-VERDICT_STYLE = {"improved": "green", "not_improved": "white", "inconclusive": "yellow", "flagged": "magenta",
+VERDICT_STYLE = {"improved": "green", "kept": "bright_green", "not_improved": "white", "inconclusive": "yellow",
+                 "flagged": "magenta",
                  "rejected": "red", "crashed": "red", "timed_out": "red", "no_metric": "red", "bad_metric": "red",
                  "no_change": "dim"}
 
@@ -68,6 +69,7 @@ def experiment_dict(exp: ExperimentRow, store: Store | None = None, *, with_diff
         "changed_files": exp.changed_files, "slot_seconds": exp.gpu_seconds, "brain_seconds": exp.brain_seconds,
         "error": exp.error, "created_at": exp.created_at, "finished_at": exp.finished_at,
         "analysis": exp.analysis, "directive": {k: v for k, v in exp.directive.items() if k != "diff"},
+        "judgement": exp.judgement,
     }
     if with_diff:
         out["diff"] = exp.diff
@@ -93,6 +95,29 @@ def metric_text(exp: ExperimentRow) -> str:
     if exp.n_runs > 1 and exp.ci_low is not None and exp.ci_high is not None:
         return f"{fmt(exp.metric)} ± {fmt((exp.ci_high - exp.ci_low) / 2, 2)}"
     return fmt(exp.metric)
+
+
+def judgement_text(exp: ExperimentRow) -> str:
+    """The judge's numbers in one line: the effect with its CI (as a percentage on a log scale), P(better), runs."""
+    from labmind.judge.scale import Scale, effect_text
+
+    j = exp.judgement
+    verify = j.get("verify") or {}
+    scale = Scale(verify.get("scale") or j.get("scale") or "linear")
+    parts = []
+    if j.get("effect") is not None:
+        parts.append(f"screening {effect_text(scale, j['effect'])} vs exp {j.get('reference')} on seed {j.get('seed')}")
+    if verify:
+        line = f"verification vs exp {verify.get('anchor')}: {verify.get('state')}"
+        if verify.get("effect") is not None:
+            low, high = verify.get("low"), verify.get("high")
+            ci = (f" (95% CI {effect_text(scale, low)} to {effect_text(scale, high)})"
+                  if low is not None and high is not None else "")
+            line += (f", {effect_text(scale, verify['effect'])}{ci}, P(better) {verify.get('p_improve', 0):.3f}, "
+                     f"{verify.get('n_cand')} vs {verify.get('n_ref')} runs, "
+                     f"{'paired' if verify.get('paired') else 'unpaired'}, level {verify.get('level', 0):.3g}")
+        parts.append(line)
+    return "; ".join(parts)
 
 
 def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, help="Show only the last N experiments."),
@@ -153,6 +178,9 @@ def show(exp: int = typer.Argument(..., help="Experiment id (see `labmind log`).
             console.print(f"  {label}: {escape(text)}")
     console.print(f"  metric:  {metric_text(row)} (n={row.n_runs}, 95% CI {fmt(row.ci_low)}..{fmt(row.ci_high)})"
                   + (f", p={row.p_value:.3g}" if row.p_value is not None else ""))
+    judged = judgement_text(row)
+    if judged:
+        console.print(f"  judge:   {judged}")
     if row.directive:
         console.print(f"  asked:   {row.directive.get('kind')} (of exp "
                       f"{row.directive.get('of', row.directive.get('with'))})")
