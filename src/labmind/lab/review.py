@@ -50,7 +50,11 @@ def apply_review(store: Store, paths: LabPaths, experiment_id: int, decision: st
             store.update_experiment(experiment_id, verdict=Verdict.REJECTED.value,
                                     reason=f"rejected by a person after review{': ' + note if note else ''}")
             return f"experiment {experiment_id} is now rejected"
-        store.update_experiment(experiment_id, verdict=Verdict.IMPROVED.value,
+        # Flagged after verification: accepting makes the claim. Flagged at screening (one run): accepting lets
+        # its line build on it, and it is verified on fresh seeds like any other provisional step.
+        verified = exp.judgement.get("verify", {}).get("state") == "claim"
+        verdict = Verdict.IMPROVED if verified else Verdict.KEPT
+        store.update_experiment(experiment_id, verdict=verdict.value,
                                 reason=f"accepted by a person after review{': ' + note if note else ''}; "
                                        f"its flags stay on record. {exp.reason}")
         line = store.line(exp.line_id or 0)
@@ -59,12 +63,16 @@ def apply_review(store: Store, paths: LabPaths, experiment_id: int, decision: st
             incumbent is None or incumbent.metric is None or task.better(exp.metric, incumbent.metric))
         if promoted:
             store.set_incumbent(line.id, experiment_id)
-    message = f"experiment {experiment_id} is accepted as improved"
+            if verified:
+                store.update_line(line.id, verified_id=experiment_id)
+    message = f"experiment {experiment_id} is accepted as {verdict.value}"
     if promoted and exp.commit_sha:
         best = best_experiment(store.experiments(), task)
         is_best = best is not None and best.id == experiment_id
-        gitops.keep(Path(lab.repo_root), lab.name, experiment_id, exp.commit_sha, best=is_best)
-        message += f" and is line {line.id}'s incumbent" + (f" (lab best, branch {lab.branch})" if is_best else "")
+        if verified:
+            gitops.keep(Path(lab.repo_root), lab.name, experiment_id, exp.commit_sha, best=is_best)
+        message += (f" and is line {line.id}'s {'incumbent' if verified else 'provisional incumbent'}"
+                    + (f" (lab best, branch {lab.branch})" if is_best else ""))
     elif not promoted:
         message += f"; line {line.id}'s incumbent stays experiment {line.incumbent_id}, which is better"
     return message
