@@ -17,6 +17,8 @@ from labmind.store import LabLock, LabLocked, Store, StoreError
 from labmind.store.lock import holder_pid
 from labmind.store.schema import SCHEMA_VERSION
 
+from .old_schema import schema_3_store
+
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
@@ -405,8 +407,6 @@ def test_lock_across_processes_and_release_on_kill(tmp_path: Path) -> None:
         assert holder_pid(path) == os.getpid()
 
 
-SCHEMA_4_ADDITIONS = ["ALTER TABLE lab DROP COLUMN scale", "ALTER TABLE lines DROP COLUMN verified_id",
-                      "ALTER TABLE experiments DROP COLUMN judgement_json"]
 SCHEMA_2_ADDITIONS = ["DROP TABLE reviews", "ALTER TABLE runs DROP COLUMN holdout"]
 SCHEMA_3_ADDITIONS = [
     "DROP TABLE llm_calls", "DROP TABLE decisions", "ALTER TABLE lines DROP COLUMN direction",
@@ -417,14 +417,14 @@ SCHEMA_3_ADDITIONS = [
 
 def test_schema_2_store_is_migrated_with_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "lab.db"
-    store = Store.open(path)
-    store.create_lab(name="x", task_json="{}", repo_root="/", task_subdir="", base_commit="c", branch="b",
-                     settings={})
-    line = store.add_line("line-1", None)
-    exp = store.add_experiment(kind="candidate", line_id=line, parent_id=None, brain="knobs", base_commit="c")
-    store.close()
-    conn = sqlite3.connect(path)
-    for statement in SCHEMA_4_ADDITIONS + SCHEMA_3_ADDITIONS:  # what schema 2 did not have
+    conn = schema_3_store(path)
+    conn.execute("INSERT INTO lab(id, name, task_json, repo_root, task_subdir, base_commit, branch, created_at) "
+                 "VALUES (1, 'x', '{}', '/', '', 'c', 'b', 0)")
+    line = conn.execute("INSERT INTO lines(name, incumbent_id, created_at) VALUES ('line-1', NULL, 0)").lastrowid
+    exp = conn.execute("INSERT INTO experiments(kind, line_id, brain, base_commit, status, created_at) "
+                       "VALUES ('candidate', ?, 'knobs', 'c', 'proposing', 0)", (line,)).lastrowid
+    assert line is not None and exp is not None
+    for statement in SCHEMA_3_ADDITIONS:  # what schema 2 did not have
         conn.execute(statement)
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     conn.commit()
@@ -447,9 +447,8 @@ def test_schema_2_store_is_migrated_with_its_rows(tmp_path: Path) -> None:
 
 def test_schema_1_store_is_migrated_when_opened_for_writing(tmp_path: Path) -> None:
     path = tmp_path / "lab.db"
-    Store.open(path).close()
-    conn = sqlite3.connect(path)
-    for statement in SCHEMA_4_ADDITIONS + SCHEMA_3_ADDITIONS + SCHEMA_2_ADDITIONS:  # what schema 1 did not have
+    conn = schema_3_store(path)
+    for statement in SCHEMA_3_ADDITIONS + SCHEMA_2_ADDITIONS:  # what schema 1 did not have
         conn.execute(statement)
     conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     conn.commit()
