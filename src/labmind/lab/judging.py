@@ -11,8 +11,8 @@ The protocol (README "How a gain is judged"):
    incumbent gets a `reference` run there if it has none). Better by the minimum effect: `kept`, and the
    line builds on it. A run far outside the noise in a lab that has seen stalls is re-run once.
 3. Verification: a line's provisional head is compared with its last verified point on fresh seeds (paired
-   on those seeds when the lab's seed correlation favours it, or to measure it), one seed per look, up to
-   `confirm_seeds` looks, one-sided at the LOND level of the lab's j-th claim. It starts when the line has
+   on those seeds when the lab's seed correlation favours it, or to measure it), two seeds at the first look
+   and one more per look, up to `confirm_seeds` seeds, one-sided at the LOND level of the lab's j-th claim. It starts when the line has
    run `verify_every` experiments since its last verification, and for every unverified head when the lab
    stops proposing. Success: the head is `improved` (a claim) and becomes the line's verified point.
    Failure: the head and its provisional steps become `not_improved`/`inconclusive` and the line goes
@@ -225,6 +225,8 @@ class Referee:
     def step_screen(self, exp: ExperimentRow) -> None:
         if self.judge is None:
             return  # judged once the baseline has measured the noise
+        if exp.judgement.get("verify", {}).get("state") == "running":
+            return  # a flagged would-be gain under verification (`step_verification` takes it on)
         runs = self.store.runs_of(exp.id)
         if any(r.status in ("queued", "running") for r in runs):
             return
@@ -266,7 +268,14 @@ class Referee:
             if extra:
                 flags = sorted(set(flags) | set(extra))
                 screen = self.judge.screen(values, reference, screens[-1].secondary, noise, flags)
-        verdict = {"keep": Verdict.KEPT, "flag": Verdict.FLAGGED, "drop": Verdict.NOT_IMPROVED}[screen.action]
+        if screen.action == "flag":
+            # A person's time is worth a verification: a flagged would-be gain is verified on fresh seeds first,
+            # and only a verified one is held for review. It never moves its line.
+            self.store.update_experiment(exp.id, flags=flags, judgement=judgement)
+            self.refresh(exp.id)
+            self.start_verification(exp.id, head, closing=False, why="integrity checks flagged it")
+            return
+        verdict = Verdict.KEPT if screen.action == "keep" else Verdict.NOT_IMPROVED
         self.finish(exp.id, verdict, screen.reason, values=[values[-1][1]], flags=flags or None,
                     near_miss=screen.near_miss, judgement=judgement, promote=verdict == Verdict.KEPT)
         self.maybe_verify(line.id)
@@ -344,19 +353,26 @@ class Referee:
                 return  # verified once already at a close, undecided: not again in this lab
         elif state.get("state") == "undecided" or self.since_verified(line_id, anchor_id) < self.verify_every:
             return
+        why = "the lab stops proposing" if closing else f"{self.verify_every} experiments since its last verification"
+        self.start_verification(head_id, anchor_id, closing=closing, why=why)
+
+    def start_verification(self, exp_id: int, anchor_id: int, *, closing: bool, why: str) -> None:
+        exp = self.rows[exp_id]
         noise = self.noise()
         paired = noise.r is None or noise.paired  # the first verification measures the correlation
         tests, claims = self.claim_record()
         alpha_j = fdr_level(self.task.noise.alpha, tests + 1, claims)
+        # The first look has two fresh seeds, so a claim never rests on one run (a lucky run, a variance that
+        # cannot collapse); each later look adds one, up to confirm_seeds.
         record = {"state": "running", "anchor": anchor_id, "paired": paired, "level": alpha_j, "test": tests + 1,
-                  "looks": self.task.noise.confirm_seeds, "seeds": [], "closing": closing}
-        self.store.update_experiment(head_id, judgement={**head.judgement, "verify": record})
-        self.refresh(head_id)
-        why = "the lab stops proposing" if closing else f"{self.verify_every} experiments since its last verification"
-        self.host.note("verify", f"exp {head_id}: verifying line {line_id}'s head against exp {anchor_id} on fresh "
-                                 f"seeds ({why}; claim test {tests + 1} at level {alpha_j:.3g}, "
-                                 f"{'paired' if paired else 'unpaired'})", experiment_id=head_id)
-        self.add_look(head_id)
+                  "looks": self.task.noise.confirm_seeds - 1, "seeds": [], "closing": closing}
+        self.store.update_experiment(exp_id, judgement={**exp.judgement, "verify": record})
+        self.refresh(exp_id)
+        self.host.note("verify", f"exp {exp_id}: verifying it against exp {anchor_id} on fresh seeds ({why}; claim "
+                                 f"test {tests + 1} at level {alpha_j:.3g}, {'paired' if paired else 'unpaired'})",
+                       experiment_id=exp_id)
+        self.add_look(exp_id)
+        self.add_look(exp_id)
 
     def add_look(self, head_id: int) -> None:
         head = self.rows[head_id]
@@ -417,7 +433,7 @@ class Referee:
         else:
             ref = self.values_by_seed(anchor_id, UNSELECTED) or self.values_by_seed(anchor_id)
         anchor = self.rows[anchor_id]
-        result = self.judge.verify(cand, ref, self.noise(), level=float(record["level"]), look=len(seeds),
+        result = self.judge.verify(cand, ref, self.noise(), level=float(record["level"]), look=len(seeds) - 1,
                                    looks=int(record["looks"]), paired=bool(record["paired"]),
                                    ref_level=anchor.metric if anchor.metric is not None else statistics.fmean(
                                        ref.values()), cand_id=head.id, ref_id=anchor_id)
@@ -442,7 +458,7 @@ class Referee:
                 self.end_verification(head, "claim", Verdict.IMPROVED, result.reason, numbers,
                                       values=list(cand.values()))
             return
-        if result.result == "undecided" and not record.get("closing"):
+        if result.result == "undecided" and not record.get("closing") and head.verdict == Verdict.KEPT:
             # The line keeps building on its head; a later, larger stack is verified again.
             self.store.update_experiment(head.id, judgement={**head.judgement, "verify": {
                 **record, "state": "undecided", **numbers}})
@@ -506,7 +522,9 @@ class Referee:
             self.finish(step, Verdict.INCONCLUSIVE, f"{self.rows[step].reason}; reverted: the stack it belongs to "
                                                     f"(up to exp {head.id}) was not verified against exp {anchor_id}",
                         quiet=True)
-        self.rebase(line_id, f"exp {head.id} was not verified")
+        if self.store.line(line_id).incumbent_id == head.id:  # a flagged candidate never moved its line
+            self.rebase(line_id, f"exp {head.id} was not verified" if verdict != Verdict.FLAGGED
+                        else f"exp {head.id} is held for a person's review")
 
     def rebase(self, line_id: int, why: str) -> None:
         line = self.store.line(line_id)
