@@ -12,11 +12,11 @@ The protocol (README "How a gain is judged"):
    line builds on it. A run far outside the noise in a lab that has seen stalls is re-run once.
 3. Verification: a line's provisional head is compared with its last verified point on fresh seeds (paired
    on those seeds when the lab's seed correlation favours it, or to measure it), two seeds at the first look
-   and one more per look, up to `confirm_seeds` seeds, one-sided at the LOND level of the lab's j-th claim. It starts when the line has
-   run `verify_every` experiments since its last verification, and for every unverified head when the lab
-   stops proposing. Success: the head is `improved` (a claim) and becomes the line's verified point.
-   Failure: the head and its provisional steps become `not_improved`/`inconclusive` and the line goes
-   back to its verified point.
+   and one more per look, up to `confirm_seeds` seeds, one-sided at the LOND level of the lab's j-th claim.
+   It starts when the line has run `verify_every` experiments since its last verification, and for every
+   unverified head when the lab stops proposing. Success: the head is `improved` (a claim) and becomes the
+   line's verified point. Failure: the head and its provisional steps become `not_improved`/`inconclusive`
+   and the line goes back to its verified point.
 """
 
 from __future__ import annotations
@@ -200,7 +200,8 @@ class Referee:
             self.host.note("noise", f"the baseline's runs disagree ({', '.join(f'{v:.6g}' for v in values)}); "
                                     "adding a run", experiment_id=exp.id)
             return
-        kept = [from_scale(scale, v) for v in loc.kept]
+        # The printed values themselves (a round trip through the log scale would turn 42 into 42.00000000000001).
+        kept = [v for v, sv in zip(values, scaled, strict=True) if sv not in loc.outliers]
         s = summarize(kept)
         min_effect = self.task.noise.parsed_min_effect()
         shown_min = min_effect.in_units(s.mean, self.task.sign)
