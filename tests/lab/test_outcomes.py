@@ -192,10 +192,25 @@ def test_runs_cannot_read_the_home_directory_or_the_lab_store(tmp_path: Path) ->
 def test_improvement_is_confirmed_and_kept_on_a_branch(tmp_path: Path) -> None:
     candidates = run_mode(tmp_path, "good")
     first = candidates[0]
-    assert first["verdict"] == "improved" and first["n_runs"] == 3 and first["p_value"] < 0.05
+    # Kept at screening (one run on the lab's first baseline seed, against the baseline on that seed), then
+    # verified on fresh seeds when the lab stopped proposing.
+    screen, verify = first["judgement"], first["judgement"]["verify"]
+    assert first["verdict"] == "improved"
+    assert screen["stage"] == "screen" and screen["reference"] == 1 and screen["effect"] > 0
+    assert verify["state"] == "claim" and verify["anchor"] == 1 and verify["closing"]
+    assert first["p_value"] <= verify["level"] < 0.05
     task = tmp_path / "task"
+    runs = show(task, first["id"])["runs"]
+    fresh = [r for r in runs if r["purpose"] == "confirm"]
+    baseline_seeds = [r["seed"] for r in show(task, 1)["runs"] if r["purpose"] == "baseline"]
+    assert [r["seed"] for r in runs if r["purpose"] == "screen"] == [baseline_seeds[0]] == [screen["seed"]]
+    # Fresh to the candidate: seeds it has not run on (the baseline's own seeds first, where the pairs are free).
+    assert first["n_runs"] == len(fresh) == len({r["seed"] for r in fresh}) >= 2
+    assert screen["seed"] not in {r["seed"] for r in fresh}
+    assert first["metric"] == pytest.approx(sum(r["metric"] for r in fresh) / len(fresh))
     st = status(task)
     assert st["best"]["confirmed"] and st["best"]["metric"] == pytest.approx(0.001, abs=5e-4)
+    assert "kept" not in st["verdicts"]  # every provisional keep was decided before the lab stopped
     from .toy import git
 
     assert git(task, "rev-parse", "labmind/toy").strip() == st["best"]["commit"]

@@ -42,7 +42,24 @@ body = {
     "repeat": "print('loss: 0.001')\nprint('loss: 0.001')",
     "runtime_protected": "open('guard.txt', 'w').write('tampered')\nprint('loss: 0.001')",
 }.get(mode)
-if mode == "protected":
+if mode == "ladder":
+    # One step better than its parent, but only on seed 0 (the lab's first baseline seed, where candidates are
+    # screened); on any other seed it is worse than the baseline. Fresh-seed verification must undo the line.
+    old = Path("train.py").read_text()
+    step = int(old.split("STEP = ")[1].split()[0]) + 1 if "STEP = " in old else 1
+    Path("train.py").write_text(
+        f"import os, random\nSTEP = {step}\nseed = int(os.environ['SEED'])\nr = random.Random(seed)\n"
+        "loss = (0.9 - 0.1 * STEP if seed == 0 else 1.2) + r.gauss(0, 0.01)\nprint(f'loss: {loss:.6f}')\n")
+elif mode == "counter":
+    # Better than every earlier proposal on every seed, whatever its parent: a counter in the file `arg` (outside
+    # the worktree, so the brain runs with --sandbox none).
+    counter = Path(arg)
+    n = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(n))
+    Path("train.py").write_text(
+        f"import os, random\nN = {n}\nr = random.Random(int(os.environ['SEED']))\n"
+        "print(f'loss: {0.5 - 0.05 * N + r.gauss(0, 0.01):.6f}')\n")
+elif mode == "protected":
     Path("guard.txt").write_text("tampered\n")
 elif mode == "outside":
     Path("notes.md").write_text("not editable\n")

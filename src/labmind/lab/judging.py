@@ -579,7 +579,9 @@ class Referee:
         line_id, previous = self.rows[exp_id].line_id, self.rows[exp_id].verdict
         with self.store.transaction():
             self.store.update_experiment(exp_id, **fields)
-            if (promote or verified) and line_id is not None:
+            # A claim leaves a line that already builds on it where it is (steps kept during its verification).
+            if (promote or verified) and line_id is not None and not (
+                    verified and self.descends(self.store.line(line_id).incumbent_id, exp_id)):
                 self.store.set_incumbent(line_id, exp_id)
             if verified and line_id is not None:
                 self.store.update_line(line_id, verified_id=exp_id)
@@ -587,3 +589,27 @@ class Referee:
         if not quiet:
             self.host.note("verdict", f"exp {exp_id} {verdict.value}: {reason}", experiment_id=exp_id)
         self.host.verdict_given(exp, promoted=verified, previous=previous)
+        if (promote or verified) and line_id is not None:
+            self.supersede(line_id)
+
+    def descends(self, exp_id: int | None, ancestor_id: int) -> bool:
+        """Whether exp `exp_id` is exp `ancestor_id` or built on it."""
+        seen: set[int] = set()
+        while exp_id is not None and exp_id not in seen:
+            if exp_id == ancestor_id:
+                return True
+            seen.add(exp_id)
+            row = self.rows.get(exp_id)
+            exp_id = row.parent_id if row else None
+        return False
+
+    def supersede(self, line_id: int) -> None:
+        """Provisional steps that their line no longer builds on (a sibling proposed from the same point beat
+        them on the screening seed and took their place) can never be verified: they become `inconclusive`
+        instead of staying `kept` for ever. A step whose own verification is running is left to it."""
+        head = self.store.line(line_id).incumbent_id
+        for row in sorted(self.rows.values(), key=lambda r: r.id):
+            if (row.line_id == line_id and row.verdict == Verdict.KEPT and not self.descends(head, row.id)
+                    and row.judgement.get("verify", {}).get("state") != "running"):
+                self.finish(row.id, Verdict.INCONCLUSIVE, f"{row.reason}; superseded: its line builds on exp {head} "
+                                                          "instead, so it was never verified", quiet=True)
