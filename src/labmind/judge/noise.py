@@ -17,6 +17,8 @@ from labmind.judge.robust import robust_location
 #: Paired designs are used when the measured seed correlation is at least this: below it, the variance of
 #: a paired difference (2σ²(1 − r)) is larger than that of an unpaired one against a well-measured reference.
 PAIRING_R = 0.5
+#: Degrees of freedom of paired differences needed before the correlation is trusted.
+MIN_PAIR_DF = 3
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def _correlation(pairs: list[tuple[dict[int, float], dict[int, float]]], sd: flo
         ss += sum((d - mean) ** 2 for d in diffs)
         df += len(diffs) - 1
         n += len(diffs)
-    if not df or sd <= 0:
+    if df < MIN_PAIR_DF or sd <= 0:
         return None, n
     var_d = ss / df
     return max(-1.0, min(1.0, 1.0 - var_d / (2 * sd * sd))), n

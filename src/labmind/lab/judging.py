@@ -10,9 +10,10 @@ The protocol (README "How a gain is judged"):
 2. Screening: one run on the panel's first seed, compared with the line's incumbent on the same seed (the
    incumbent gets a `reference` run there if it has none). Better by the minimum effect: `kept`, and the
    line builds on it. A run far outside the noise in a lab that has seen stalls is re-run once.
-3. Verification: a line's provisional head is compared with its last verified point on fresh seeds (paired
-   on those seeds when the lab's seed correlation favours it, or to measure it), two seeds at the first look
-   and one more per look, up to `confirm_seeds` seeds, one-sided at the LOND level of the lab's j-th claim.
+3. Verification: a line's provisional head is compared with its last verified point on seeds fresh to the
+   head (first the ones the verified point already has runs on, so the pairs cost it nothing; then new ones),
+   paired when the lab's measured seed correlation favours it, two seeds at the first look and one more per
+   look, up to `confirm_seeds` seeds, one-sided at the LOND level of the lab's j-th claim.
    It starts when the line has run `verify_every` experiments since its last verification, and for every
    unverified head when the lab stops proposing. Success: the head is `improved` (a claim) and becomes the
    line's verified point. Failure: the head and its provisional steps become `not_improved`/`inconclusive`
@@ -45,7 +46,7 @@ from labmind.verdicts import MEANING, Verdict
 
 PROTECTED_FLAG = "protected_modified"
 #: Experiments a line runs between two verifications of its head (the lab's end verifies every head).
-VERIFY_EVERY = 8
+VERIFY_EVERY = 20
 #: Purposes whose runs were not chosen for looking good: they may stand for an experiment's value.
 UNSELECTED = ("baseline", "reference", "confirm")
 
@@ -307,19 +308,19 @@ class Referee:
         return {s: have.get(s, fallback) for s in seeds}
 
     def screen_plausibility(self, exp: ExperimentRow, value: float, run: RunRow, reference: float) -> list[str]:
-        """The guard's checks that one screening run can support (layer 5)."""
-        gain = self.task.sign * (value - reference)
-        flags = beyond_bound(self.task, [value]) + implausible_gain(self.task, gain, self.past_steps())
+        """The guard's checks that one screening run can support (layer 5): a physical bound, the run's clock."""
+        # `implausible_gain` waits for verification: one noisy run against one noisy step would flag half the lab.
+        flags = beyond_bound(self.task, [value])
         return flags + time_mismatch(self.task, run.secondary.get(self.task.metric.self_time or ""), run.seconds)
 
     def past_steps(self) -> list[float]:
-        """The lab's kept or verified steps, in 'higher is better' units."""
+        """The lab's verified steps (each verified experiment against the point it was verified against), in
+        'higher is better' units."""
         steps = []
         for row in self.rows.values():
-            parent = self.rows.get(row.parent_id or -1)
-            if row.verdict in (Verdict.IMPROVED, Verdict.KEPT) and parent and row.metric is not None \
-                    and parent.metric is not None:
-                steps.append(self.task.sign * (row.metric - parent.metric))
+            anchor = self.rows.get(int(row.judgement.get("verify", {}).get("anchor", row.parent_id or -1)))
+            if row.verdict == Verdict.IMPROVED and anchor and row.metric is not None and anchor.metric is not None:
+                steps.append(self.task.sign * (row.metric - anchor.metric))
         return steps
 
     # -- verification --------------------------------------------------------------------------------
@@ -360,7 +361,9 @@ class Referee:
     def start_verification(self, exp_id: int, anchor_id: int, *, closing: bool, why: str) -> None:
         exp = self.rows[exp_id]
         noise = self.noise()
-        paired = noise.r is None or noise.paired  # the first verification measures the correlation
+        # Unpaired until the lab has measured its seed correlation (verifications on the anchor's own seeds
+        # measure it as they go); paired from then on where it pays.
+        paired = noise.paired
         tests, claims = self.claim_record()
         alpha_j = fdr_level(self.task.noise.alpha, tests + 1, claims)
         # The first look has two fresh seeds, so a claim never rests on one run (a lucky run, a variance that
@@ -376,21 +379,28 @@ class Referee:
         self.add_look(exp_id)
 
     def add_look(self, head_id: int) -> None:
+        """One more seed for a verification. First the seeds the anchor already has unselected runs on and the
+        head has never run on: fresh for the head, paired with the anchor at no cost to it. Then new seeds,
+        where the anchor runs too when the design is paired (or it has fewer runs than the head)."""
         head = self.rows[head_id]
         record = dict(head.judgement["verify"])
-        seed = self.store.next_seed()
+        anchor_id = int(record["anchor"])
+        used = {r.seed for r in self.store.runs_of(head_id)} | set(record["seeds"])
+        free = [s for s in sorted(self.values_by_seed(anchor_id, UNSELECTED)) if s not in used]
+        seed = free[0] if free else self.store.next_seed()
         record["seeds"] = [*record["seeds"], seed]
         with self.store.transaction():
             self.store.update_experiment(head_id, judgement={**head.judgement, "verify": record})
-            # ABBA: the anchor first on odd looks, second on even ones, so slow drift cancels.
-            order = [record["anchor"], head_id] if len(record["seeds"]) % 2 else [head_id, record["anchor"]]
-            # Unpaired, the anchor gets a fresh run too while it has no more unselected runs than the head has
-            # fresh ones: the difference of two means is most precise when both are measured about as well.
-            anchor_runs = len(self.values_by_seed(int(record["anchor"]), UNSELECTED))
-            fresh = len([r for r in self.store.runs_of(head_id) if r.purpose == "confirm"])
-            for exp_id in order:
-                if exp_id == head_id or record["paired"] or anchor_runs <= fresh:
-                    self.store.add_run(experiment_id=exp_id, purpose="confirm", seed=seed)
+            if free:
+                self.store.add_run(experiment_id=head_id, purpose="confirm", seed=seed)
+            else:
+                # ABBA: the anchor first on odd looks, second on even ones, so slow drift cancels.
+                order = [anchor_id, head_id] if len(record["seeds"]) % 2 else [head_id, anchor_id]
+                anchor_runs = len(self.values_by_seed(anchor_id, UNSELECTED))
+                fresh = len([r for r in self.store.runs_of(head_id) if r.purpose == "confirm"])
+                for exp_id in order:
+                    if exp_id == head_id or record["paired"] or anchor_runs <= fresh:
+                        self.store.add_run(experiment_id=exp_id, purpose="confirm", seed=seed)
         self.refresh(head_id)
 
     def claim_record(self) -> tuple[int, int]:
@@ -417,7 +427,7 @@ class Referee:
         # Every fresh-seed run of the head counts, an earlier undecided verification's too: they were all drawn
         # after it was kept, so none was chosen for looking good.
         mine = [r for r in self.store.runs_of(head.id) if r.purpose == "confirm"]
-        theirs = [r for r in self.store.runs_of(anchor_id) if r.purpose == "confirm"]
+        theirs = [r for r in self.store.runs_of(anchor_id) if r.purpose in UNSELECTED]
         if any(r.status in ("queued", "running") for r in mine + theirs):
             return
         failed = next((r for r in mine if r.status == "done" and r.outcome != "ok"), None)
