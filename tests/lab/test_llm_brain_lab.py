@@ -113,14 +113,21 @@ def test_llm_brain_runs_every_step_and_records_its_calls(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_resume_reuses_recorded_calls_and_caps_stop_spending(tmp_path: Path) -> None:
     task = make_task(tmp_path / "tiny-lm")
-    first = ScriptedFactory()
+    # The warm-up idea is not better on the screening seed: its verdict is final when it is reflected on.
+    titles = ["Warm the learning rate up over 200 steps", "Raise the learning rate to 3e-3",
+              *[t for t in EDITS if "seed" not in t and "rate" not in t]]
+    first = ScriptedFactory(titles)
     run_lab(task, first, max_experiments=2, director_every=100)
     store = Store.open(task / ".labmind" / "lab.db")
     # Forget one experiment's analysis: the resumed lab reflects again, and must get the answer from the store.
-    target = next(r for r in store.experiments() if r.kind == "candidate" and r.analysis)
+    # (A kept experiment that verification later decided was reflected on as `kept`: asked again, it is asked
+    # about its final verdict, a new question. So the target is one judged at screening.)
+    target = next(r for r in store.experiments() if r.kind == "candidate" and r.analysis
+                  and "verify" not in r.judgement)
+    assert target.verdict == "not_improved" and target.idea.title == titles[0]
     store.update_experiment(target.id, analysis=None)
     store.close()
-    second = ScriptedFactory()
+    second = ScriptedFactory(titles)
     run_lab(task, second, max_experiments=2, director_every=100)
     assert sum(len(m.asked) for m in second.models.values()) == 0  # nothing bought again
     store = Store.open(task / ".labmind" / "lab.db", readonly=True)
