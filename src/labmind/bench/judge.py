@@ -73,10 +73,7 @@ class Regime:
         shared = random.Random(f"{rep}/seed/{seed}").gauss(0, 1)
         own_rng = random.Random(f"{rep}/{zlib.crc32(repr(config).encode())}/{seed}")
         noise = self.sd * (math.sqrt(self.r) * shared + math.sqrt(1 - self.r) * own_rng.gauss(0, 1))
-        if self.scale == "log":
-            value = self.base * math.exp(-gain + noise)
-        else:
-            value = self.base - gain + noise
+        value = self.base * math.exp(-gain + noise) if self.scale == "log" else self.base - gain + noise
         if self.stall and own_rng.random() < self.stall:
             value *= own_rng.uniform(5, 60)
         return value

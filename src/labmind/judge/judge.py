@@ -20,6 +20,9 @@ from labmind.judge.robust import OUTLIER_K
 from labmind.judge.scale import MinEffect, Scale, effect_text, from_scale, to_scale
 from labmind.task import Task
 
+#: A verification stops as a failure when the probability that the candidate is better falls below this.
+FUTILE = 0.05
+
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq,
         "!=": operator.ne}
 
@@ -79,10 +82,10 @@ class Judge:
     # -- screening -------------------------------------------------------------------------------------
 
     def screen(self, values: list[tuple[int, float]], reference: dict[int, float], secondary: dict[str, float],
-               noise: Noise, flags: list[str]) -> Screen:
+               noise: Noise, flags: list[str], stall_below: float | None = None) -> Screen:
         """`values`: the candidate's screening runs (seed, metric) in order; `reference`: the incumbent's
         metric by seed, covering those seeds. The latest run decides; an earlier run is only there because it
-        looked like a stall."""
+        looked like a stall. `stall_below`: an effect below it is far outside what the lab's screens show."""
         seed, value = values[-1]
         violation = self.constraint_violation(secondary)
         if violation:
@@ -101,10 +104,12 @@ class Judge:
                                       "(`labmind show`)", effect)
             return Screen("keep", f"{versus}: kept provisionally; its line builds on it, and it is claimed only "
                                   "once verified on fresh seeds", effect)
-        stall = noise.outliers > 0 and noise.sd > 0 and effect < -OUTLIER_K * noise.sd
-        if stall and len(values) == 1:
-            return Screen("rerun", f"{versus}: far outside the lab's noise (sd {noise.sd:.3g}) in a lab that has "
-                                   "seen stalls; re-running once on another seed", effect)
+        seen_stalls = noise.outliers > 0 and noise.sd > 0 and effect < -OUTLIER_K * noise.sd
+        off_scale = stall_below is not None and effect < stall_below
+        if (seen_stalls or off_scale) and len(values) == 1:
+            why = (f"far outside the lab's noise (sd {noise.sd:.3g}) in a lab that has seen stalls" if seen_stalls
+                   else "far below every other screening result of the lab")
+            return Screen("rerun", f"{versus}: {why}; re-running once on another seed", effect)
         why = "not better" if effect <= 0 else f"better by less than the minimum effect ({self.min_effect.text()})"
         if math.isinf(needed):
             why = (f"the minimum effect {self.min_effect.text()} cannot be reached from an incumbent at {fmt(ref)}: "
@@ -136,7 +141,7 @@ class Judge:
             return Verification("more", f"{said}: the runs disagree; adding runs", comp, p)
         if p <= per_look and comp.effect > needed:
             return Verification("claim", f"verified on fresh seeds: {said} ≤ level {per_look:.3g}", comp, p)
-        if comp.effect <= 0 and comp.n_cand >= 2:
+        if comp.p_improve < FUTILE:
             return Verification("fail", f"not better on fresh seeds: {said}", comp, p)
         if look < looks:
             return Verification("more", f"{said}: undecided at level {per_look:.3g}; adding runs", comp, p)

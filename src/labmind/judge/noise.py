@@ -12,7 +12,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from labmind.judge.robust import robust_location
+from labmind.judge.robust import OUTLIER_K
 
 #: Paired designs are used when the measured seed correlation is at least this: below it, the variance of
 #: a paired difference (2σ²(1 − r)) is larger than that of an unpaired one against a well-measured reference.
@@ -41,19 +41,30 @@ class Noise:
 def estimate(groups: list[dict[int, float]], pairs: list[tuple[dict[int, float], dict[int, float]]]) -> Noise:
     """`groups`: each experiment's values by seed (on the scale). `pairs`: (reference, candidate) groups whose
     shared seeds measure the seed correlation."""
-    ss, df, outliers = 0.0, 0, 0
+    sd, df, outliers = _pooled_sd(groups)
+    r, n_pairs = _correlation(pairs, sd)
+    return Noise(sd=sd, df=df, r=r, r_pairs=n_pairs, outliers=outliers)
+
+
+def _pooled_sd(groups: list[dict[int, float]]) -> tuple[float, int, int]:
+    """The sd of one run, pooled over experiments from within-experiment pairwise differences ((a − b)/√2 has
+    the run's sd). A difference beyond OUTLIER_K robust spreads (a stalled run) is left out, so two runs of
+    which one stalled cannot inflate everyone's noise. Returns (sd, df, differences left out)."""
+    diffs: list[float] = []
+    df_all = 0
     for group in groups:
         values = list(group.values())
         if len(values) < 2:
             continue
-        loc = robust_location(values)
-        outliers += len(loc.outliers)
-        if len(loc.kept) >= 2:
-            ss += sum((v - loc.value) ** 2 for v in loc.kept)
-            df += len(loc.kept) - 1
-    sd = math.sqrt(ss / df) if df else 0.0
-    r, n_pairs = _correlation(pairs, sd)
-    return Noise(sd=sd, df=df, r=r, r_pairs=n_pairs, outliers=outliers)
+        df_all += len(values) - 1
+        diffs += [(a - b) / math.sqrt(2) for i, a in enumerate(values) for b in values[i + 1:]]
+    if not diffs:
+        return 0.0, 0, 0
+    spread = 1.4826 * statistics.median(abs(d) for d in diffs)
+    clean = [d for d in diffs if abs(d) <= OUTLIER_K * spread] if spread > 0 else diffs
+    sd = math.sqrt(statistics.fmean(d * d for d in clean)) if clean else 0.0
+    df = max(1, round(df_all * len(clean) / len(diffs)))
+    return sd, df, len(diffs) - len(clean)
 
 
 def _correlation(pairs: list[tuple[dict[int, float], dict[int, float]]], sd: float) -> tuple[float | None, int]:

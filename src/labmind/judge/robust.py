@@ -35,6 +35,10 @@ def robust_location(values: list[float], noise_sd: float | None = None) -> Locat
     """Mean of the runs that agree with the majority; the others are named outliers."""
     if not values:
         raise ValueError("no values")
+    if len(values) == 2 and noise_sd:
+        # Two runs far apart: one of them may be a stall, and two cannot say which.
+        apart = abs(values[0] - values[1]) > OUTLIER_K * noise_sd
+        return Location(statistics.fmean(values), tuple(values), (), not apart)
     if len(values) < 3 or (noise_sd is None and len(values) < 5):
         # Too few runs to tell a stall from noise without the lab's noise scale.
         return Location(statistics.fmean(values), tuple(values), (), True)

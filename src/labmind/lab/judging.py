@@ -47,6 +47,9 @@ from labmind.verdicts import MEANING, Verdict
 PROTECTED_FLAG = "protected_modified"
 #: Experiments a line runs between two verifications of its head (the lab's end verifies every head).
 VERIFY_EVERY = 20
+#: Screens needed before an off-scale screening result counts as a possible stall, and how far off it must be.
+STALL_HISTORY = 8
+STALL_MADS = 10.0
 #: Purposes whose runs were not chosen for looking good: they may stand for an experiment's value.
 UNSELECTED = ("baseline", "reference", "confirm")
 
@@ -120,12 +123,13 @@ class Referee:
         return seeds[attempt] if attempt < len(seeds) else self.store.next_seed()
 
     def noise(self) -> Noise:
-        """The lab's noise on the judge's scale, from every experiment with several runs; the seed correlation
-        from experiments that share seeds with their parent and from paired verifications."""
+        """The lab's noise on the judge's scale, from every experiment with several unselected runs; the seed
+        correlation from experiments that share seeds with their parent and from verifications."""
         assert self.judge is not None
         scaled: dict[int, dict[int, float]] = {}
         for run in self.store.runs(status="done"):
-            if run.outcome == "ok" and run.metric is not None:
+            # Screening runs were chosen for looking good: their spread around the others is not noise.
+            if run.outcome == "ok" and run.metric is not None and run.purpose in UNSELECTED:
                 try:
                     scaled.setdefault(run.experiment_id, {})[run.seed] = self.judge.scaled(run.metric)
                 except ValueError:
@@ -257,7 +261,7 @@ class Referee:
         flags = sorted({f for r in done for f in r.flags} | set(exp.flags))
         noise = self.noise()
         values = [(r.seed, float(r.metric)) for r in screens if r.metric is not None]
-        screen = self.judge.screen(values, reference, screens[-1].secondary, noise, flags)
+        screen = self.judge.screen(values, reference, screens[-1].secondary, noise, flags, self.stall_below())
         effect = screen.effect
         judgement = {"stage": "screen", "reference": head, "effect": effect, "scale": self.judge.scale.value,
                      "runs": len(values), "seed": values[-1][0]}
@@ -281,6 +285,17 @@ class Referee:
         self.finish(exp.id, verdict, screen.reason, values=[values[-1][1]], flags=flags or None,
                     near_miss=screen.near_miss, judgement=judgement, promote=verdict == Verdict.KEPT)
         self.maybe_verify(line.id)
+
+    def stall_below(self) -> float | None:
+        """A screening effect below the median of the lab's screening effects by more than STALL_MADS robust
+        spreads: no idea is that bad so rarely, a stall is. None until STALL_HISTORY screens exist."""
+        effects = [float(r.judgement["effect"]) for r in self.rows.values()
+                   if r.judgement.get("stage") == "screen" and r.judgement.get("effect") is not None]
+        if len(effects) < STALL_HISTORY:
+            return None
+        med = statistics.median(effects)
+        spread = 1.4826 * statistics.median(abs(e - med) for e in effects)
+        return med - STALL_MADS * spread if spread > 0 else None
 
     def reference_values(self, exp_id: int, seeds: list[int]) -> dict[int, float] | None:
         """The incumbent's metric on `seeds`; queues a `reference` run for a seed it lacks. A seed whose
@@ -332,7 +347,7 @@ class Referee:
             if row.line_id != line_id or row.kind != "candidate" or not row.verdict:
                 continue
             since += 1
-            if row.id == verified_id or row.judgement.get("verify", {}).get("state") in ("undecided", "claim"):
+            if row.id == verified_id or row.judgement.get("verify", {}).get("state") in ("undecided", "claim", "fail"):
                 since = 0
         return since
 
@@ -469,13 +484,15 @@ class Referee:
                 self.end_verification(head, "claim", Verdict.IMPROVED, result.reason, numbers,
                                       values=list(cand.values()))
             return
-        if result.result == "undecided" and not record.get("closing") and head.verdict == Verdict.KEPT:
-            # The line keeps building on its head; a later, larger stack is verified again.
+        if result.result == "undecided" and head.verdict == Verdict.KEPT:
+            # Neither shown better nor shown not better: the line keeps building on its head (a resumed lab too),
+            # and a later, larger stack is verified again. Nothing is claimed.
             self.store.update_experiment(head.id, judgement={**head.judgement, "verify": {
                 **record, "state": "undecided", **numbers}})
             self.refresh(head.id)
-            self.host.note("verify", f"exp {head.id}: {result.reason}; its line keeps building on it and verifies "
-                                     "again later", experiment_id=head.id)
+            later = ("it stays provisional, unclaimed" if record.get("closing")
+                     else "its line keeps building on it and verifies a later head again")
+            self.host.note("verify", f"exp {head.id}: {result.reason}; {later}", experiment_id=head.id)
             return
         verdict = Verdict.NOT_IMPROVED if comp.effect <= 0 else Verdict.INCONCLUSIVE
         self.end_verification(head, result.result, verdict, result.reason, numbers)
