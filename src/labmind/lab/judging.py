@@ -419,13 +419,13 @@ class Referee:
         self.refresh(head_id)
 
     def claim_record(self) -> tuple[int, int]:
-        """(claim tests finished in this lab, claims made), for the false-claim control."""
+        """(claim tests started in this lab, claims made), for the false-claim control. Tests are numbered in the
+        order they start, so two verifications running at once never share a level."""
         tests = claims = 0
         for row in self.rows.values():
-            state = row.judgement.get("verify", {}).get("state")
-            if state in ("claim", "fail", "undecided"):
-                tests += 1
-                claims += state == "claim"
+            record = row.judgement.get("verify", {})
+            tests = max(tests, int(record.get("test", 0)))
+            claims += record.get("state") == "claim"
         return tests, claims
 
     def step_verifications(self, exp_id: int) -> None:
