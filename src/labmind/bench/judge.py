@@ -41,7 +41,7 @@ name = "judge-bench"
 editable = ["ideas.txt", "values.txt"]
 
 [run]
-command = "sed -n \\"$((SEED + 1))p\\" values.txt"
+command = "{command}"
 timeout = "60s"
 
 [metric]
@@ -63,7 +63,7 @@ class Regime:
     sd: float  # per-run noise: absolute (linear) or of the log (log)
     draw: Callable[[random.Random, int], float]  # the k-th idea's true gain
     r: float = 0.0  # seed correlation: the share of the noise variance that the seed fixes
-    stall: float = 0.0  # chance that a run stalls (its value multiplied by 5 to 60)
+    stall: float = 0.0  # chance that a run stalls (its value multiplied by 5 to 60): a property of the run, not seed
 
     def true_value(self, gain: float) -> float:
         return self.base * math.exp(-gain) if self.scale == "log" else self.base - gain
@@ -73,10 +73,19 @@ class Regime:
         shared = random.Random(f"{rep}/seed/{seed}").gauss(0, 1)
         own_rng = random.Random(f"{rep}/{zlib.crc32(repr(config).encode())}/{seed}")
         noise = self.sd * (math.sqrt(self.r) * shared + math.sqrt(1 - self.r) * own_rng.gauss(0, 1))
-        value = self.base * math.exp(-gain + noise) if self.scale == "log" else self.base - gain + noise
-        if self.stall and own_rng.random() < self.stall:
-            value *= own_rng.uniform(5, 60)
-        return value
+        return self.base * math.exp(-gain + noise) if self.scale == "log" else self.base - gain + noise
+
+    def stalled(self, value: float, rng: random.Random) -> float:
+        """A run's stall, drawn per run (the lab's runs draw theirs in the run command)."""
+        return value * rng.uniform(5, 60) if self.stall and rng.random() < self.stall else value
+
+    def command(self) -> str:
+        read = 'sed -n \\"$((SEED + 1))p\\" values.txt'
+        if not self.stall:
+            return read
+        # bash's $RANDOM: a stall with probability `stall`, slowing the run 5 to 60 times.
+        return (f"{read} | awk -v r=$RANDOM -v f=$RANDOM '{{ if (r < {self.stall} * 32768) "
+                f"printf \\\"%s %.9g\\\\n\\\", $1, $2 * (5 + 55 * f / 32768); else print }}'")
 
 
 def _mixture(p_good: float, good: tuple[float, float], bad_sd: float) -> Callable[[random.Random, int], float]:
@@ -100,7 +109,8 @@ REGIMES = {
                     _mixture(0.2, (4.0, 10.0), 4.0)),
     "speed": Regime("speed", "a kernel time: the first idea is 100× faster, then 30% of ideas 3–10% faster, the "
                              "rest slower by |N(0, 8%)|; 2% timing noise", "log", 30.0, 0.02, _speed),
-    "heavy": Regime("heavy", "the speed task with heavy tails: 10% of runs stall 5–60× slower", "log", 30.0, 0.02,
+    "heavy": Regime("heavy", "the speed task with heavy tails: 10% of runs (not seeds) stall 5–60× slower", "log",
+                    30.0, 0.02,
                     _speed, stall=0.10),
     "correlated": Regime("correlated", "small effects, but the seed fixes 90% of the noise (r = 0.9)", "linear",
                          10.0, 1.0, _mixture(0.2, (0.5, 2.0), 1.0), r=0.9),
@@ -165,7 +175,7 @@ class Outcome:
 
 def _make_task(root: Path, regime: Regime, rep: int, seeds: int) -> None:
     root.mkdir(parents=True)
-    (root / "labmind.toml").write_text(TOML.format(scale=regime.scale))
+    (root / "labmind.toml").write_text(TOML.format(scale=regime.scale, command=regime.command()))
     (root / "ideas.txt").write_text("\n")
     values = [regime.value(rep, (), 0.0, s) for s in range(seeds)]
     (root / "values.txt").write_text("".join(f"score: {v:.9g}\n" for v in values))
@@ -206,12 +216,13 @@ def run_labmind(workdir: Path, regime: Regime, rep: int, experiments: int) -> tu
 
 def run_ratchet(regime: Regime, rep: int, brain: ScriptedBrain, budget: int, seed: int = 0) -> Outcome:
     """One run per idea on a fixed seed; keep when it beats the best value so far."""
+    stalls = random.Random(f"{rep}/stalls/ratchet")
     config: tuple[int, ...] = ()
-    best = regime.value(rep, config, 0.0, seed)
+    best = regime.stalled(regime.value(rep, config, 0.0, seed), stalls)
     runs, k, keeps, false = 1, 0, 0, 0
     while runs < budget:
         cand = (*config, k)
-        value = regime.value(rep, cand, brain.gain(cand), seed)
+        value = regime.stalled(regime.value(rep, cand, brain.gain(cand), seed), stalls)
         runs += 1
         if value < best:
             keeps += 1
@@ -232,10 +243,11 @@ def _welch_greater(a: list[float], b: list[float]) -> float:
 def run_previous(regime: Regime, rep: int, brain: ScriptedBrain, budget: int) -> Outcome:
     """labmind's rule before Judge 2.0, on the metric's own (linear) units."""
     seed = 0
+    stalls = random.Random(f"{rep}/stalls/previous")
 
     def draw(config: tuple[int, ...]) -> float:
         nonlocal seed
-        value = regime.value(rep, config, brain.gain(config), seed)
+        value = regime.stalled(regime.value(rep, config, brain.gain(config), seed), stalls)
         seed += 1
         return -value  # higher is better
 

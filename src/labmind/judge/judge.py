@@ -84,8 +84,9 @@ class Judge:
     def screen(self, values: list[tuple[int, float]], reference: dict[int, float], secondary: dict[str, float],
                noise: Noise, flags: list[str], stall_below: float | None = None) -> Screen:
         """`values`: the candidate's screening runs (seed, metric) in order; `reference`: the incumbent's
-        metric by seed, covering those seeds. The latest run decides; an earlier run is only there because it
-        looked like a stall. `stall_below`: an effect below it is far outside what the lab's screens show."""
+        metric by seed, covering those seeds. The latest run decides; an earlier one is only there because it
+        looked like a stall (a re-run uses the same seed). `stall_below`: an effect below it is far outside
+        what the lab's screens show."""
         seed, value = values[-1]
         violation = self.constraint_violation(secondary)
         if violation:
@@ -109,7 +110,7 @@ class Judge:
         if (seen_stalls or off_scale) and len(values) == 1:
             why = (f"far outside the lab's noise (sd {noise.sd:.3g}) in a lab that has seen stalls" if seen_stalls
                    else "far below every other screening result of the lab")
-            return Screen("rerun", f"{versus}: {why}; re-running once on another seed", effect)
+            return Screen("rerun", f"{versus}: {why}; re-running it once on the same seed", effect)
         why = "not better" if effect <= 0 else f"better by less than the minimum effect ({self.min_effect.text()})"
         if math.isinf(needed):
             why = (f"the minimum effect {self.min_effect.text()} cannot be reached from an incumbent at {fmt(ref)}: "

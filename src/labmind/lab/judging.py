@@ -9,7 +9,7 @@ The protocol (README "How a gain is judged"):
    and the noise are measured; a baseline whose runs disagree with no majority gets more runs.
 2. Screening: one run on the panel's first seed, compared with the line's incumbent on the same seed (the
    incumbent gets a `reference` run there if it has none). Better by the minimum effect: `kept`, and the
-   line builds on it. A run far outside the noise in a lab that has seen stalls is re-run once.
+   line builds on it. A run far outside the noise (a stall) is re-run once on the same seed.
 3. Verification: a line's provisional head is compared with its last verified point on seeds fresh to the
    head (first the ones the verified point already has runs on, so the pairs cost it nothing; then new ones),
    paired when the lab's measured seed correlation favours it, two seeds at the first look and one more per
@@ -46,7 +46,7 @@ from labmind.verdicts import MEANING, Verdict
 
 PROTECTED_FLAG = "protected_modified"
 #: Experiments a line runs between two verifications of its head (the lab's end verifies every head).
-VERIFY_EVERY = 20
+VERIFY_EVERY = 40
 #: Screens needed before an off-scale screening result counts as a possible stall, and how far off it must be.
 STALL_HISTORY = 8
 STALL_MADS = 10.0
@@ -266,7 +266,8 @@ class Referee:
         judgement = {"stage": "screen", "reference": head, "effect": effect, "scale": self.judge.scale.value,
                      "runs": len(values), "seed": values[-1][0]}
         if screen.action == "rerun":
-            self.store.add_run(experiment_id=exp.id, purpose="screen", seed=self.screen_seed(len(screens)))
+            # The same seed: a stall belongs to a run, not to a seed, and the incumbent's value there is known.
+            self.store.add_run(experiment_id=exp.id, purpose="screen", seed=screens[0].seed)
             self.host.note("screen", f"exp {exp.id}: {screen.reason}", experiment_id=exp.id)
             return
         if screen.action == "keep":
