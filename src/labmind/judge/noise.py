@@ -12,7 +12,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from labmind.judge.robust import OUTLIER_K
+from labmind.judge.robust import OUTLIER_K, robust_location
 
 #: Paired designs are used when the measured seed correlation is at least this: below it, the variance of
 #: a paired difference (2σ²(1 − r)) is larger than that of an unpaired one against a well-measured reference.
@@ -47,24 +47,33 @@ def estimate(groups: list[dict[int, float]], pairs: list[tuple[dict[int, float],
 
 
 def _pooled_sd(groups: list[dict[int, float]]) -> tuple[float, int, int]:
-    """The sd of one run, pooled over experiments from within-experiment pairwise differences ((a − b)/√2 has
-    the run's sd). A difference beyond OUTLIER_K robust spreads (a stalled run) is left out, so two runs of
-    which one stalled cannot inflate everyone's noise. Returns (sd, df, differences left out)."""
-    diffs: list[float] = []
-    df_all = 0
+    """The sd of one run, pooled over experiments. Within an experiment, runs outvoted by a strict majority are
+    left out (`robust_location`). Across experiments the pool is built from within-experiment pairwise
+    differences ((a − b)/√2 has the run's sd), weighted so that each experiment counts its degrees of freedom;
+    a difference beyond OUTLIER_K robust spreads of all of them (two runs, one stalled) is left out too, so it
+    cannot inflate everyone's noise. Returns (sd, df, runs or differences left out)."""
+    weighted: list[tuple[float, float]] = []  # (difference, weight)
+    df_all, left_out = 0, 0
     for group in groups:
         values = list(group.values())
         if len(values) < 2:
             continue
-        df_all += len(values) - 1
-        diffs += [(a - b) / math.sqrt(2) for i, a in enumerate(values) for b in values[i + 1:]]
-    if not diffs:
-        return 0.0, 0, 0
-    spread = 1.4826 * statistics.median(abs(d) for d in diffs)
-    clean = [d for d in diffs if abs(d) <= OUTLIER_K * spread] if spread > 0 else diffs
-    sd = math.sqrt(statistics.fmean(d * d for d in clean)) if clean else 0.0
-    df = max(1, round(df_all * len(clean) / len(diffs)))
-    return sd, df, len(diffs) - len(clean)
+        loc = robust_location(values)
+        left_out += len(loc.outliers)
+        kept = list(loc.kept)
+        n = len(kept)
+        if n < 2:
+            continue
+        df_all += n - 1
+        weighted += [((a - b) / math.sqrt(2), 2 / n) for i, a in enumerate(kept) for b in kept[i + 1:]]
+    if not weighted:
+        return 0.0, 0, left_out
+    spread = 1.4826 * statistics.median(abs(d) for d, _ in weighted)
+    clean = [(d, w) for d, w in weighted if abs(d) <= OUTLIER_K * spread] if spread > 0 else weighted
+    total = sum(w for _, w in clean)
+    sd = math.sqrt(sum(w * d * d for d, w in clean) / total) if total else 0.0
+    df = max(1, round(df_all * total / sum(w for _, w in weighted)))
+    return sd, df, left_out + len(weighted) - len(clean)
 
 
 def _correlation(pairs: list[tuple[dict[int, float], dict[int, float]]], sd: float) -> tuple[float | None, int]:

@@ -551,7 +551,9 @@ class Referee:
             self.finish(step, Verdict.INCONCLUSIVE, f"{self.rows[step].reason}; reverted: the stack it belongs to "
                                                     f"(up to exp {head.id}) was not verified against exp {anchor_id}",
                         quiet=True)
-        if self.store.line(line_id).incumbent_id == head.id:  # a flagged candidate never moved its line
+        # The line may have kept steps on top of the head while it was verified: they carry its change too.
+        # (A candidate flagged at screening never moved its line.)
+        if head.verdict == Verdict.KEPT and self.descends(self.store.line(line_id).incumbent_id, head.id):
             self.rebase(line_id, f"exp {head.id} was not verified" if verdict != Verdict.FLAGGED
                         else f"exp {head.id} is held for a person's review")
 
@@ -562,6 +564,7 @@ class Referee:
         self.store.set_incumbent(line_id, line.verified_id)
         self.host.note("rebase", f"line {line_id} goes back to its last verified point, exp {line.verified_id} "
                                  f"({why})")
+        self.supersede(line_id)
 
     def close_lines(self) -> None:
         """The lab stops proposing: verify every line's unverified head, so that what it found is claimed or
