@@ -12,8 +12,9 @@ exactly as many runs as labmind used:
 
 Reported per regime, over repetitions (mean with a 95% t-interval): the true gain of what each rule hands
 the user as its result (labmind: its best *verified* experiment; the ratchet: its last keep; previous: its
-best improved), the claims made and how many were false (a claim is false when the claimed experiment's
-true value is not better than what it was claimed to beat), and runs per verdict.
+best improved), the true gain labmind's lines reached (provisional steps included), the claims made and
+how many were false (a claim is false when the claimed experiment's true value is not better than what it
+was claimed to beat), and runs per verdict.
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ class _Quiet(PlainReporter):
 @dataclass
 class Outcome:
     rule: str
-    gain: float  # true gain of the result handed to the user
+    gain: float  # true gain of the result handed to the user (labmind: its best verified experiment)
+    reached: float  # true gain of the best point it reached, claimed or not (labmind: its best line head)
     claims: int
     false_claims: int
     runs: int
@@ -206,7 +208,8 @@ def run_labmind(workdir: Path, regime: Regime, rep: int, experiments: int) -> tu
         false = sum(1 for r in claims
                     if gain_of(r.id) <= gain_of(int(r.judgement.get("verify", {}).get("anchor", r.parent_id or 0))))
         gain = gain_of(best.id) if best is not None and best.kind == "candidate" else 0.0
-        return Outcome("labmind", gain, len(claims), false, runs, verdicts), brain
+        heads = [gain_of(line.incumbent_id) for line in store.lines() if line.incumbent_id in brain.configs]
+        return Outcome("labmind", gain, max([gain, *heads]), len(claims), false, runs, verdicts), brain
     finally:
         opened.close()
 
@@ -229,7 +232,7 @@ def run_ratchet(regime: Regime, rep: int, brain: ScriptedBrain, budget: int, see
             false += brain.gain(cand) <= brain.gain(config)
             best, config = value, cand
         k += 1
-    return Outcome("ratchet", brain.gain(config), keeps, false, runs, k)
+    return Outcome("ratchet", brain.gain(config), brain.gain(config), keeps, false, runs, k)
 
 
 def _welch_greater(a: list[float], b: list[float]) -> float:
@@ -269,7 +272,7 @@ def run_previous(regime: Regime, rep: int, brain: ScriptedBrain, budget: int) ->
             claims += 1
             false += brain.gain(cand) <= brain.gain(config)
             config, inc = cand, confirm
-    return Outcome("previous", brain.gain(config), claims, false, runs, verdicts)
+    return Outcome("previous", brain.gain(config), brain.gain(config), claims, false, runs, verdicts)
 
 
 # -- the whole bench -------------------------------------------------------------------------------------
@@ -289,7 +292,8 @@ class RegimeResult:
                 if len(gains) > 1 else math.nan)
         claims = sum(o.claims for o in rows)
         false = sum(o.false_claims for o in rows)
-        return {"gain": mean, "ci": half, "n": len(rows), "runs": statistics.fmean(o.runs for o in rows),
+        return {"gain": mean, "ci": half, "reached": statistics.fmean(o.reached for o in rows), "n": len(rows),
+                "runs": statistics.fmean(o.runs for o in rows),
                 "claims": claims / len(rows), "false_claims": false / len(rows),
                 "false_share": false / claims if claims else 0.0,
                 "runs_per_verdict": sum(o.runs for o in rows) / max(1, sum(o.verdicts for o in rows))}

@@ -66,14 +66,15 @@ def judge(
         print_json([{"regime": r.regime, "about": r.about, **{rule: r.summary(rule) for rule in r.outcomes}}
                     for r in results])
         return
-    table = Table("regime", "rule", "true gain (mean ± 95% CI)", "n", "runs", "claims", "false claims",
-                  "false share", "runs/verdict", header_style="bold")
+    table = Table("regime", "rule", "true gain of its result (± 95% CI)", "reached", "n", "runs", "claims",
+                  "false claims", "false share", "runs/verdict", header_style="bold")
     for r in results:
         for rule in r.outcomes:
             s = r.summary(rule)
-            table.add_row(r.regime, rule, f"{s['gain']:.3f} ± {s['ci']:.3f} (CI)", str(s["n"]), f"{s['runs']:.1f}",
+            table.add_row(r.regime, rule, f"{s['gain']:.3f} ± {s['ci']:.3f} (95% CI, n={s['n']})",
+                          f"{s['reached']:.3f}", str(s["n"]), f"{s['runs']:.1f}",
                           f"{s['claims']:.2f}", f"{s['false_claims']:.2f}", f"{100 * s['false_share']:.1f}%",
                           f"{s['runs_per_verdict']:.2f}")
     console.print(table)
     console.print("true gain: in noise sd (linear regimes) or in log units of speed-up (speed, heavy: e^gain ×); "
-                  "claims and false claims per lab")
+                  "reached: labmind's best line head, provisional steps included; claims and false claims per lab")

@@ -384,8 +384,10 @@ class Referee:
         alpha_j = fdr_level(self.task.noise.alpha, tests + 1, claims)
         # The first look has two fresh seeds, so a claim never rests on one run (a lucky run, a variance that
         # cannot collapse); each later look adds one, up to confirm_seeds.
+        # At the close a verification may look twice as long: what it cannot verify then stays unclaimed.
+        seeds = self.task.noise.confirm_seeds * (2 if closing else 1)
         record = {"state": "running", "anchor": anchor_id, "paired": paired, "level": alpha_j, "test": tests + 1,
-                  "looks": self.task.noise.confirm_seeds - 1, "seeds": [], "closing": closing}
+                  "looks": seeds - 1, "seeds": [], "closing": closing}
         self.store.update_experiment(exp_id, judgement={**exp.judgement, "verify": record})
         self.refresh(exp_id)
         self.host.note("verify", f"exp {exp_id}: verifying it against exp {anchor_id} on fresh seeds ({why}; claim "
