@@ -129,9 +129,9 @@ class Judge:
         comp = compare(c, r, noise, sign=self.sign, paired=paired)
         needed = self.min_on_scale(ref_level)
         p = comp.p_value(needed)
-        # Spending across looks (a union bound): look i of L spends i / (1 + ... + L) of the level, so the
-        # last look, with the most runs, gets the most.
-        per_look = level * look / (looks * (looks + 1) / 2)
+        # Spending across looks (a union bound): the first look, which decides most claims (large stacks), spends
+        # half of the level; the later looks share the other half.
+        per_look = level if looks == 1 else (level / 2 if look == 1 else level / (2 * (looks - 1)))
         design = "paired on the same fresh seeds" if comp.paired else "fresh seeds, unpaired"
         runs = f"{comp.n_cand} run(s) of exp {cand_id} vs {comp.n_ref} of exp {ref_id} ({design})"
         said = f"{self.ci_text(comp)}, P(better) {comp.p_improve:.3f}, p={p:.3g}; {runs}"

@@ -169,7 +169,17 @@ class Referee:
             self.host.note("error", self.fatal, experiment_id=exp_id)
             return
         if exp.status == "testing" or exp.verdict == Verdict.KEPT:
-            self.finish(exp_id, Verdict.BAD_METRIC, reason)
+            # A value off the judge's scale can still be a cheat's (a loss of 0 under a declared bound): the
+            # guard's bound check then holds it for a person's review instead of a plain bad_metric.
+            values = [float(r.metric) for r in self.ok_runs(exp_id) if r.metric is not None]
+            flags = beyond_bound(self.task, [v for v in values if math.isfinite(v)])
+            if flags:
+                flags = sorted(set(exp.flags) | set(flags))
+                rules = len({f.split(":", 1)[0] for f in flags})
+                self.finish(exp_id, Verdict.FLAGGED, f"{reason}, and {rules} integrity check(s) hold it for a "
+                                                     "person's review (`labmind show`)", flags=flags)
+            else:
+                self.finish(exp_id, Verdict.BAD_METRIC, reason)
             line = self.store.line(exp.line_id or 0) if exp.line_id else None
             if line is not None and line.incumbent_id == exp_id:
                 self.rebase(line.id, f"exp {exp_id} could not be judged")
