@@ -13,11 +13,13 @@ The protocol (README "How a gain is judged"):
 3. Verification: a line's provisional head is compared with its last verified point on seeds fresh to the
    head (first the ones the verified point already has runs on, so the pairs cost it nothing; then new ones),
    paired when the lab's measured seed correlation favours it, two seeds at the first look and one more per
-   look, up to `confirm_seeds` seeds, one-sided at the LOND level of the lab's j-th claim.
-   It starts when the line has run `verify_every` experiments since its last verification, and for every
-   unverified head when the lab stops proposing. Success: the head is `improved` (a claim) and becomes the
-   line's verified point. Failure: the head and its provisional steps become `not_improved`/`inconclusive`
-   and the line goes back to its verified point.
+   look, up to `confirm_seeds` seeds (twice that at the close), one-sided at the LOND level of the lab's j-th
+   claim. It starts when the line has run `verify_every` experiments since its last verification, and for
+   every unverified head when the lab stops proposing. A flagged would-be gain is verified the same way
+   before a person is asked to review it.
+4. Claimed: the head is `improved` and becomes the line's verified point. Shown not better (P(better) < 5%):
+   the head and its provisional steps become `not_improved`/`inconclusive` and the line goes back to its
+   verified point. Undecided: nothing is claimed and the line keeps building on its head.
 """
 
 from __future__ import annotations
