@@ -337,10 +337,16 @@ class Lab(Steering):
     def close_if_done(self) -> None:
         """Once no more experiments will be proposed and none is being screened, verify every line's provisional
         head, so that the session ends with what it found claimed or reverted."""
-        if self.closed or self.stopping or self.may_propose() or self.proposals_in_flight():
+        if self.closed or self.stopping:
             return
-        if any(r.kind == "candidate" and r.status in ("testing", "proposing") for r in self.rows.values()):
-            return
+        if self.in_budget():
+            # Out of experiments, not of time: close once what is being proposed and screened is judged.
+            if self.may_propose() or self.proposals_in_flight():
+                return
+            if any(r.kind == "candidate" and r.status in ("testing", "proposing") for r in self.rows.values()):
+                return
+        # Out of time: screens and proposals in flight are left for `resume`, but what the lines found is
+        # verified now, so the session ends with it claimed or reverted.
         self.closed = True
         self.referee.close_lines()
 
