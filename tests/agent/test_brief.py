@@ -19,7 +19,8 @@ def offer_data(tmp_path: Path) -> dict[str, Any]:
         "worktree": "/lab/.labmind/worktrees/exp-7-a1b2c3", "editable_files": ["train.py"],
         "task": {"editable": ["train.py"], "protected": ["prepare.py"], "command": "python train.py",
                  "brief": "Lower the loss."},
-        "metric": {"name": "loss", "goal": "minimize"}, "min_effect": 0.02,
+        "metric": {"name": "loss", "goal": "minimize"}, "min_effect": 0.02, "min_effect_text": "0.02",
+        "min_effect_kind": "absolute",
         "parent": past(3, "raise LR"), "incumbent": past(3, "raise LR"), "best": past(5, "cosine"),
         "baseline": past(1, "baseline"),
         "history": [past(3, "raise LR", "improved", reason="beat the incumbent on fresh seeds", agent="bob"),
@@ -39,12 +40,15 @@ def test_an_offer_tells_the_agent_everything_it_needs_and_what_to_do(tmp_path: P
         "Editable files:        train.py",
         "Protected files:       prepare.py",
         "Run command:           python train.py",
-        "minimize loss; a change counts only if it beats line 2's incumbent by at least 0.02 on fresh seeds",
-        "Best in the lab:                   #5 'cosine', 1 ± 0.01 (n=3, 95% CI 0.98..1.02)",
+        "minimize loss; a change counts only if it beats line 2's incumbent by at least 0.02 on the screening "
+        "seed (then the line builds on it) and the gain is verified on fresh seeds.",
+        # A candidate's spread is the 95% CI half-width of its mean; the baseline's is the sd of its runs.
+        "Best in the lab:                   #5 'cosine', 1 ± 0.02 (95% CI, n=3)",
+        "Baseline:                          #1 'baseline', 1 ± 0.01 (sd, n=3)",
         "Line 2's direction: optimiser settings",
         "Research brief:\nLower the loss.",
-        "- #3 [bob] 'raise LR': improved, 1 ± 0.01 (n=3, 95% CI 0.98..1.02). Why: beat the incumbent on fresh seeds",
-        "- #6 'drop warmup': not_improved, 1.1 (n=1). Why: not better by 0.02",
+        "- #3 [bob] 'raise LR': improved, 1 ± 0.02 (95% CI, n=3). Why: beat the incumbent on fresh seeds",
+        "- #6 'drop warmup': not_improved, 1.1 (1 run). Why: not better by 0.02",
         "- #4 'fused kernel': crashed, no metric. Why: exit 1\n    | Traceback (most recent call last)\n"
         "    | ValueError: shapes differ",
         "You also hold, unsubmitted: exp 9",
@@ -56,6 +60,10 @@ def test_an_offer_tells_the_agent_everything_it_needs_and_what_to_do(tmp_path: P
                               "baseline": past(1, "baseline", metric=None)}, "cli")
     assert "Baseline:                          #1 'baseline', being measured" in measuring
     assert "the lab is still measuring the baseline's noise, which sets the minimum effect" in measuring
+    auto = render_offer({**offer_data(tmp_path), "min_effect": 0.0, "min_effect_kind": "auto",
+                         "min_effect_text": "any verified gain (min_effect auto)"}, "cli")
+    assert ("a change counts only if it beats line 2's incumbent on the screening seed (then the line builds on "
+            "it) and the gain is verified on fresh seeds.") in auto and "at least 0 " not in auto
     mcp = render_offer(offer_data(tmp_path), "mcp")
     assert "submit_experiment(experiment=7, title=" in mcp and "labmind agent submit" not in mcp
     assert "0. This worktree" not in text  # the parent is the incumbent: nothing to catch up on
@@ -71,9 +79,10 @@ def test_an_offer_made_before_the_incumbent_changed_says_how_to_catch_up(tmp_pat
 
 
 def test_metrics_show_spread_and_interval_only_when_there_are_several_runs() -> None:
-    assert metric_text({"metric": 1.5, "n_runs": 1, "sd": 0.0, "ci": [1.5, 1.5]}) == "1.5 (n=1)"
-    assert metric_text({"metric": 1.5, "n_runs": 4, "sd": 0.1, "ci": [1.3, 1.7], "p_value": 0.004}) == (
-        "1.5 ± 0.1 (n=4, 95% CI 1.3..1.7, p=0.004)")
+    assert metric_text({"metric": 1.5, "n_runs": 1, "sd": 0.0, "ci": [1.5, 1.5]}) == "1.5 (1 run)"
+    four = {"metric": 1.5, "n_runs": 4, "sd": 0.1, "ci": [1.3, 1.7], "p_value": 0.004}
+    assert metric_text(four) == "1.5 ± 0.2 (95% CI, n=4, p=0.004)"  # the CI's half-width, labelled
+    assert metric_text(four, "sd") == "1.5 ± 0.1 (sd, n=4, p=0.004)"  # the baseline's: the sd of its runs
     assert metric_text({"metric": None}) == "no metric"
 
 
@@ -85,7 +94,7 @@ def test_results_name_the_verdict_and_why_or_the_failure(tmp_path: Path) -> None
     failed = {**done, "id": 8, "verdict": None, "state": "failed", "error": "BrainError: agent gave up"}
     waiting = {**done, "id": 9, "verdict": None, "state": "running"}
     text = render_results({"agent": "alice", "experiments": [done, failed, waiting]})
-    assert "exp 7 (line 2, parent 3, agent alice) 'cosine': improved, 0.9 ± 0.01 (n=3, 95% CI 0.88..0.92, p=0.001)" \
+    assert "exp 7 (line 2, parent 3, agent alice) 'cosine': improved, 0.9 ± 0.02 (95% CI, n=3, p=0.001)" \
            ".\n    why: p=0.001 < 0.05\n    flags: metric_repeated: printed twice" in text
     assert "exp 8 (line 2, parent 3, agent alice) 'cosine': failed: BrainError: agent gave up" in text
     assert "exp 9 (line 2, parent 3, agent alice) 'cosine': running (no verdict yet)" in text

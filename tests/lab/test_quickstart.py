@@ -25,6 +25,8 @@ def test_tiny_lm_knobs_lab_confirms_an_improvement(tmp_path: Path) -> None:
     st = status(task)
     assert st["experiments"] == 12 and st["in_progress"] == 0
     assert st["baseline"]["n_runs"] == 3 and st["baseline"]["sd"] > 0
+    # `[noise] min_effect = "auto"`: the number is 0, the text says what it means; val_bpb > 0 is judged as ratios.
+    assert (st["min_effect"], st["min_effect_text"], st["scale"]) == (0.0, "any verified gain (min_effect auto)", "log")
     best = st["best"]
     assert best["confirmed"], st
     assert best["metric"] < st["baseline"]["metric"] - st["min_effect"]

@@ -57,18 +57,24 @@ def test_report_numbers_match_the_store(tiny_lm_lab: Path, report_dir: Path) -> 
         candidates = [r for r in rows if r.kind == "candidate"]
     finally:
         store.close()
-    assert f"Baseline: val_bpb {baseline.metric:.6g} ± {baseline.metric_sd:.4g} (sd, n={baseline.n_runs})" in md
+    # The baseline's spread is the sd of its runs; the best's the half-width of its mean's 95% CI.
+    assert f"Baseline: val_bpb {baseline.metric:.6g} ± {baseline.metric_sd:.3g} (sd, n={baseline.n_runs})" in md
+    assert "Minimum effect: any verified gain (min_effect auto)" in md
     assert f"Candidate experiments: {len(candidates)}." in md
     for verdict, n in counts.items():
         assert re.search(rf"^\| {verdict} \| {n} \|", md, re.M), verdict
     assert sum(counts.values()) == len(candidates)
     if improved:  # the tiny-lm knobs lab nearly always improves; the no-improvement case is tested below
         best = min(improved, key=lambda r: r.metric)
-        assert f"Best: val_bpb {best.metric:.6g}, 95% CI [{best.ci_low:.6g}, {best.ci_high:.6g}]" in md
+        half = (best.ci_high - best.ci_low) / 2
+        assert f"Best: val_bpb {best.metric:.6g} ± {half:.3g} (95% CI, n={best.n_runs}), experiment {best.id}" in md
+        assert f"| {best.metric:.6g} | [{best.ci_low:.6g}, {best.ci_high:.6g}] | {best.n_runs} |" in md
         rel = (best.metric - baseline.metric) / baseline.metric
         assert f"({rel * 100:+.1f}%)" in md
         assert f"p={best.p_value:.2g}" in md
         assert "```diff\n" in md and f"### Experiment {best.id}:" in md
+    # The family table counts provisional (`kept`) steps in a column of their own.
+    assert "| family | tried | improved | kept (provisional) | not improved | inconclusive |" in md
     # The all-experiments table has one row per candidate.
     appendix = md.split("## All experiments")[1]
     assert len(re.findall(r"^\| \d+ \|", appendix, re.M)) == len(candidates)

@@ -51,6 +51,18 @@ def test_overview_page_shows_counts_and_best(client: TestClient, store: Store) -
     for verdict, n in store.counts_by_verdict().items():
         assert f'data-verdict="{verdict}">{n}<' in html
     assert f'data-count="{store.count_candidates()}"' in html
+    # Spreads are labelled as everywhere else: the baseline's sd, the best's 95% CI half-width, with the runs.
+    rows = store.experiments()
+    base = next(r for r in rows if r.kind == "baseline")
+    best = min((r for r in rows if r.verdict == "improved"), key=lambda r: r.metric)
+    half = (best.ci_high - best.ci_low) / 2
+    assert (f'<span class="num">{base.metric:.6g}</span> <span class="ci">± {base.metric_sd:.3g}</span> '
+            f'<span class="spread-label">(sd, n={base.n_runs})</span>') in html
+    assert (f'<span class="num">{best.metric:.6g}</span> <span class="ci">± {half:.3g}</span> '
+            f'<span class="spread-label">(95% CI, n={best.n_runs})</span>') in html
+    assert "minimum effect: any verified gain (min_effect auto) · log scale" in html
+    data = client.get("/api/status").json()
+    assert (data["min_effect_text"], data["scale"]) == ("any verified gain (min_effect auto)", "log")
 
 
 def test_chart_series(client: TestClient, store: Store) -> None:

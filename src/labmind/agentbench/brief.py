@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from labmind.observe.numbers import Spread, bar_text, dict_figure
+
 _TAIL_LINES = 15
 _HISTORY_SHOWN = 20
 
@@ -17,22 +19,18 @@ def _num(value: Any, digits: int = 6) -> str:
     return "–" if value is None else f"{value:.{digits}g}"
 
 
-def metric_text(d: dict[str, Any]) -> str:
-    """`1.234 ± 0.002 (n=4, 95% CI 1.231..1.237, p=0.003)` from a record or a brief's past experiment."""
+def metric_text(d: dict[str, Any], spread: Spread = "ci") -> str:
+    """`1.234 ± 0.002 (95% CI, n=4, p=0.003)` from a record or a brief's past experiment; `spread="sd"` for the
+    baseline (`1.234 ± 0.004 (sd, n=5)`); one run is `1.234 (1 run)` (see labmind.observe.numbers)."""
     if d.get("metric") is None:
         return "no metric"
-    n = int(d.get("n_runs") or 0)
-    if n <= 1:  # one run has no spread and no interval
-        return f"{_num(d['metric'])} (n={n})"
-    sd = d.get("sd", d.get("metric_sd"))
-    text = _num(d["metric"]) + (f" ± {_num(sd, 3)}" if sd is not None else "")
-    extra = [f"n={n}"]
-    ci = d.get("ci") or [None, None]
-    if ci[0] is not None and ci[1] is not None:
-        extra.append(f"95% CI {_num(ci[0])}..{_num(ci[1])}")
-    if d.get("p_value") is not None:
-        extra.append(f"p={_num(d['p_value'], 2)}")
-    return f"{text} ({', '.join(extra)})"
+    extra = [f"p={_num(d['p_value'], 2)}"] if d.get("p_value") is not None else []
+    return dict_figure(d, spread=spread, extra=extra).text()
+
+
+def _spread(p: dict[str, Any] | None, baseline: dict[str, Any] | None) -> Spread:
+    """The baseline's spread is its sd, wherever it shows up (as a line's incumbent, as the best so far)."""
+    return "sd" if p and baseline and p.get("id", p.get("experiment")) == baseline.get("id") else "ci"
 
 
 def _clock(epoch: float | None) -> str:
@@ -111,8 +109,8 @@ def _bar(d: dict[str, Any]) -> str:
     if d["min_effect"] is None:
         return ("the lab is still measuring the baseline's noise, which sets the minimum effect a change must "
                 "show (`labmind agent status` shows it once measured).")
-    return (f"a change counts only if it beats line {d['line']}'s incumbent by at least {_num(d['min_effect'], 4)} "
-            "on fresh seeds.")
+    text = d.get("min_effect_text") or _num(d["min_effect"], 4)
+    return bar_text(text, d.get("min_effect_kind") == "auto", f"line {d['line']}'s incumbent") + "."
 
 
 def _state_lines(d: dict[str, Any]) -> list[str]:
@@ -125,7 +123,8 @@ def _state_lines(d: dict[str, Any]) -> list[str]:
     width = max(len(label) for label, _ in rows) + 2
     # These are the baseline and confirmed experiments: without a metric they are still being measured.
     return [f"{label + ':':<{width}}#{p['id']} {p['idea']['title']!r}, "
-            + (metric_text(p) if p.get("metric") is not None else "being measured") for label, p in rows]
+            + (metric_text(p, _spread(p, d["baseline"])) if p.get("metric") is not None else "being measured")
+            for label, p in rows]
 
 
 def _offer_steps(d: dict[str, Any], how: str) -> list[str]:
@@ -212,13 +211,15 @@ def render_results(d: dict[str, Any]) -> str:
 
 def render_history(d: dict[str, Any]) -> str:
     metric = d["metric"]
-    out = [f"{metric['goal']} {metric['name']}; minimum effect {_num(d['min_effect'], 4)}"]
+    effect = d.get("min_effect_text") or _num(d["min_effect"], 4)
+    out = [f"{metric['goal']} {metric['name']}; minimum effect: {effect}"]
     if d["baseline"]:
-        out.append(f"baseline #{d['baseline']['id']}: {metric_text(d['baseline'])}")
+        out.append(f"baseline #{d['baseline']['id']}: {metric_text(d['baseline'], 'sd')}")
     for ln in d["lines"]:
         inc = ln["incumbent"]
         out += ["", f"line {ln['id']} ({ln['status']}), incumbent "
-                    + (f"#{inc['id']} {inc['idea']!r}: {metric_text(inc)}" if inc else "none")]
+                    + (f"#{inc['id']} {inc['idea']!r}: {metric_text(inc, _spread(inc, d['baseline']))}"
+                       if inc else "none")]
         out += [record_text(r) for r in ln["experiments"]] or ["(no experiments yet)"]
     return "\n".join(out) + "\n"
 
@@ -232,7 +233,8 @@ def render_status(d: dict[str, Any]) -> str:
            + f", brain {d['brain']}, {d['experiments']} experiment(s)"
            + (f" of {d['max_experiments']}" if d.get("max_experiments") is not None else "")]
     if d["baseline"]:
-        out.append(f"baseline {metric['name']} {metric_text(d['baseline'])}")
+        effect = d.get("min_effect_text") or _num(d.get("min_effect"), 4)
+        out.append(f"baseline {metric['name']} {metric_text(d['baseline'], 'sd')}; minimum effect: {effect}")
     best = d["best"]
     if best and best.get("confirmed"):
         out.append(f"best     exp {best['experiment']} {best['idea']!r}: {metric_text(best)}, "
@@ -242,7 +244,8 @@ def render_status(d: dict[str, Any]) -> str:
     if d["verdicts"]:
         out.append("verdicts " + ", ".join(f"{k} {v}" for k, v in d["verdicts"].items()))
     for ln in d["lines"]:
-        out.append(f"line {ln['id']}: incumbent #{ln['incumbent']}, {metric['name']} {_num(ln['metric'])}")
+        figure = dict_figure(ln, spread="sd" if ln.get("kind") == "baseline" else "ci").text()
+        out.append(f"line {ln['id']}: incumbent #{ln['incumbent']}, {metric['name']} {figure}")
     for run in d["running"]:
         out.append(f"running: run {run['run']} of exp {run['experiment']} ({run['purpose']}) on {run['slot']}, "
                    f"{run['seconds']:.0f} s")

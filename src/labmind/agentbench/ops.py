@@ -119,7 +119,9 @@ class Bench:
         with self.store() as store:
             rows = store.experiments()
             brief = self._live_brief(store, rows, state)
+            lab = store.lab()
         by_id = {r.id: r for r in rows}
+        min_effect = _min_effect(lab.task_json) if lab is not None else None
         worktree = Path(offer.worktree)
         editable = [str(p.relative_to(worktree)) for p in expand_globs(worktree, brief["task"]["editable"])]
         holding = [s.offer.experiment for s in self.inbox.states()
@@ -138,6 +140,10 @@ class Bench:
             "task": brief["task"],
             "metric": brief["metric"],
             "min_effect": brief["min_effect"],
+            # `[noise] min_effect` as written ("auto", "1%", "0.02"), for people and agents: the number above is
+            # its value in the metric's units at the baseline (0 for "auto").
+            "min_effect_text": min_effect.text() if min_effect else None,
+            "min_effect_kind": min_effect.kind if min_effect else None,
             **{key: past_with_ci(brief[key], by_id) for key in ("parent", "incumbent", "best", "baseline")},
             **{key: [past_with_ci(p, by_id) for p in brief[key]]
                for key in ("history", "near_misses", "recent_failures")},
@@ -367,7 +373,8 @@ class Bench:
             incumbent = by_id.get(ln.incumbent_id) if ln.incumbent_id is not None else None
             out.append({"id": ln.id, "name": ln.name, "status": ln.status,
                         "incumbent": _summary(incumbent), "experiments": records[-limit:] if limit else records})
-        return {"metric": _metric(lab.task_json), "min_effect": lab.min_effect, "baseline": _summary(baseline),
+        return {"metric": _metric(lab.task_json), "min_effect": lab.min_effect,
+                "min_effect_text": _min_effect(lab.task_json).text(), "baseline": _summary(baseline),
                 "lines": out, "task_dir": str(self.task_dir)}
 
     # ---------------------------------------------------------------------------------------- status
@@ -396,6 +403,11 @@ def _summary(row: ExperimentRow | None) -> dict[str, Any] | None:
         return None
     return {"id": row.id, "metric": row.metric, "sd": row.metric_sd, "ci": [row.ci_low, row.ci_high],
             "n_runs": row.n_runs, "idea": row.idea.title}
+
+
+def _min_effect(task_json: str) -> Any:
+    """The task's `[noise] min_effect` (a `labmind.judge.scale.MinEffect`)."""
+    return Task.model_validate_json(task_json).noise.parsed_min_effect()
 
 
 def _metric(task_json: str) -> dict[str, str]:

@@ -52,8 +52,9 @@ def build_server(task_dir: Path, agent: str) -> MCPServer:
     bench = Bench(task_dir)
     server = MCPServer(name="labmind", instructions=INSTRUCTIONS, log_level="WARNING")
 
-    @server.tool(description="The lab's state: running or not, baseline and best (metric ± sd, 95% CI), verdict "
-                             "counts, lines and incumbents, running runs, and the experiments on offer to agents.")
+    @server.tool(description="The lab's state: running or not, the baseline (metric ± sd of its runs), the best "
+                             "(metric ± 95% CI half-width), the minimum effect, verdict counts, lines and "
+                             "incumbents, running runs, and the experiments on offer to agents.")
     def status() -> CallToolResult:
         return _call(bench.status, brief.render_status)
 
@@ -112,9 +113,10 @@ def build_server(task_dir: Path, agent: str) -> MCPServer:
                                           force=force),
                      lambda d: brief.render_submitted(d, "mcp"))
 
-    @server.tool(description="Verdicts (improved, not_improved, crashed, ...) with the reason, metric ± sd, 95% CI, "
-                             "p-value and integrity flags: of one experiment, waiting up to wait_seconds for its "
-                             "verdict, or of your latest experiments when no experiment is given.")
+    @server.tool(description="Verdicts (improved, kept, not_improved, crashed, ...) with the reason, metric ± 95% "
+                             "CI half-width and runs, p-value and integrity flags: of one experiment, waiting up to "
+                             "wait_seconds for its verdict, or of your latest experiments when no experiment is "
+                             "given.")
     def results(
         experiment: Annotated[int | None, Field(description="an experiment id; leave out for your latest")] = None,
         wait_seconds: Annotated[float, Field(description="how long to wait for a verdict", ge=0)] = 0.0,

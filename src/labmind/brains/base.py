@@ -44,6 +44,7 @@ class PastExperiment:
     log_tail: str = ""  # for failures: the end of the failing run's log
     analysis: str = ""  # the brain's reflection on this result, when it made one
     directive: str = ""  # "repair" or "combine" when the lab asked for this experiment
+    kind: str = "candidate"  # or "baseline": its spread is shown as an sd, a candidate's as a 95% CI
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

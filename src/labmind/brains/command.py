@@ -42,6 +42,7 @@ from typing import Protocol
 
 from labmind.brains.base import BrainContext, BrainError, Idea, PastExperiment
 from labmind.execute.local import with_interpreter
+from labmind.observe.numbers import bar_text, figure_text, spread_of
 from labmind.task.model import Task
 
 DEFAULT_TIMEOUT_S = 30 * 60.0
@@ -104,14 +105,21 @@ def scrubbed_env() -> dict[str, str]:
 
 
 def metric_text(p: PastExperiment) -> str:
+    """`1.234 ± 0.002 (95% CI, n=3)`, the baseline's `1.234 ± 0.004 (sd, n=5)`, one run's `1.234 (1 run)`."""
     if p.metric is None:
         return "no metric"
-    sd = f" ± {p.metric_sd:.4g}" if p.metric_sd is not None else ""
-    return f"{p.metric:.6g}{sd} (n={p.n_runs})"
+    return figure_text(p.metric, p.n_runs, spread=spread_of(p.kind), sd=p.metric_sd)
 
 
 def _line(p: PastExperiment) -> str:
     return f"- #{p.id} {p.idea.title!r}: {p.verdict}, {metric_text(p)}. {p.reason}".rstrip()
+
+
+def bar_sentence(task: Task, incumbent_of: str) -> str:
+    """"A change counts only if it beats ...", with `[noise] min_effect` as the task says it."""
+    wanted = task.noise.parsed_min_effect()
+    clause = bar_text(wanted.text(), wanted.kind == "auto", f"{incumbent_of}'s incumbent")
+    return clause[0].upper() + clause[1:]
 
 
 def render_prompt(ctx: BrainContext, idea_path: Path) -> str:
@@ -122,8 +130,7 @@ def render_prompt(ctx: BrainContext, idea_path: Path) -> str:
         f"You are improving the research task '{task.name}' as one experiment (#{ctx.experiment_id}, "
         f"line {ctx.line_id}) of an automated research lab.",
         f"Goal: {task.metric.goal} the metric '{task.metric.name}', printed by `{task.run.command}`. "
-        f"A change counts only if it beats the line's incumbent by at least {ctx.min_effect:.4g} "
-        "on fresh seeds.",
+        f"{bar_sentence(ctx.task, 'the line')}.",
         "",
         f"Baseline: {metric_text(ctx.baseline)}",
         f"Parent (the code in this directory): #{ctx.parent.id} {ctx.parent.idea.title!r}, "

@@ -111,7 +111,7 @@ def results(
     agent: str = AgentOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Verdicts with the reason, metric ± sd, CI and flags: of one experiment, or of your latest ones."""
+    """Verdicts with the reason, metric ± 95% CI (and runs) and flags: of one experiment, or of your latest ones."""
     exp_id: int | None = None
     if experiment is not None and experiment.isdigit():
         exp_id = int(experiment)

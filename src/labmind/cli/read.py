@@ -15,6 +15,7 @@ from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, fmt, print_js
 from labmind.lab.campaign import CampaignError, campaign_status, is_campaign
 from labmind.lab.status import lab_status
 from labmind.observe.live import status_view
+from labmind.observe.numbers import figure_text, row_figure
 from labmind.store import ExperimentRow, Store, StoreError
 from labmind.verdicts import MEANING, Verdict
 
@@ -90,11 +91,9 @@ def experiment_dict(exp: ExperimentRow, store: Store | None = None, *, with_diff
 
 
 def metric_text(exp: ExperimentRow) -> str:
-    if exp.metric is None:
-        return "–"
-    if exp.n_runs > 1 and exp.ci_low is not None and exp.ci_high is not None:
-        return f"{fmt(exp.metric)} ± {fmt((exp.ci_high - exp.ci_low) / 2, 2)}"
-    return fmt(exp.metric)
+    """A table cell under "metric ± 95% CI": the value and its CI half-width, every row alike (the baseline's
+    too); the runs are in their own column."""
+    return figure_text(exp.metric, exp.n_runs, ci=[exp.ci_low, exp.ci_high], short=True)
 
 
 def judgement_text(exp: ExperimentRow) -> str:
@@ -122,7 +121,7 @@ def judgement_text(exp: ExperimentRow) -> str:
 
 def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, help="Show only the last N experiments."),
         line: int = typer.Option(None, help="Only this line's experiments."), json_out: bool = JsonOpt) -> None:
-    """One row per experiment: id, line, parent, verdict, metric ± 95% CI half-width, flags, idea."""
+    """One row per experiment: id, line, parent, verdict, metric ± 95% CI half-width, runs, flags, idea."""
     with read_store(task_dir) as (store, _):
         rows = store.experiments(line_id=line, limit=limit, newest_first=limit is not None)
         rows.sort(key=lambda r: r.id)
@@ -131,16 +130,17 @@ def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, help="Show 
             return
         metric = store.lab().name if store.lab() else ""
     table = Table(header_style="bold", title=f"{metric}: {len(rows)} experiment(s)", box=box.SIMPLE_HEAD)
-    for name in ("exp", "line", "parent", "verdict", "metric ± CI", "flags", "idea"):
+    for name in ("exp", "line", "parent", "verdict", "metric ± 95% CI", "n", "flags", "idea"):
         table.add_column(name, no_wrap=True)
     # Fit the idea into what the other columns leave, rather than letting every column wrap.
-    room = max(12, console.width - 80)
+    room = max(12, console.width - 86)
     for r in rows:
         verdict = r.verdict or ("baseline" if r.kind == "baseline" else r.status)
         style = VERDICT_STYLE.get(verdict, "cyan")
         table.add_row(str(r.id), "–" if r.line_id is None else str(r.line_id),
                       "–" if r.parent_id is None else str(r.parent_id), f"[{style}]{verdict}[/]", metric_text(r),
-                      ",".join(f.split(":")[0] for f in r.flags), escape(_clip(r.idea.title or r.error or "", room)))
+                      str(r.n_runs), ",".join(f.split(":")[0] for f in r.flags),
+                      escape(_clip(r.idea.title or r.error or "", room)))
     console.print(table)
 
 
@@ -176,8 +176,8 @@ def show(exp: int = typer.Argument(..., help="Experiment id (see `labmind log`).
                         ("expected", row.idea.expected_effect)):
         if text:
             console.print(f"  {label}: {escape(text)}")
-    console.print(f"  metric:  {metric_text(row)} (n={row.n_runs}, 95% CI {fmt(row.ci_low)}..{fmt(row.ci_high)})"
-                  + (f", p={row.p_value:.3g}" if row.p_value is not None else ""))
+    p = [f"p={row.p_value:.3g}"] if row.p_value is not None else []
+    console.print(f"  metric:  {row_figure(row, extra=p).text()}", highlight=False)
     judged = judgement_text(row)
     if judged:
         console.print(f"  judge:   {judged}")

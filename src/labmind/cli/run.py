@@ -18,7 +18,8 @@ from labmind.execute.sandbox import SandboxUnavailable
 from labmind.lab import LabError
 from labmind.lab.open import open_lab
 from labmind.lab.status import lab_status
-from labmind.observe.live import LiveReporter, make_reporter
+from labmind.observe.live import LiveReporter, judged_text, make_reporter
+from labmind.observe.numbers import dict_figure
 from labmind.store import LabLocked, StoreError
 from labmind.task import TaskError, parse_duration
 from labmind.workspace.git import GitError
@@ -90,11 +91,12 @@ def summary(status: dict[str, Any], stats: Any, n_slots: int, output: str) -> No
     console.print(f"[bold]{status['lab']}[/]: {status['experiments']} experiments, verdicts "
                   + (", ".join(f"{k} {v}" for k, v in status["verdicts"].items()) or "none"))
     if base:
-        console.print(f"baseline {status['metric']['name']} {fmt(base['metric'])} ± {fmt(base['sd'], 3)} "
-                      f"(n={base['n_runs']}); minimum effect {fmt(status['min_effect'], 3)}")
+        console.print(f"baseline {status['metric']['name']} {dict_figure(base, spread='sd').text()}; "
+                      f"{judged_text(status)}", highlight=False)
     if best and best["confirmed"]:
-        console.print(f"best     {fmt(best['metric'])} ± {fmt(best['sd'], 3)} (n={best['n_runs']}, "
-                      f"p={fmt(best['p_value'], 3)}) {best['relative']:+.2%} vs baseline: exp {best['experiment']} "
+        p = [f"p={fmt(best['p_value'], 3)}"] if best.get("p_value") is not None else []
+        rel = f" {best['relative']:+.2%} vs baseline" if best.get("relative") is not None else ""
+        console.print(f"best     {dict_figure(best, extra=p).text()}{rel}: exp {best['experiment']} "
                       f"“{escape(best['idea'])}” on branch {best['branch']}", highlight=False)
     else:
         console.print("best     no confirmed improvement over the baseline yet")

@@ -7,9 +7,16 @@ from typing import Any
 
 from labmind.lab.paths import LabPaths
 from labmind.lab.views import best_experiment
-from labmind.store import Store
+from labmind.store import ExperimentRow, Store
 from labmind.store.lock import holder_pid
 from labmind.task import Task
+
+
+def _spread(row: ExperimentRow | None) -> dict[str, Any]:
+    """What a figure needs besides its value (see `labmind.observe.numbers`)."""
+    if row is None:
+        return {"sd": None, "ci": [None, None], "n_runs": 0, "kind": None}
+    return {"sd": row.metric_sd, "ci": [row.ci_low, row.ci_high], "n_runs": row.n_runs, "kind": row.kind}
 
 
 def lab_status(store: Store, paths: LabPaths) -> dict[str, Any]:
@@ -71,7 +78,11 @@ def lab_status(store: Store, paths: LabPaths) -> dict[str, Any]:
             "n_runs": baseline.n_runs,
             "ci": [baseline.ci_low, baseline.ci_high],
         },
+        # The number is the minimum effect in the metric's units at the baseline (0 for "auto"; None before the
+        # baseline); the text is what `[noise] min_effect` says, for people ("any verified gain", "1%", "0.02").
         "min_effect": lab.min_effect,
+        "min_effect_text": task.noise.parsed_min_effect().text(),
+        "scale": lab.scale,
         "best": best_out,
         "experiments": sum(1 for r in rows if r.kind == "candidate"),
         "verdicts": store.counts_by_verdict(),
@@ -84,6 +95,7 @@ def lab_status(store: Store, paths: LabPaths) -> dict[str, Any]:
                 "status": line.status,
                 "incumbent": line.incumbent_id,
                 "metric": by_id[line.incumbent_id].metric if line.incumbent_id in by_id else None,
+                **_spread(by_id.get(line.incumbent_id or -1)),
                 "direction": line.direction,
                 "note": line.note,
             }

@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from labmind.lab.status import lab_status
+from labmind.observe.numbers import dict_figure
 
 if TYPE_CHECKING:
     from labmind.lab.loop import Lab
@@ -50,16 +51,25 @@ def fmt(value: float | None, digits: int = 6) -> str:
     return "–" if value is None else f"{value:.{digits}g}"
 
 
+def judged_text(status: dict[str, Any]) -> str:
+    """The minimum effect as `[noise] min_effect` says it, and the judge's scale once the baseline chose it."""
+    text = f"minimum effect: {status.get('min_effect_text') or fmt(status.get('min_effect'), 3)}"
+    if status.get("scale"):
+        text += f"; on a {status['scale']} scale"
+    return text
+
+
 def status_view(status: dict[str, Any], events: list[str]) -> Group:
     metric = status["metric"]["name"]
     head = Table.grid(padding=(0, 2))
     base, best = status.get("baseline"), status.get("best")
     head.add_row("lab", f"[bold]{status['lab']}[/] ({metric}, {status['metric']['goal']})")
-    head.add_row("baseline", "measuring…" if not base else f"{fmt(base['metric'])} ± {fmt(base['sd'], 3)}"
-                 f" (n={base['n_runs']}), min effect {fmt(status['min_effect'], 3)}")
+    head.add_row("baseline", "measuring…" if not base else dict_figure(base, spread="sd").text())
+    head.add_row("judged", judged_text(status))
     if best and best["confirmed"]:
-        rel = f" ({best['relative']:+.2%})" if best.get("relative") is not None else ""
-        head.add_row("best", f"[green]{fmt(best['metric'])}[/]{rel} exp {best['experiment']}: {escape(best['idea'])}")
+        rel = f" {best['relative']:+.2%} vs baseline," if best.get("relative") is not None else ""
+        head.add_row("best", f"[green]{dict_figure(best).text()}[/]{rel} exp {best['experiment']}: "
+                             f"{escape(best['idea'])}")
     else:
         head.add_row("best", "baseline (no confirmed improvement yet)")
     counts = ", ".join(f"{k} {v}" for k, v in status["verdicts"].items()) or "none yet"

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from labmind.observe.numbers import figure_text, row_figure
 from labmind.observe.report_data import (
     Family,
     Improvement,
@@ -100,13 +101,14 @@ def headline(data: ReportData) -> list[Block]:
     if b is None or b.metric is None:
         lines.append("Baseline: not measured yet.")
         return [Heading(1, f"labmind report: {data.lab}"), *(Para(t) for t in lines)]
-    lines.append(f"Baseline: {data.metric} {num(b.metric)} ± {num(b.metric_sd, 4)} (sd, n={b.n_runs}), "
-                 f"experiment {b.id}. Minimum effect: {num(data.min_effect, 4)}.")
+    scale = f"; effects are judged on a {data.scale} scale" if data.scale else ""
+    lines.append(f"Baseline: {data.metric} {row_figure(b).text()}, experiment {b.id}. "
+                 f"Minimum effect: {data.min_effect_text}{scale}.")
     gain = data.gain()
     if data.improved and data.best is not None and gain is not None:
         best = data.best
-        lines.append(f"Best: {data.metric} {num(best.metric)}, 95% CI {ci(best.ci_low, best.ci_high)} "
-                     f"(n={best.n_runs}), experiment {best.id} \"{short(best.idea.title, 80)}\".")
+        lines.append(f"Best: {data.metric} {row_figure(best).text()}, experiment {best.id} "
+                     f"\"{short(best.idea.title, 80)}\".")
         lines.append(f"Gain vs baseline: {signed(gain[0])} ({pct(gain[1])}), p={pval(data.best_p_value)} "
                      f"(one-sided Welch test against its line's incumbent). Kept on branch {data.branch}.")
     else:
@@ -185,15 +187,15 @@ def family_blocks(data: ReportData, plot: str | None) -> list[Block]:
                "title, lowercased.")
     rows = []
     for f in data.families:
-        rows.append([f.name, str(f.tried), str(f.verdicts.get("improved", 0)), str(f.verdicts.get("not_improved", 0)),
-                     str(f.verdicts.get("inconclusive", 0)), str(_failures(f)),
+        rows.append([f.name, str(f.tried), str(f.verdicts.get("improved", 0)), str(f.verdicts.get("kept", 0)),
+                     str(f.verdicts.get("not_improved", 0)), str(f.verdicts.get("inconclusive", 0)), str(_failures(f)),
                      str(f.verdicts.get("flagged", 0) + f.verdicts.get("rejected", 0)),
                      signed(f.best_delta), "–" if f.best_id is None else str(f.best_id)])
     blocks: list[Block] = [
         Heading(2, "What was tried"), Para(how + " Best Δ is the best change of the metric against the parent "
                                            "(flagged and rejected experiments excluded)."),
-        TableBlock(["family", "tried", "improved", "not improved", "inconclusive", "failed", "flagged/rejected",
-                    "best Δ", "best exp"], rows)]
+        TableBlock(["family", "tried", "improved", "kept (provisional)", "not improved", "inconclusive", "failed",
+                    "flagged/rejected", "best Δ", "best exp"], rows)]
     if plot:
         blocks.append(Image("experiments by family", plot))
     return blocks
@@ -224,12 +226,13 @@ def cost_blocks(data: ReportData) -> list[Block]:
 
 def appendix(data: ReportData) -> list[Block]:
     exps = data.experiments[-APPENDIX_ROWS:]
-    rows = [[str(e.id), str(e.line_id), str(e.parent_id), verdict_of(e), num(e.metric), str(e.n_runs),
+    rows = [[str(e.id), str(e.line_id), str(e.parent_id), verdict_of(e),
+             figure_text(e.metric, e.n_runs, ci=[e.ci_low, e.ci_high], short=True), str(e.n_runs),
              ",".join(f.split(":")[0] for f in e.flags), short(e.idea.title or e.error or "", 70)] for e in exps]
     note = "" if len(exps) == len(data.experiments) else (
         f" (the last {len(exps)} of {len(data.experiments)}; `labmind export` gives them all)")
     return [Heading(2, "All experiments"), Para("One row per candidate" + note + "."),
-            TableBlock(["exp", "line", "parent", "verdict", data.metric, "n", "flags", "idea"], rows)]
+            TableBlock(["exp", "line", "parent", "verdict", f"{data.metric} ± 95% CI", "n", "flags", "idea"], rows)]
 
 
 def build(data: ReportData, plots: dict[str, str]) -> list[Block]:

@@ -69,7 +69,9 @@ class ReportData:
     branch: str
     state: str
     generated_at: float
-    min_effect: float | None
+    min_effect: float | None  # in the metric's units at the baseline (0 for "auto"); None before the baseline
+    min_effect_text: str  # as `[noise] min_effect` says it: "any verified gain (min_effect auto)", "1%", "0.02"
+    scale: str | None  # the judge's scale (log or linear), chosen with the baseline
     baseline: ExperimentRow | None
     best: ExperimentRow | None  # best confirmed over the lab (None or the baseline when nothing improved)
     best_p_value: float | None
@@ -253,6 +255,7 @@ def collect(store: Store, paths: LabPaths) -> ReportData:
     return ReportData(
         lab=lab.name, task_dir=str(paths.task_dir), metric=task.metric.name, goal=task.metric.goal, sign=task.sign,
         branch=lab.branch, state="running" if pid else "stopped", generated_at=now, min_effect=lab.min_effect,
+        min_effect_text=task.noise.parsed_min_effect().text(), scale=lab.scale,
         baseline=baseline, best=best, best_p_value=best.p_value if best else None, experiments=candidates,
         counts=counts, improvements=improvements, families=build_families(candidates, by_id, task.sign),
         family_kind="knob" if knob_lab else "title", attention=_attention(candidates, runs_by_exp),
@@ -295,6 +298,7 @@ def as_dict(data: ReportData) -> dict[str, Any]:
             "experiment": data.best.id, "metric": data.best.metric, "ci": [data.best.ci_low, data.best.ci_high],
             "n_runs": data.best.n_runs, "p_value": data.best_p_value,
             "delta": gain[0] if gain else None, "relative": gain[1] if gain else None},
+        "min_effect": data.min_effect, "min_effect_text": data.min_effect_text, "scale": data.scale,
         "experiments": len(data.experiments), "verdicts": data.counts,
         "slot_hours": data.cost.slot_seconds / 3600.0, "brain_seconds": data.cost.brain_seconds,
         "wall_seconds": data.cost.wall_seconds,

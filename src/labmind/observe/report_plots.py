@@ -15,8 +15,8 @@ from labmind.observe.report_data import ReportData, running_best, verdict_of
 
 #: Verdict colours, shared by both plots (and close to the CLI's colours).
 COLORS = {
-    "improved": "#2ca02c", "not_improved": "#8c8c8c", "inconclusive": "#e6a800", "flagged": "#c030c0",
-    "rejected": "#d62728", "crashed": "#d62728", "timed_out": "#ff7f0e", "no_metric": "#a05a2c",
+    "improved": "#2ca02c", "kept": "#98df8a", "not_improved": "#8c8c8c", "inconclusive": "#e6a800",
+    "flagged": "#c030c0", "rejected": "#d62728", "crashed": "#d62728", "timed_out": "#ff7f0e", "no_metric": "#a05a2c",
     "bad_metric": "#a05a2c", "no_change": "#c8c8c8", "in_progress": "#1f77b4", "failed_proposal": "#555555",
 }
 LABEL_CHARS = 28

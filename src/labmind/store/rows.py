@@ -84,6 +84,7 @@ class ExperimentRow:
             log_tail=log_tail,
             analysis=self.analysis or "",
             directive=self.directive.get("kind", ""),
+            kind=self.kind,
         )
 
 

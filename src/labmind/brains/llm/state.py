@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from labmind.brains.base import BrainContext, PastExperiment
-from labmind.brains.command import expand_globs, metric_text
+from labmind.brains.command import bar_sentence, expand_globs, metric_text
 from labmind.task.model import Task
 
 #: How much code the ideate prompt shows (per file, and over all files).
@@ -27,9 +27,13 @@ def describe(p: PastExperiment) -> str:
 
 
 def task_values(task: Task, min_effect: float, brief: str) -> dict[str, Any]:
+    """`min_effect`: the minimum effect in the metric's units at the incumbent (0 for "auto")."""
+    wanted = task.noise.parsed_min_effect()
+    shown = wanted.text() + (f" (about {min_effect:.4g} here)" if wanted.kind == "relative" and min_effect else "")
     return {
         "task_name": task.name, "goal": task.metric.goal, "metric": task.metric.name, "command": task.run.command,
-        "min_effect": f"{min_effect:.4g}", "editable": ", ".join(task.task.editable),
+        "min_effect": shown, "bar": bar_sentence(task, "its line"),
+        "editable": ", ".join(task.task.editable),
         "protected": ", ".join(task.task.protected) or "none", "brief": brief.strip(),
     }  # fmt: skip
 

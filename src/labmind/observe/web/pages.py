@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from labmind.lab.paths import LabPaths
+from labmind.observe import numbers
 from labmind.observe.web import present, queries
 from labmind.observe.web.deps import db, lab_paths
 from labmind.verdicts import Verdict
@@ -18,8 +19,9 @@ from labmind.verdicts import Verdict
 router = APIRouter()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters.update(fmt=present.fmt, fmt_p=present.fmt_p, fmt_time=present.fmt_time,
-                             fmt_duration=present.fmt_duration, ci_half=present.ci_half)
-templates.env.globals.update(meaning=present.meaning)
+                             fmt_duration=present.fmt_duration)
+# Figures with a spread are written by the same functions as in the CLI and the report (one `±` convention).
+templates.env.globals.update(meaning=present.meaning, figure=numbers.figure, spread_of=numbers.spread_of)
 
 PAGE_SIZE = 50
 VERDICT_FILTERS = ["baseline", *[v.value for v in Verdict], "pending"]

@@ -88,8 +88,3 @@ def fmt_duration(seconds: float | None) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.1f}m"
     return f"{seconds / 3600:.1f}h"
-
-
-def ci_half(ci: list[float | None]) -> float | None:
-    lo, hi = ci
-    return None if lo is None or hi is None else (hi - lo) / 2

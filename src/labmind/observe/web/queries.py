@@ -129,6 +129,8 @@ def overview(conn: sqlite3.Connection, paths: LabPaths) -> dict[str, Any]:
         "pid": pid,
         "baseline": base_out,
         "min_effect": info.lab.min_effect,
+        "min_effect_text": info.task.noise.parsed_min_effect().text(),
+        "scale": info.lab.scale,
         "noise_sd": info.lab.noise_sd,
         "best": best_out,
         "experiments": n_candidates,
@@ -149,12 +151,15 @@ def lines(conn: sqlite3.Connection) -> list[dict[str, Any]]:
                              ).fetchall())
     out = []
     for r in conn.execute(
-        "SELECT l.*, e.metric AS inc_metric, json_extract(e.idea_json, '$.title') AS inc_title "
+        "SELECT l.*, e.metric AS inc_metric, e.metric_sd AS inc_sd, e.ci_low AS inc_low, e.ci_high AS inc_high, "
+        "e.n_runs AS inc_runs, e.kind AS inc_kind, json_extract(e.idea_json, '$.title') AS inc_title "
         "FROM lines l LEFT JOIN experiments e ON e.id = l.incumbent_id ORDER BY l.id"
     ):
         line = line_row(r)
         out.append({"id": line.id, "name": line.name, "status": line.status, "incumbent": line.incumbent_id,
-                    "metric": r["inc_metric"], "idea": r["inc_title"] or "", "experiments": sizes.get(line.id, 0),
+                    "metric": r["inc_metric"], "sd": r["inc_sd"], "ci": [r["inc_low"], r["inc_high"]],
+                    "n_runs": r["inc_runs"] or 0, "kind": r["inc_kind"], "idea": r["inc_title"] or "",
+                    "experiments": sizes.get(line.id, 0),
                     "improved": wins.get(line.id, 0)})
     return out
 
@@ -246,7 +251,7 @@ def chart(conn: sqlite3.Connection, max_points: int = CHART_MAX_POINTS) -> dict[
     sign = info.task.sign
     total, lo, hi = conn.execute("SELECT COUNT(*), MIN(id), MAX(id) FROM experiments "
                                  "WHERE kind = 'candidate' AND metric IS NOT NULL").fetchone()
-    baseline = conn.execute("SELECT id, metric, metric_sd FROM experiments WHERE kind = 'baseline' "
+    baseline = conn.execute("SELECT id, metric, metric_sd, n_runs FROM experiments WHERE kind = 'baseline' "
                             "ORDER BY id LIMIT 1").fetchone()
     steps: list[list[float]] = []
     current = baseline["metric"] if baseline and baseline["metric"] is not None else None
@@ -294,7 +299,7 @@ def chart(conn: sqlite3.Connection, max_points: int = CHART_MAX_POINTS) -> dict[
         "labels": {str(r["id"]): r["title"] or "" for r in rows if r["verdict"] == "improved"},
         "best": steps,
         "baseline": None if baseline is None or baseline["metric"] is None else {
-            "metric": baseline["metric"], "sd": baseline["metric_sd"] or 0.0},
+            "metric": baseline["metric"], "sd": baseline["metric_sd"] or 0.0, "n_runs": baseline["n_runs"]},
         "max_id": hi or 0,
     }
 

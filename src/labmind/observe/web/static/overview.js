@@ -5,9 +5,12 @@
   if (!chartEl) return;
   const css = getComputedStyle(document.documentElement);
   const colour = (v) => (css.getPropertyValue("--" + v).trim() || "#868e96");
-  // Draw order: failures first, so improved points end up on top where they overlap.
+  // Draw order: failures first, so improved points end up on top where they overlap. `kept` is provisional: its
+  // line builds on it, but it is not a claim until a verification on fresh seeds confirms it.
   const ORDER = ["crashed", "timed_out", "no_metric", "bad_metric", "rejected", "no_change", "pending",
-    "not_improved", "inconclusive", "flagged", "improved"];
+    "not_improved", "inconclusive", "kept", "flagged", "improved"];
+  // The band's label, as the report's plot writes it: what the ± is (2 sd) and the runs behind the sd.
+  const bandLabel = (b) => "baseline ± 2 sd (n=" + b.n_runs + ")";
   let plot = null;
   let last = null;
 
@@ -74,7 +77,7 @@
     note.textContent = data.total === 0 ? "No measured experiments yet." :
       (data.sampled ? `${data.points.length} of ${data.total} points shown (min/max per bucket; every improved and flagged one kept)`
         : `${data.total} measured experiment${data.total === 1 ? "" : "s"}`) +
-      (data.baseline ? " · band: baseline ± 2 sd" : "");
+      (data.baseline ? " · band: " + bandLabel(data.baseline) : "");
   }
 
   // The baseline's noise band (mean ± 2 sd), drawn under everything else.
@@ -97,7 +100,7 @@
     // Label the band on its left edge, above it (or below when the band touches the plot's top).
     ctx.textAlign = "left";
     ctx.textBaseline = "alphabetic";
-    const label = "baseline ± 2 sd";
+    const label = bandLabel(last.baseline);
     const above = Math.min(top, bot) - 5 * devicePixelRatio;
     const y = above > u.bbox.top + 14 * devicePixelRatio ? above : Math.max(top, bot) + 14 * devicePixelRatio;
     ctx.fillText(label, left + 6 * devicePixelRatio, y);
