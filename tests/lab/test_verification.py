@@ -111,19 +111,20 @@ def check_no_step_left_provisional(rows: list[dict]) -> None:
 
 
 @pytest.mark.slow
-def test_a_kept_step_that_a_sibling_beats_is_superseded_not_left_provisional(tmp_path: Path) -> None:
+def test_racing_proposals_leave_no_step_provisional(tmp_path: Path) -> None:
     # Proposals are prepared while others run, so two can start from the same point; each is better than every
-    # earlier one. The later sibling beats the kept one on the screening seed and its line moves to it: the
-    # displaced step can never be verified, and must not stay `kept`.
+    # earlier one. Whichever order they are screened in, the line ends on the last and best, verified, and no
+    # other step stays `kept` (a kept one that a sibling displaced is superseded: see test_referee.py).
     task = make_toy(tmp_path / "task")
     candidates = run_lab(task, f"counter {tmp_path / 'counter'}", 3, "--sandbox", "none")
     assert all(r["verdict"] for r in candidates)
-    superseded = [r for r in candidates if "superseded: its line builds on exp" in (r["reason"] or "")]
-    assert superseded, [(r["id"], r["parent"], r["verdict"]) for r in candidates]
-    for row in superseded:
-        assert row["verdict"] == "inconclusive" and "verify" not in row["judgement"]
+    for row in candidates:
+        if "superseded: its line builds on exp" in (row["reason"] or ""):
+            assert row["verdict"] == "inconclusive" and "verify" not in row["judgement"]
     check_no_step_left_provisional(log(task))
-    # The line's head is the last, best proposal, verified on fresh seeds; nothing worse was claimed.
-    head = max(candidates, key=lambda r: r["id"])
-    assert head["verdict"] == "improved" and line_points(task) == (head["id"], head["id"])
+    # Brain threads may take the counter in either order, so the best is not always the highest id: the line's
+    # incumbent is whichever won, verified.
+    incumbent, verified = line_points(task)
+    head = next(r for r in candidates if r["id"] == incumbent)
+    assert head["verdict"] == "improved" and verified == head["id"]
     assert [r["id"] for r in candidates if r["verdict"] == "improved"] == [head["id"]]
