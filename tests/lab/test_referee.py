@@ -1,0 +1,157 @@
+"""The referee on a real store, its runs recorded by hand: the line bookkeeping that a real lab reaches only
+through its scheduler's timing (siblings racing for a line, steps kept while their parent is verified), and
+values the judge's scale cannot hold."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labmind.lab.judging import Referee
+from labmind.lab.paths import LabPaths
+from labmind.store import ExperimentRow, Store
+from labmind.task import Task
+
+BASELINE = (1.00, 1.01, 0.99)
+
+
+class Host:
+    def __init__(self) -> None:
+        self.notes: list[tuple[str, str]] = []
+        self.verdicts: list[tuple[int, str | None, str | None]] = []
+
+    def note(self, kind: str, message: str, *, experiment_id: int | None = None, run_id: int | None = None) -> None:
+        self.notes.append((kind, message))
+
+    def verdict_given(self, exp: ExperimentRow, promoted: bool, previous: str | None) -> None:
+        self.verdicts.append((exp.id, exp.verdict, previous))
+
+    def baseline_measured(self, exp: ExperimentRow) -> None:
+        pass
+
+
+class Lab:
+    """A store, a referee and a hand that runs whatever the referee queues, with values from `value`."""
+
+    def __init__(self, root: Path, metric: dict[str, Any] | None = None) -> None:
+        self.task = Task.model_validate({
+            "task": {"name": "t", "editable": ["a.py"]}, "run": {"command": "x"},
+            "metric": {"name": "loss", "goal": "minimize", **(metric or {})}, "noise": {"confirm_seeds": 3}})
+        self.store = Store.open(root / ".labmind" / "lab.db")
+        self.store.create_lab(name="t", task_json=self.task.model_dump_json(), repo_root=str(root), task_subdir="",
+                              base_commit="c0", branch="labmind/t", settings={})
+        self.base = self.store.add_experiment(kind="baseline", line_id=None, parent_id=None, brain="",
+                                              base_commit="c0", status="testing")
+        self.store.update_experiment(self.base, commit_sha="c0")
+        self.store.update_lab(baseline_id=self.base)
+        self.line = self.store.add_line("line-1", self.base)
+        for seed in range(len(BASELINE)):
+            self.store.add_run(experiment_id=self.base, purpose="baseline", seed=seed)
+        self.host = Host()
+        self.referee = Referee(self.store, self.task, LabPaths(root), {r.id: r for r in self.store.experiments()},
+                               host=self.host)  # type: ignore[arg-type]
+        self.values: dict[int, Callable[[int], float]] = {self.base: lambda seed: BASELINE[seed % 3]}
+        self.run_queued()
+        assert self.referee.judge is not None
+
+    def candidate(self, parent: int, value: Callable[[int], float]) -> int:
+        exp = self.store.add_experiment(kind="candidate", line_id=self.line, parent_id=parent, brain="b",
+                                        base_commit="c", status="testing")
+        self.store.update_experiment(exp, commit_sha=f"c{exp}")
+        self.referee.refresh(exp)
+        self.values[exp] = value
+        self.referee.advance(exp)  # queues its screening run
+        return exp
+
+    def run_queued(self, only: int | None = None, purpose: str | None = None) -> None:
+        """Run every queued run (or only those of exp `only`, or for `purpose`), then let the referee take its
+        next steps."""
+        while True:
+            queued = [r for r in self.store.runs(status="queued") if (only is None or r.experiment_id == only)
+                      and (purpose is None or r.purpose == purpose)]
+            if not queued:
+                return
+            for run in queued:
+                now = time.time()
+                self.store.update_run(run.id, status="done", outcome="ok", exit_code=0, started_at=now, ended_at=now,
+                                      metric=self.values[run.experiment_id](run.seed))
+            for exp_id in sorted({r.experiment_id for r in queued}):
+                self.referee.advance(exp_id)
+
+    def exp(self, exp_id: int) -> ExperimentRow:
+        return self.store.experiment(exp_id)
+
+    def points(self) -> tuple[int | None, int | None]:
+        line = self.store.line(self.line)
+        return line.incumbent_id, line.verified_id
+
+
+def noisy(level: float) -> Callable[[int], float]:
+    return lambda seed: level + 0.005 * ((seed * 7) % 3 - 1)
+
+
+def test_a_kept_step_beaten_by_its_sibling_is_superseded(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    # Two proposals from the baseline, prepared at the same time; the first to be screened is kept ...
+    first = lab.candidate(lab.base, noisy(0.9))
+    second = lab.candidate(lab.base, noisy(0.8))
+    lab.run_queued(only=first)
+    assert lab.exp(first).verdict == "kept" and lab.points() == (first, lab.base)
+    # ... then its sibling beats it on the same screening seed and the line moves to the sibling, which does not
+    # contain the first one's change: the first can never be verified, and is not left `kept`.
+    lab.run_queued(only=second)
+    assert lab.exp(second).verdict == "kept" and lab.exp(second).judgement["reference"] == first
+    assert lab.points() == (second, lab.base)
+    superseded = lab.exp(first)
+    assert superseded.verdict == "inconclusive" and f"superseded: its line builds on exp {second}" in superseded.reason
+    assert (first, "inconclusive", "kept") in lab.host.verdicts
+    # The lab's close verifies the line's head against its verified point: a claim, and the line's new point.
+    lab.referee.close_lines()
+    lab.run_queued()
+    assert lab.exp(second).verdict == "improved" and lab.points() == (second, second)
+    assert lab.exp(first).verdict == "inconclusive"
+
+
+def test_a_claim_leaves_a_line_that_built_on_it_where_it_is(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    lab.referee.verify_every = 1  # verify the first kept step at once (mid-lab)
+    head = lab.candidate(lab.base, noisy(0.9))
+    lab.run_queued(only=head, purpose="screen")
+    assert lab.exp(head).verdict == "kept" and lab.exp(head).judgement["verify"]["state"] == "running"
+    lab.referee.verify_every = 1000
+    # While it is verified, the line builds on it: a step better on the screening seed only.
+    on_top = lab.candidate(head, lambda seed: 0.85 if seed == 0 else 0.95)
+    lab.run_queued(only=on_top)
+    assert lab.exp(on_top).verdict == "kept" and lab.points() == (on_top, lab.base)
+    # The head is verified: it becomes the line's verified point, and the line stays on the step above it.
+    lab.run_queued()
+    assert lab.exp(head).verdict == "improved" and lab.points() == (on_top, head)
+    assert lab.exp(on_top).verdict == "kept"
+    # At the close the step is verified against the head, fails on fresh seeds, and the line goes back to the
+    # head, its last verified point; nothing worse is claimed.
+    lab.referee.close_lines()
+    lab.run_queued()
+    step = lab.exp(on_top)
+    assert step.verdict == "not_improved" and step.judgement["verify"]["anchor"] == head
+    assert lab.points() == (head, head)
+    assert any(kind == "rebase" and f"exp {head}" in message for kind, message in lab.host.notes)
+
+
+@pytest.mark.parametrize(("bound", "verdict"), [(0.005, "flagged"), (None, "bad_metric")])
+def test_a_value_off_the_log_scale_is_flagged_under_a_bound(tmp_path: Path, bound: float | None,
+                                                           verdict: str) -> None:
+    # A loss of 0 has no place on the log scale the baseline chose; under a declared bound it is evidence of a
+    # cheat for a person, otherwise a value the judge cannot use. Either way the line does not move.
+    lab = Lab(tmp_path, {"bound": bound} if bound is not None else None)
+    assert lab.referee.judge is not None and lab.referee.judge.scale == "log"
+    zero = lab.candidate(lab.base, lambda seed: 0.0)
+    lab.run_queued()
+    row = lab.exp(zero)
+    assert row.verdict == verdict and "could not be judged" in row.reason
+    assert any(f.startswith("beyond_bound") for f in row.flags) is (bound is not None)
+    assert "beyond_bound" not in row.reason  # reasons reach brains; the evidence stays with the flags
+    assert lab.points() == (lab.base, lab.base)
