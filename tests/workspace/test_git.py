@@ -201,7 +201,7 @@ def test_add_worktree_replaces_existing_path(repo: Path, tmp_path: Path) -> None
 
 def test_snapshot_without_change(repo: Path, wt: Path) -> None:
     base = head(repo)
-    snap = snapshot(wt, base, "nothing")
+    snap = snapshot(wt, base, "nothing", root=repo)
     assert snap.commit is None
     assert snap.diff == ""
     assert snap.changed == []
@@ -214,7 +214,7 @@ def test_snapshot_with_change(repo: Path, wt: Path) -> None:
     (wt / "task" / "train.py").write_text("lr = 0.05\n")
     (wt / "task" / "extra.py").write_text("y = 2\n")
     (wt / "task" / "eval.py").unlink()
-    snap = snapshot(wt, base, "lower lr")
+    snap = snapshot(wt, base, "lower lr", root=repo)
     assert snap.commit is not None and snap.commit != base
     assert snap.commit == head(wt)
     assert sorted(snap.changed) == ["task/eval.py", "task/extra.py", "task/train.py"]
@@ -234,7 +234,7 @@ def test_snapshot_removes_ignored_files(repo: Path, wt: Path) -> None:
     (wt / "task" / "model.ckpt").write_text("weights")
     (wt / "task" / "cache").mkdir()
     (wt / "task" / "cache" / "a.ckpt").write_text("c")
-    snap = snapshot(wt, base, "m")
+    snap = snapshot(wt, base, "m", root=repo)
     assert snap.changed == ["task/train.py"]
     assert not (wt / "task" / "model.ckpt").exists()
     assert not (wt / "task" / "cache").exists()
@@ -246,7 +246,7 @@ def test_snapshot_removes_ignored_files(repo: Path, wt: Path) -> None:
 
 def test_snapshot_only_ignored_files_is_no_change(repo: Path, wt: Path) -> None:
     (wt / "task" / "model.ckpt").write_text("weights")
-    snap = snapshot(wt, head(repo), "m")
+    snap = snapshot(wt, head(repo), "m", root=repo)
     assert snap.commit is None
     assert not (wt / "task" / "model.ckpt").exists()
 
@@ -257,7 +257,7 @@ def test_snapshot_detects_symlink_outside_worktree(repo: Path, wt: Path, tmp_pat
     os.symlink(secret, wt / "task" / "data.txt")
     os.symlink("../README.md", wt / "task" / "inside.md")
     os.symlink("../../../..", wt / "task" / "up")
-    snap = snapshot(wt, head(repo), "links")
+    snap = snapshot(wt, head(repo), "links", root=repo)
     assert snap.commit is not None
     assert sorted(snap.changed) == ["task/data.txt", "task/inside.md", "task/up"]
     assert sorted(snap.symlinks_out) == ["task/data.txt", "task/up"]
@@ -265,14 +265,14 @@ def test_snapshot_detects_symlink_outside_worktree(repo: Path, wt: Path, tmp_pat
 
 def test_snapshot_non_ascii_symlink_outside_is_detected(repo: Path, wt: Path, tmp_path: Path) -> None:
     os.symlink("/etc/passwd", wt / "task" / "café.py")
-    snap = snapshot(wt, head(repo), "links")
+    snap = snapshot(wt, head(repo), "links", root=repo)
     assert snap.changed == ["task/café.py"]
     assert snap.symlinks_out == ["task/café.py"]
 
 
 def test_keep_refs_and_best_branch(repo: Path, wt: Path) -> None:
     (wt / "task" / "train.py").write_text("lr = 0.01\n")
-    snap = snapshot(wt, head(repo), "e1")
+    snap = snapshot(wt, head(repo), "e1", root=repo)
     assert snap.commit
     keep(repo, "mylab", 1, snap.commit, best=False)
     assert sh(repo, "rev-parse", "refs/labmind/mylab/kept/1").strip() == snap.commit

@@ -463,7 +463,7 @@ class Lab(Steering):
         ctx = brain_context(
             self.store, list(self.rows.values()), self.task, experiment_id=exp_id, line_id=exp.line_id,
             parent_id=exp.parent_id, min_effect=self.min_effect(), task_dir_in_worktree=self.task_dir_in(worktree),
-            brief_text=self.brief_text, directive=exp.directive)
+            brief_text=self.brief_text, directive=exp.directive, worktree=worktree, repo_root=self.repo.root)
         fut = asyncio.wrap_future(self.pool.submit(self.propose_work, exp, ctx, worktree))
         self.tasks[fut] = ("proposal", exp_id, None)
 
@@ -476,7 +476,7 @@ class Lab(Steering):
         keep = False
         try:
             idea = self.brain.propose(ctx)
-            snap = gitops.snapshot(worktree, base, f"labmind exp {exp.id}: {idea.title}"[:200])
+            snap = gitops.snapshot(worktree, base, f"labmind exp {exp.id}: {idea.title}"[:200], root=self.repo.root)
             if snap.commit:
                 gitops.pin(self.repo.root, self.task.name, exp.id, snap.commit)
             problem = digest_mismatch(self.protected_digest,

@@ -45,6 +45,22 @@ def protected_files(task_dir: Path, protected: list[str]) -> list[Path]:
     return sorted(out)
 
 
+def hide_targets(task_dir: Path, patterns: list[str]) -> list[Path]:
+    """What `[run] hide` globs name under task_dir, files and whole directories, to be masked in the sandbox.
+    A matching symlink is followed to its target when that lies inside task_dir (the data it stands for)."""
+    root = task_dir.resolve()
+    out: set[Path] = set()
+    for pattern in patterns:
+        for path in task_dir.glob(pattern):
+            if path.is_symlink():
+                target = path.resolve()
+                if target.is_relative_to(root) and target.exists():
+                    out.add(target)
+            elif path.exists():
+                out.add(path)
+    return sorted(out)
+
+
 def digest(task_dir: Path, protected: list[str]) -> dict[str, str]:
     """sha256 of every protected file, keyed by its task-relative path."""
     result = {}
