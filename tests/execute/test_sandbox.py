@@ -95,8 +95,10 @@ def test_bwrap_mode_raises_when_unusable(monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.mark.sandbox
 @needs_bwrap
 def test_auto_uses_working_bwrap() -> None:
-    assert resolve_sandbox("auto") == (Sandbox("bwrap"), None)
-    assert resolve_sandbox("bwrap")[0].name == "bwrap"
+    sandbox, warning = resolve_sandbox("auto")
+    assert sandbox.name == "bwrap" and warning is None
+    assert sandbox.isolation[-2:] == ("--cap-drop", "ALL")  # verified from inside by the probe
+    assert resolve_sandbox("bwrap") == (sandbox, None)
 
 
 def test_gpu_runs_get_only_their_own_device_nodes(tmp_path: Path) -> None:

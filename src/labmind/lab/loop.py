@@ -36,6 +36,7 @@ from labmind.workspace import git as gitops
 from labmind.workspace.scope import (
     digest,
     digest_mismatch,
+    hide_targets,
     protected_files,
     scope_violation,
     to_task_relative,
@@ -53,9 +54,19 @@ def scope_rule(violation: str) -> str:
     return "outside_editable"
 
 
-def hidden_paths(paths: LabPaths) -> list[Path]:
-    """Hidden from runs and command brains: the lab's store and logs, the home directory, credentials."""
-    return default_hidden(paths.root)
+def hidden_paths(paths: LabPaths, repo_root: Path | None = None, task: Task | None = None) -> list[Path]:
+    """Hidden from runs, evaluators and brains: the lab's store and logs, the home directory, credentials,
+    the repository's git directory (it holds every file ever committed, `[run] hide` data included, and
+    its config may hold credentials) and the `[run] hide` files of the user's own checkout."""
+    out = default_hidden(paths.root)
+    if repo_root is not None:
+        try:
+            out.append(gitops.common_dir(repo_root))
+        except gitops.GitError:
+            pass  # not a repository (any more): nothing of it to hide
+    if task is not None:
+        out += hide_targets(paths.task_dir, task.run.hide)
+    return out
 
 
 class LabError(Exception):
@@ -603,7 +614,7 @@ class Lab(Steering):
             timeout_s=self.task.run.timeout, metric=self.task.metric.name,
             secondary=tuple(self.task.metric.secondary) + ((self.task.metric.self_time,) if self.task.metric.self_time
                                                             else ()),
-            hidden=tuple(hidden_paths(self.paths)),
+            hidden=tuple(hidden_paths(self.paths, self.repo.root, self.task)),
             evaluate=self.task.metric.evaluate, env=self.run_env(run.seed), token=token,
             # Runs that define a metric (baseline, verification) are also scored on held-out data.
             holdout=self.task.metric.holdout if run.purpose in ("baseline", "confirm") else None)
@@ -630,7 +641,7 @@ class Lab(Steering):
                                artifacts=tuple(self.task.run.artifacts))
             # Protected files are bound read-only inside the sandbox, and digested again afterwards.
             spec = replace(spec, protected=tuple(protected_files(spec.workdir, self.task.task.protected)),
-                           run_hidden=tuple(protected_files(spec.workdir, self.task.run.hide)))
+                           run_hidden=tuple(hide_targets(spec.workdir, self.task.run.hide)))
             outcome = await self.executor.run(spec, slot)
             actual = await asyncio.to_thread(digest, spec.workdir, self.task.task.protected)
             return outcome, digest_mismatch(self.protected_digest, actual)
