@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from labmind.execute.base import RunOutcome, RunSpec, RunStatus, Slot
-from labmind.execute.metric import ParsedMetrics, is_finite, parse_log
+from labmind.execute.metric import ParsedMetrics, is_usable, parse_log
 from labmind.execute.procs import TOKEN_VAR, kill_by_token, kill_now, reap_leftovers, terminate_tree
 from labmind.execute.sandbox import Sandbox
 from labmind.execute.slots import gpu_device_nodes
+from labmind.numeric import why_unusable
 
 EVAL_SEPARATOR = "----- labmind: trusted evaluation -----"
 TAIL_LINES = 40
@@ -165,7 +166,7 @@ class LocalExecutor:
         if proc.timed_out or proc.exit_code != 0:
             return replace(outcome, flags=(*outcome.flags, "holdout_failed"))
         value = parse_log(held.log_path, [spec.metric]).get(spec.metric)
-        return replace(outcome, holdout=value if is_finite(value) else None)
+        return replace(outcome, holdout=value if is_usable(value) else None)
 
     async def _exec(
         self, command: str, spec: RunSpec, slot: Slot, env: dict[str, str], token: str, timeout_s: float
@@ -219,12 +220,14 @@ class LocalExecutor:
         secondary = _secondary(spec, metrics, self_reported_from)
         self_reported = None
         if self_reported_from is not None and (claimed := self_reported_from.get(spec.metric)) is not None:
-            self_reported = claimed if math.isfinite(claimed) else None
+            self_reported = claimed if is_usable(claimed) else None
             if value is not None and _mismatch(claimed, value):
                 flags.append("self_reported_mismatch")
         if value is None:
             status: RunStatus = "no_metric"
-        elif not is_finite(value):
+        elif not is_usable(value):
+            # Said in the log, whose last line the verdict's reason quotes.
+            _append(spec.log_path, f"\nlabmind: {spec.metric} = {value!r} {why_unusable(value)}: bad_metric\n")
             status, value = "bad_metric", None
         else:
             status = "ok"
@@ -282,7 +285,7 @@ def _secondary(spec: RunSpec, primary: ParsedMetrics, fallback: ParsedMetrics | 
         value = primary.get(name)
         if value is None and fallback is not None:
             value = fallback.get(name)
-        if is_finite(value):
+        if is_usable(value):
             out[name] = value
     return out
 

@@ -143,8 +143,8 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
                              **({"factory": llm_factory} if llm_factory else {}))
         brain = brain or make_brain(settings.brain, task, seed=settings.seed, network=settings.brain_network,
                                     sandbox=sandbox, task_dir=task_dir, transcript_dir=paths.transcripts,
-                                    hidden=hidden_paths(paths, repo.root, task), llm=llm, ideas_model=settings.ideas_model,
-                                    max_repairs=settings.max_repairs)
+                                    hidden=hidden_paths(paths, repo.root, task), llm=llm,
+                                    ideas_model=settings.ideas_model, max_repairs=settings.max_repairs)
         auditor = Auditor(llm.get(settings.review_model)) if llm and settings.review_model else None
         policy = make_policy(settings.policy, settings.seed)
         # Only now, with everything valid, does anything get written.
