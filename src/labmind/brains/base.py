@@ -165,3 +165,16 @@ class Brain(Protocol):
     #   direct(view) -> list[Decision]  decisions over the lab's lines (worker thread)
     #   close() -> None              the lab is stopping: give up waits, release resources
 
+
+
+class IdleBrain:
+    """The brain of a session that proposes nothing (`labmind check`): it listens and never needs what a
+    real brain would (knobs to search, a model, an agent)."""
+
+    name = "idle"
+
+    def propose(self, ctx: BrainContext) -> Idea:
+        raise BrainError("this session proposes no experiments (labmind check); start one with `labmind run`")
+
+    def learn(self, result: PastExperiment) -> None:
+        """Nothing to keep."""

@@ -18,7 +18,7 @@ import shutil
 import stat
 import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Ref-changing git commands on one repository must not overlap (index.lock / worktree metadata races).
@@ -220,6 +220,9 @@ class Snapshot:
     diff: str
     changed: list[str]  # paths relative to the repository root
     symlinks_out: list[str]  # changed paths that are symlinks resolving outside the worktree
+    #: Directories (repository-relative) holding a `.git` of their own: never committed (git would record
+    #: them as gitlinks to commits that exist nowhere), and a change that adds one is rejected.
+    nested_repos: list[str] = field(default_factory=list)
 
 
 def snapshot(worktree: Path, base: str, message: str, *, root: Path) -> Snapshot:
@@ -230,7 +233,8 @@ def snapshot(worktree: Path, base: str, message: str, *, root: Path) -> Snapshot
     def wgit(*args: str) -> str:
         return worktree_git(root, worktree, *args)
 
-    wgit("add", "-A")
+    nested = nested_repositories(worktree)
+    wgit("add", "-A", "--", ".", *(f":(exclude,literal){p}" for p in nested))
     # -z: names verbatim (no quoting of spaces or non-ASCII characters).
     changed = [p for p in wgit("diff", "--cached", "--name-only", "-z", "--no-renames", "--no-ext-diff", base)
                .split("\0") if p]
@@ -243,7 +247,19 @@ def snapshot(worktree: Path, base: str, message: str, *, root: Path) -> Snapshot
         commit = wgit("rev-parse", "HEAD").strip()
         diff = wgit("diff", "--no-renames", "--no-ext-diff", "--no-textconv", base, commit)
     wgit("clean", "-ffdxq")
-    return Snapshot(commit=commit, diff=diff, changed=changed, symlinks_out=symlinks_out)
+    return Snapshot(commit=commit, diff=diff, changed=changed, symlinks_out=symlinks_out, nested_repos=nested)
+
+
+def nested_repositories(worktree: Path) -> list[str]:
+    """Directories below the worktree's top that hold a `.git` (a directory, or a file naming one)."""
+    found = []
+    for directory, dirs, files in os.walk(worktree):  # symlinked directories are listed, never entered
+        if directory != str(worktree) and (".git" in dirs or ".git" in files):
+            found.append(Path(directory).relative_to(worktree).as_posix())
+            dirs.clear()  # what lies below belongs to that repository
+            continue
+        dirs[:] = [d for d in dirs if d != ".git"]
+    return sorted(found)
 
 
 def _symlink_outside(worktree: Path, rel: str) -> bool:
