@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +25,7 @@ from labmind.execute.sandbox import resolve_sandbox
 
 DRIVER = Path(__file__).with_name("escape") / "driver.py"
 NOBODY = 65534
+SYSTEM_BINS = ("/usr/bin", "/usr/local/bin")
 #: Cases every identity must report contained, by class. Attack names come from escape/attacks.py.
 EXPECTED = {
     1: ["run rewrites the worktree's .git link", "brain replaces the worktree's .git link",
@@ -59,23 +61,35 @@ def _bwrap_or_skip() -> None:
         pytest.skip(f"bubblewrap does not work here: {warning}")
 
 
-def _as_nobody() -> list[str] | str:
-    """The command prefix that runs as uid 65534, or why that is impossible here."""
+def _as_nobody() -> tuple[list[str], dict[str, str]] | str:
+    """The command prefix that runs Python with labmind as uid 65534 (and the environment it needs), or why
+    that is impossible here. The checkout's own interpreter may lie where that user cannot go (pyenv under
+    /root): then a system Python of the same version with the checkout's packages on PYTHONPATH."""
     if os.geteuid() != 0:
         return "the suite does not run as root, so it cannot switch to another user (it plays as itself)"
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         return "setpriv (util-linux) is not installed"
     prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    probe = subprocess.run([*prefix, sys.executable, "-c", "import labmind, pydantic"], capture_output=True,
-                           text=True, check=False)
-    if probe.returncode != 0:
-        return (f"uid {NOBODY} cannot run this checkout's Python ({sys.executable}): {probe.stderr.strip()[-300:]}; "
-                "put the checkout where every user can read it")
-    return prefix
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    path = os.pathsep.join([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
+                            str(Path(__file__).resolve().parents[2] / "src")])
+    # The check runs a child interpreter from inside the first, as labmind does for every `labmind` command.
+    check = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import labmind, pydantic'], check=True)"
+    problems = []
+    candidates = [sys.executable, os.path.realpath(sys.executable), *(f"{d}/{version}" for d in SYSTEM_BINS)]
+    for python in dict.fromkeys(candidates):
+        if not os.path.exists(python):
+            continue
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": path, "LANG": "C.UTF-8"}
+        probe = subprocess.run([*prefix, python, "-c", check], capture_output=True, text=True, env=env, check=False)
+        if probe.returncode == 0:
+            return [*prefix, python], env
+        problems.append(f"{python}: {probe.stderr.strip().splitlines()[-1:] or probe.returncode}")
+    return f"uid {NOBODY} cannot run Python with this checkout's packages ({'; '.join(map(str, problems))})"
 
 
-def _play(prefix: list[str], uid: int) -> dict:
+def _play(prefix: list[str], env: dict[str, str], uid: int) -> dict:
     # Outside /tmp: runs see a private /tmp, and the bait and the host file must be visible to them.
     base = Path(tempfile.mkdtemp(prefix="labmind-redteam-", dir="/var/tmp"))
     os.chmod(base, 0o755)
@@ -85,13 +99,10 @@ def _play(prefix: list[str], uid: int) -> dict:
         path.mkdir()
         if os.geteuid() == 0:
             os.chown(path, uid, uid)
-    env = dict(os.environ)
-    if prefix:  # the other user gets a home of its own and finds labmind by path, as any user could
-        env = {"PATH": env.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8",
-               "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"),
-               **{k: v for k, v in env.items() if k.startswith("LABMIND_")}}
-    proc = subprocess.run([*prefix, sys.executable, str(DRIVER), str(work)], capture_output=True, text=True,
-                          env=env, timeout=900, check=False)
+    if prefix:  # the other user gets a home of its own
+        env = {**env, "HOME": str(home), **{k: v for k, v in os.environ.items() if k.startswith("LABMIND_")}}
+    command = [*prefix, str(DRIVER), str(work)] if prefix else [sys.executable, str(DRIVER), str(work)]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=False)
     try:
         results = json.loads((work / "results.json").read_text())
     except (OSError, ValueError):
@@ -106,8 +117,8 @@ def played() -> dict[str, dict]:
     _bwrap_or_skip()
     nobody = _as_nobody()
     with ThreadPoolExecutor(2) as pool:
-        root = pool.submit(_play, [], os.geteuid())
-        other = pool.submit(_play, nobody, NOBODY) if isinstance(nobody, list) else None
+        root = pool.submit(_play, [], dict(os.environ), os.geteuid())
+        other = pool.submit(_play, *nobody, NOBODY) if isinstance(nobody, tuple) else None
         out = {"root" if os.geteuid() == 0 else "user": root.result()}
         if other is not None:
             out["nobody"] = other.result()

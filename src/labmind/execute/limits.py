@@ -8,7 +8,8 @@ file it may write, and a largest log. Enforcement, strongest available first (se
   their `/tmp` and `/dev/shm` files included.
 - **cgroup v1** (writable `memory` and `pids` hierarchies, as root on older hosts): the same limits.
 - **otherwise**, rlimits and a watchdog: RLIMIT_NPROC for an ordinary user (it counts the user's other
-  processes too, so it is set to those plus the limit; the kernel ignores it for root), and every half
+  processes too, so it is set to those plus the limit; the kernel ignores it for root; a run it stops is
+  named as over its process limit when it crashed reporting a refused fork or thread), and every half
   second labmind adds up the proportional memory (PSS, anonymous and shared) and the threads of the run's
   processes and kills the run when one is over. A run can exceed its memory limit between two checks.
 

@@ -86,6 +86,17 @@ async def _reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]
     return reader, transport
 
 
+#: How programs report a fork or a thread refused by RLIMIT_NPROC (EAGAIN): strerror, bash, Python threads.
+_REFUSED = (b"Resource temporarily unavailable", b"fork: retry", b"can't start new thread")
+
+
+def _refused_fork(log_path: Path, start: int) -> bool:
+    with open(log_path, "rb") as f:
+        f.seek(max(start, f.seek(0, os.SEEK_END) - 16384))
+        tail = f.read()
+    return any(text in tail for text in _REFUSED)
+
+
 def _file_size_signal(code: int | None) -> bool:
     # SIGXFSZ: -25 from a process we started directly, 128 + 25 through a shell or bubblewrap.
     return code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ)
@@ -99,7 +110,9 @@ async def run_confined(argv: list[str], *, cwd: Path, env: dict[str, str], log_p
         with contextlib.suppress(OSError):  # the watchdog takes over for this run
             cgroup = cgroups.create(f"run-{uuid.uuid4().hex[:12]}", limits)
     trip = _Trip()
-    argv = launcher_argv(cgroup.procs if cgroup else [], rlimits(limits, cgroup), argv)
+    limited = rlimits(limits, cgroup)
+    argv = launcher_argv(cgroup.procs if cgroup else [], limited, argv)
+    start = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
         # A pipe of our own rather than asyncio's: its Process.wait() would also wait for the pipe to close,
         # which a daemon the run left behind keeps open until it is killed.
@@ -144,6 +157,8 @@ async def run_confined(argv: list[str], *, cwd: Path, env: dict[str, str], log_p
     breach = trip.kind or (kernel[0] if kernel else None)
     if breach is None and limits.file_size is not None and _file_size_signal(proc.returncode):
         breach = "file_size"
+    if breach is None and "NPROC" in limited and proc.returncode and _refused_fork(log_path, start):
+        breach = "processes"  # RLIMIT_NPROC refused a fork or a thread: the run's own output says so
     if breach is not None:
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(f"\n{breach_message(breach, limits)}\n")

@@ -164,8 +164,11 @@ def tool_paths() -> list[Path]:
     candidates.update(Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p)
     out: set[Path] = set()
     for path in candidates:
-        resolved = path.resolve()
-        if not resolved.exists():
+        try:
+            resolved = path.resolve()
+            if not resolved.exists():
+                continue
+        except OSError:  # a PATH entry this user may not even look into: nothing of it to bind
             continue
         if resolved.is_relative_to(tmp) and resolved != tmp:
             out.add(resolved)

@@ -99,7 +99,7 @@ editable = ["train.py"]
 protected = ["attacks.py", "redteam.json", "data/*"]
 
 [run]
-command = "python train.py"
+command = "python3 train.py"
 timeout = "60s"
 hide = ["secret/*"]
 
@@ -152,7 +152,7 @@ def klass_of(case: str) -> int:
 def sandboxed_lab(base: Path, config: dict[str, Any]) -> None:
     task = make_task(base / "task", config)
     lab = task / ".labmind"
-    run = labmind("run", str(task), "--brain", "command:python attacks.py brain", "--max-experiments", "1",
+    run = labmind("run", str(task), "--brain", "command:python3 attacks.py brain", "--max-experiments", "1",
                   "--slots", "1", "--sandbox", "bwrap", "--plain")
     record(2, "lab runs under --sandbox bwrap", run.returncode == 0, run.stdout[-400:] + run.stderr[-400:])
     # What the attacks saw from inside: every run (baseline) and the brain's transcript.
@@ -185,7 +185,7 @@ def unsandboxed_git(base: Path, config: dict[str, Any]) -> None:
     """Without a sandbox the brain can rewrite the worktree's git metadata at will: labmind's own git
     calls must still run nothing of it."""
     task = make_task(base / "task-git", config)
-    run = labmind("run", str(task), "--brain", "command:python attacks.py brain-git", "--max-experiments", "1",
+    run = labmind("run", str(task), "--brain", "command:python3 attacks.py brain-git", "--max-experiments", "1",
                   "--slots", "1", "--sandbox", "none", "--plain")
     transcripts = "".join(p.read_text(errors="replace") for p in (task / ".labmind").glob("transcripts/*"))
     replaced = [line for line in redteam_lines(transcripts) if "replaces" in line["case"]]
