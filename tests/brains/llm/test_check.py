@@ -105,3 +105,16 @@ def test_bwrap_confines_the_check(worktree: Path, bwrap: Sandbox, tmp_path: Path
     assert lines[-1] == "done"
     assert (worktree / "prepare.py").read_text() == "DATA = [1, 2, 3]\n"
     assert not outside.exists()  # /tmp inside the sandbox is private
+
+
+@pytest.mark.sandbox
+def test_hide_files_are_hidden_from_the_check(worktree: Path, bwrap: Sandbox) -> None:
+    # The check's output goes back to the model: evaluation data hidden from runs must stay hidden here too,
+    # in the worktree and in the repository's history.
+    repo = worktree.parent.parent.parent / "repo"
+    hidden = [repo / ".git", repo / "task" / "data" / "eval.txt"]  # as the lab hides them (hidden_paths)
+    check = make_check(bwrap, worktree, hide=["data/*"], hidden=hidden)
+    result = check(f"cat data/eval.txt; cat {repo}/task/data/eval.txt; git --git-dir={repo}/.git show "
+                   "HEAD:task/data/eval.txt; echo done", 60)
+    assert "secret targets" not in result.output_tail
+    assert result.output_tail.rstrip().endswith("done")
