@@ -27,7 +27,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from labmind.task.model import RunSection, show_size
+from labmind.task.fields import show_size
+from labmind.task.model import RunSection
 
 #: `[run] memory = "auto"` gives each slot this share of the machine's memory (what labmind itself may use).
 AUTO_MEMORY_SHARE = 0.9
