@@ -26,6 +26,9 @@ from labmind.execute.sandbox import resolve_sandbox
 DRIVER = Path(__file__).with_name("escape") / "driver.py"
 NOBODY = 65534
 SYSTEM_BINS = ("/usr/bin", "/usr/local/bin")
+CHECKOUT = Path(__file__).resolve().parents[2]
+#: Where the checkout is bind-mounted for uid 65534 when it cannot reach it where it is.
+VISIBLE_CHECKOUT = Path(f"/var/tmp/labmind-redteam-checkout-{os.getpid()}")
 #: Cases every identity must report contained, by class. Attack names come from escape/attacks.py.
 EXPECTED = {
     1: ["run rewrites the worktree's .git link", "brain replaces the worktree's .git link",
@@ -64,29 +67,52 @@ def _bwrap_or_skip() -> None:
 def _as_nobody() -> tuple[list[str], dict[str, str]] | str:
     """The command prefix that runs Python with labmind as uid 65534 (and the environment it needs), or why
     that is impossible here. The checkout's own interpreter may lie where that user cannot go (pyenv under
-    /root): then a system Python of the same version with the checkout's packages on PYTHONPATH."""
+    /root): then a system Python of the same version with the checkout's packages on PYTHONPATH. A checkout
+    under a directory that user cannot enter (a clone in /root) is bind-mounted, in a mount namespace of
+    the driver's own, at a path it can."""
     if os.geteuid() != 0:
         return "the suite does not run as root, so it cannot switch to another user (it plays as itself)"
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         return "setpriv (util-linux) is not installed"
-    prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    become = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    checkout = CHECKOUT
+    problems: list[str] = []
+    attempts: list[tuple[list[str], Path]] = [([], checkout)]
+    unshare = shutil.which("unshare")
+    if unshare is not None:
+        # `mount --bind CHECKOUT VISIBLE` in a private mount namespace, then the same as above.
+        attempts.append(([unshare, "--mount", "--propagation", "private", "sh", "-c",
+                          'mkdir -p "$2" && mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh", str(checkout),
+                          str(VISIBLE_CHECKOUT)], VISIBLE_CHECKOUT))
+    for outer, seen_at in attempts:
+        found = _interpreter(outer + become, seen_at, problems)
+        if found is not None:
+            return found
+    return f"uid {NOBODY} cannot run Python with this checkout's packages ({'; '.join(problems)})"
+
+
+def _interpreter(prefix: list[str], seen_at: Path, problems: list[str]) -> tuple[list[str], dict[str, str]] | None:
+    """The first Python that, run through `prefix` as uid 65534, imports labmind from the checkout as it is
+    seen at `seen_at` (and can start another Python, as labmind does for every command)."""
+    def mapped(path: str) -> str:
+        return str(seen_at / Path(path).relative_to(CHECKOUT)) if Path(path).is_relative_to(CHECKOUT) else path
+
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    path = os.pathsep.join([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"],
-                            str(Path(__file__).resolve().parents[2] / "src")])
-    # The check runs a child interpreter from inside the first, as labmind does for every `labmind` command.
+    paths = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], str(CHECKOUT / "src")]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "PYTHONPATH": os.pathsep.join(dict.fromkeys(mapped(p) for p in paths))}
     check = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import labmind, pydantic'], check=True)"
-    problems = []
-    candidates = [sys.executable, os.path.realpath(sys.executable), *(f"{d}/{version}" for d in SYSTEM_BINS)]
+    candidates = [mapped(sys.executable), os.path.realpath(sys.executable), *(f"{d}/{version}" for d in SYSTEM_BINS)]
     for python in dict.fromkeys(candidates):
-        if not os.path.exists(python):
+        if not os.path.exists(python) and not python.startswith(str(seen_at)):
             continue
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": path, "LANG": "C.UTF-8"}
-        probe = subprocess.run([*prefix, python, "-c", check], capture_output=True, text=True, env=env, check=False)
+        probe = subprocess.run([*prefix, python, "-c", check], capture_output=True, text=True, env=env,
+                               timeout=120, check=False)
         if probe.returncode == 0:
             return [*prefix, python], env
-        problems.append(f"{python}: {probe.stderr.strip().splitlines()[-1:] or probe.returncode}")
-    return f"uid {NOBODY} cannot run Python with this checkout's packages ({'; '.join(map(str, problems))})"
+        problems.append(f"{python}: {(probe.stderr.strip().splitlines() or [str(probe.returncode)])[-1]}")
+    return None
 
 
 def _play(prefix: list[str], env: dict[str, str], uid: int) -> dict:
@@ -101,7 +127,9 @@ def _play(prefix: list[str], env: dict[str, str], uid: int) -> dict:
             os.chown(path, uid, uid)
     if prefix:  # the other user gets a home of its own
         env = {**env, "HOME": str(home), **{k: v for k, v in os.environ.items() if k.startswith("LABMIND_")}}
-    command = [*prefix, str(DRIVER), str(work)] if prefix else [sys.executable, str(DRIVER), str(work)]
+    driver = str(DRIVER) if not prefix or str(VISIBLE_CHECKOUT) not in prefix else \
+        str(VISIBLE_CHECKOUT / DRIVER.relative_to(CHECKOUT))
+    command = [*prefix, driver, str(work)] if prefix else [sys.executable, driver, str(work)]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=False)
     try:
         results = json.loads((work / "results.json").read_text())
@@ -124,6 +152,8 @@ def played() -> dict[str, dict]:
             out["nobody"] = other.result()
         else:
             out["nobody"] = {"skip": nobody}
+    if VISIBLE_CHECKOUT.is_dir():
+        VISIBLE_CHECKOUT.rmdir()  # the mount point (the mount itself ended with its namespace)
     return out
 
 
