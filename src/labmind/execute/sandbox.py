@@ -39,7 +39,8 @@ class SandboxUnavailable(RuntimeError):
 #: Namespace and capability flags, strongest first. A user namespace also makes uid 0 inside the sandbox an
 #: unprivileged user outside; `--disable-userns` stops the run from making a nested one (bwrap ≥ 0.8).
 USERNS_ISOLATION = ("--unshare-user", "--disable-userns", "--cap-drop", "ALL")
-#: For root where user namespaces are turned off (sysctl, AppArmor): still no capability inside.
+#: Where user namespaces are turned off (sysctl, AppArmor): root's bwrap, or a setuid bwrap, still gives the
+#: sandbox no capability (the probe checks that it really has none).
 ROOT_ISOLATION = ("--cap-drop", "ALL")
 _CAP_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
 
@@ -75,8 +76,7 @@ def _bwrap_setup() -> BwrapSetup | str:
     attempts = [tuple(f for f in USERNS_ISOLATION if f != "--disable-userns" or f in usage)]
     if "--disable-userns" in attempts[0]:
         attempts.append(tuple(f for f in USERNS_ISOLATION if f != "--disable-userns"))
-    if os.geteuid() == 0:
-        attempts.append(ROOT_ISOLATION)
+    attempts.append(ROOT_ISOLATION)
     problem = "bwrap failed"
     for isolation in attempts:
         argv = [binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all", *isolation,
