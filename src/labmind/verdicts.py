@@ -28,12 +28,12 @@ MEANING: dict[Verdict, str] = {
     Verdict.NOT_IMPROVED: "ran fine but did not beat its line's incumbent by the minimum effect",
     Verdict.INCONCLUSIVE: "looked better on screening, but verification on fresh seeds could not confirm it (its line "
                           "went back to its last verified point)",
-    Verdict.CRASHED: "the run exited with an error",
+    Verdict.CRASHED: "the run exited with an error or was killed over a resource limit",
     Verdict.TIMED_OUT: "the run exceeded the task's timeout and was killed with its process tree",
     Verdict.NO_METRIC: "the run finished but printed no value for the metric",
-    Verdict.BAD_METRIC: "the metric was NaN or infinite",
+    Verdict.BAD_METRIC: "the metric was NaN, infinite or too large to summarise",
     Verdict.NO_CHANGE: "the proposal changed no file",
-    Verdict.REJECTED: "the change broke a hard rule (files outside editable, protected files)",
+    Verdict.REJECTED: "the change broke a hard rule (files outside editable, protected files, nested repositories)",
     Verdict.FLAGGED: "looked better but an integrity check needs a person to look",
 }
 

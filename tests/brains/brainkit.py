@@ -45,11 +45,12 @@ def make_ctx(
     experiment_id: int = 1,
     parent: PastExperiment = BASELINE,
     history: tuple[PastExperiment, ...] = (),
+    worktree: Path | None = None,
 ) -> BrainContext:
     return BrainContext(
         task=task, task_dir=task_dir, experiment_id=experiment_id, line_id=0, parent=parent,
         incumbent=parent, best=parent, baseline=BASELINE, min_effect=0.01, history=history,
-        near_misses=(), recent_failures=(), brief_text="Make loss small.",
+        near_misses=(), recent_failures=(), brief_text="Make loss small.", worktree=worktree,
     )  # fmt: skip
 
 

@@ -146,7 +146,8 @@ def test_bwrap_confines_writes(repo: RepoFactory, tmp_path: Path) -> None:
         f"echo escaped > {outside} ; echo hacked >> prepare.py ; echo s > {state}/session ; "
         "echo ok > ../other.txt && echo fine"  # elsewhere in the worktree: allowed
     )
-    brain_for(command, sandbox, extra_writable=[state]).propose(make_ctx(make_task(), task_dir))
+    brain_for(command, sandbox, extra_writable=[state]).propose(make_ctx(make_task(), task_dir,
+                                                                         worktree=task_dir.parent))
     assert not outside.exists()
     assert (state / "session").read_text() == "s\n"
     assert (task_dir / "prepare.py").read_text() == FILES["prepare.py"]  # protected: read-only

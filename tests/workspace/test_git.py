@@ -201,7 +201,7 @@ def test_add_worktree_replaces_existing_path(repo: Path, tmp_path: Path) -> None
 
 def test_snapshot_without_change(repo: Path, wt: Path) -> None:
     base = head(repo)
-    snap = snapshot(wt, base, "nothing")
+    snap = snapshot(wt, base, "nothing", root=repo)
     assert snap.commit is None
     assert snap.diff == ""
     assert snap.changed == []
@@ -214,7 +214,7 @@ def test_snapshot_with_change(repo: Path, wt: Path) -> None:
     (wt / "task" / "train.py").write_text("lr = 0.05\n")
     (wt / "task" / "extra.py").write_text("y = 2\n")
     (wt / "task" / "eval.py").unlink()
-    snap = snapshot(wt, base, "lower lr")
+    snap = snapshot(wt, base, "lower lr", root=repo)
     assert snap.commit is not None and snap.commit != base
     assert snap.commit == head(wt)
     assert sorted(snap.changed) == ["task/eval.py", "task/extra.py", "task/train.py"]
@@ -234,7 +234,7 @@ def test_snapshot_removes_ignored_files(repo: Path, wt: Path) -> None:
     (wt / "task" / "model.ckpt").write_text("weights")
     (wt / "task" / "cache").mkdir()
     (wt / "task" / "cache" / "a.ckpt").write_text("c")
-    snap = snapshot(wt, base, "m")
+    snap = snapshot(wt, base, "m", root=repo)
     assert snap.changed == ["task/train.py"]
     assert not (wt / "task" / "model.ckpt").exists()
     assert not (wt / "task" / "cache").exists()
@@ -246,7 +246,7 @@ def test_snapshot_removes_ignored_files(repo: Path, wt: Path) -> None:
 
 def test_snapshot_only_ignored_files_is_no_change(repo: Path, wt: Path) -> None:
     (wt / "task" / "model.ckpt").write_text("weights")
-    snap = snapshot(wt, head(repo), "m")
+    snap = snapshot(wt, head(repo), "m", root=repo)
     assert snap.commit is None
     assert not (wt / "task" / "model.ckpt").exists()
 
@@ -257,7 +257,7 @@ def test_snapshot_detects_symlink_outside_worktree(repo: Path, wt: Path, tmp_pat
     os.symlink(secret, wt / "task" / "data.txt")
     os.symlink("../README.md", wt / "task" / "inside.md")
     os.symlink("../../../..", wt / "task" / "up")
-    snap = snapshot(wt, head(repo), "links")
+    snap = snapshot(wt, head(repo), "links", root=repo)
     assert snap.commit is not None
     assert sorted(snap.changed) == ["task/data.txt", "task/inside.md", "task/up"]
     assert sorted(snap.symlinks_out) == ["task/data.txt", "task/up"]
@@ -265,14 +265,14 @@ def test_snapshot_detects_symlink_outside_worktree(repo: Path, wt: Path, tmp_pat
 
 def test_snapshot_non_ascii_symlink_outside_is_detected(repo: Path, wt: Path, tmp_path: Path) -> None:
     os.symlink("/etc/passwd", wt / "task" / "café.py")
-    snap = snapshot(wt, head(repo), "links")
+    snap = snapshot(wt, head(repo), "links", root=repo)
     assert snap.changed == ["task/café.py"]
     assert snap.symlinks_out == ["task/café.py"]
 
 
 def test_keep_refs_and_best_branch(repo: Path, wt: Path) -> None:
     (wt / "task" / "train.py").write_text("lr = 0.01\n")
-    snap = snapshot(wt, head(repo), "e1")
+    snap = snapshot(wt, head(repo), "e1", root=repo)
     assert snap.commit
     keep(repo, "mylab", 1, snap.commit, best=False)
     assert sh(repo, "rev-parse", "refs/labmind/mylab/kept/1").strip() == snap.commit
@@ -295,3 +295,98 @@ def test_remove_worktree_cleans_up(repo: Path, tmp_path: Path) -> None:
     assert not path.exists()
     assert str(path) not in sh(repo, "worktree", "list")
     remove_worktree(repo, path)  # removing again is harmless
+
+
+# -- worktrees hold untrusted content: git never trusts their metadata ---------------------------------
+
+
+HOSTILE = """[core]
+\tfsmonitor = "touch {mark}; false"
+\thooksPath = {hooks}
+"""
+
+
+def _plant_hostile_git(wt: Path, mark: Path) -> None:
+    """What a sandbox-less brain could do: replace the `.git` link by a repository whose config and hooks
+    run a command."""
+    (wt / ".git").unlink()
+    hooks = wt / ".git" / "hooks"
+    hooks.mkdir(parents=True)
+    for hook in ("pre-commit", "post-commit", "post-index-change", "reference-transaction"):
+        (hooks / hook).write_text(f"#!/bin/sh\ntouch {mark}\n")
+        (hooks / hook).chmod(0o755)
+    (wt / ".git" / "config").write_text(HOSTILE.format(mark=mark, hooks=hooks))
+    (wt / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (wt / ".git" / "objects").mkdir()
+    (wt / ".git" / "refs").mkdir()
+
+
+def test_snapshot_ignores_a_replaced_git_link(repo: Path, wt: Path, tmp_path: Path) -> None:
+    mark = tmp_path / "pwned"
+    _plant_hostile_git(wt, mark)
+    (wt / "task" / "train.py").write_text("lr = 0.2\n")
+    snap = snapshot(wt, head(repo), "change", root=repo)
+    assert not mark.exists()  # no fsmonitor, no hook ran
+    assert snap.commit is not None and snap.changed == ["task/train.py"]
+    assert sh(repo, "cat-file", "-t", snap.commit).strip() == "commit"  # committed to labmind's repository
+
+
+def test_snapshot_ignores_a_redirected_git_link(repo: Path, wt: Path, tmp_path: Path) -> None:
+    mark = tmp_path / "pwned"
+    evil = wt / "evil"
+    evil.mkdir()
+    (evil / "config").write_text(HOSTILE.format(mark=mark, hooks=evil))
+    (wt / ".git").write_text(f"gitdir: {evil}\n")
+    (wt / "task" / "train.py").write_text("lr = 0.3\n")
+    snap = snapshot(wt, head(repo), "change", root=repo)
+    assert not mark.exists()
+    assert "task/evil/config" not in snap.changed and "evil/config" in snap.changed
+
+
+def test_user_hooks_of_the_repository_do_not_run_on_worktrees(repo: Path, wt: Path, tmp_path: Path) -> None:
+    mark = tmp_path / "hooked"
+    hook = repo / ".git" / "hooks" / "post-commit"
+    hook.write_text(f"#!/bin/sh\ntouch {mark}\n")
+    hook.chmod(0o755)
+    (wt / "task" / "train.py").write_text("lr = 0.4\n")
+    assert snapshot(wt, head(repo), "change", root=repo).commit is not None
+    assert not mark.exists()
+
+
+def test_nested_repositories_are_left_out_and_reported(repo: Path, wt: Path, tmp_path: Path) -> None:
+    mark = tmp_path / "nested"
+    nested = wt / "task" / "vendor"
+    sh(wt, "init", "-q", str(nested))
+    (nested / "f.py").write_text("x = 1\n")
+    sh(nested, "config", "core.fsmonitor", f"touch {mark}; false")
+    (wt / "task" / "train.py").write_text("lr = 0.5\n")
+    snap = snapshot(wt, head(repo), "change", root=repo)
+    assert snap.nested_repos == ["task/vendor"]
+    assert snap.changed == ["task/train.py"]  # the nested repository is not part of the commit
+    assert not mark.exists() and not nested.exists()  # and the worktree is exactly the commit afterwards
+
+
+def test_worktree_git_dir_comes_from_the_repository(repo: Path, wt: Path) -> None:
+    from labmind.workspace.git import GitError, worktree_git_dir
+
+    admin = worktree_git_dir(repo, wt)
+    assert admin.parent == (repo / ".git" / "worktrees").resolve()
+    (wt / ".git").unlink()
+    (wt / ".git").write_text("gitdir: /somewhere/else\n")
+    assert worktree_git_dir(repo, wt) == admin  # the link's content does not matter
+    with pytest.raises(GitError, match="is not a worktree of"):
+        worktree_git_dir(repo, wt / "task")
+
+
+def test_remove_worktree_deletes_what_sandboxed_code_locked(repo: Path, tmp_path: Path) -> None:
+    path = tmp_path / "locked"
+    add_worktree(repo, path, head(repo))
+    deep = path / "task" / "a" / "b"
+    deep.mkdir(parents=True)
+    (deep / "f").write_text("x")
+    os.chmod(deep, 0o000)
+    os.chmod(path / "task" / "a", 0o500)
+    (path / "task" / "escape").symlink_to("/")  # never followed
+    remove_worktree(repo, path)
+    assert not path.exists()
+    assert Path("/").exists() and Path("/usr").is_dir()

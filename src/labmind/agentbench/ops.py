@@ -294,9 +294,16 @@ class Bench:
             raise BenchError(f"experiment {exp}'s worktree {worktree} is gone, so there is nothing to submit; "
                              f"give it up with --abandon REASON and claim another with `labmind agent next`.")
         try:
-            root = Path(gitops.git(worktree, "rev-parse", "--show-toplevel").strip()).resolve()
-            tracked = gitops.git(root, "diff", "--name-only", "-z", "--no-renames", offer.base_commit)
-            untracked = gitops.git(root, "ls-files", "--others", "--exclude-standard", "-z")
+            with self.store() as store:
+                repo = Path(store.lab().repo_root)  # type: ignore[union-attr]
+            # The worktree's top directory is the one the repository records for it (never its `.git`).
+            root = next((p for p in (worktree.resolve(), *worktree.resolve().parents)
+                         if _is_worktree_of(repo, p)), None)
+            if root is None:
+                raise gitops.GitError(f"{worktree} is not inside a worktree of {repo}")
+            tracked = gitops.worktree_git(repo, root, "diff", "--name-only", "-z", "--no-renames", "--no-ext-diff",
+                                          offer.base_commit)
+            untracked = gitops.worktree_git(repo, root, "ls-files", "--others", "--exclude-standard", "-z")
         except gitops.GitError as exc:
             raise BenchError(f"cannot read experiment {exp}'s worktree with git ({exc}); check {worktree} with "
                              "`git status`, then submit again.") from exc
@@ -413,3 +420,11 @@ def _min_effect(task_json: str) -> Any:
 def _metric(task_json: str) -> dict[str, str]:
     task = Task.model_validate_json(task_json)
     return {"name": task.metric.name, "goal": task.metric.goal}
+
+
+def _is_worktree_of(repo: Path, path: Path) -> bool:
+    try:
+        gitops.worktree_git_dir(repo, path)
+    except gitops.GitError:
+        return False
+    return True

@@ -65,7 +65,7 @@ class AgentBrain:
     def propose(self, ctx: BrainContext) -> Idea:
         exp = ctx.experiment_id
         offer = Offer(experiment=exp, line=ctx.line_id, lab_pid=os.getpid(), offered_at=time.time(),
-                      base_commit=gitops.git(ctx.task_dir, "rev-parse", "HEAD").strip(),
+                      base_commit=_head(ctx),
                       claim_timeout_s=self.claim_timeout_s, submit_timeout_s=self.submit_timeout_s,
                       brief=ctx.to_dict())
         with self._lock:
@@ -219,3 +219,10 @@ def make_agent_brain(spec: str, task_dir: Path | None) -> AgentBrain:
     claim, submit = parse_agent_spec(spec)
     return AgentBrain(Inbox(inbox_dir(LabPaths(task_dir.resolve()))), claim_timeout_s=claim,
                       submit_timeout_s=submit)
+
+
+def _head(ctx: BrainContext) -> str:
+    """The commit the experiment's worktree starts from, asked of the repository's records for it."""
+    if ctx.worktree is not None and ctx.repo_root is not None:
+        return gitops.worktree_git(ctx.repo_root, ctx.worktree, "rev-parse", "HEAD").strip()
+    return gitops.git(ctx.task_dir, "rev-parse", "HEAD").strip()  # outside a lab (tests): a plain checkout

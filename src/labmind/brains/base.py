@@ -74,6 +74,11 @@ class BrainContext:
     #: "log_tail": ...} fixes a crashed parent; {"kind": "combine", "with": id, "diff": ...} merges another
     #: line's win into this line's incumbent. Empty for ordinary proposals.
     directive: dict[str, Any] = field(default_factory=dict)
+    #: The experiment's worktree (its top directory) and the repository it belongs to. Git commands on the
+    #: worktree go through `labmind.workspace.git.worktree_git(repo_root, worktree, ...)`, never through the
+    #: worktree's own `.git` (brains and runs can rewrite it). None outside a lab (tests).
+    worktree: Path | None = None
+    repo_root: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON brief handed to external brains."""
@@ -161,3 +166,16 @@ class Brain(Protocol):
     #   direct(view) -> list[Decision]  decisions over the lab's lines (worker thread)
     #   close() -> None              the lab is stopping: give up waits, release resources
 
+
+
+class IdleBrain:
+    """The brain of a session that proposes nothing (`labmind check`): it listens and never needs what a
+    real brain would (knobs to search, a model, an agent)."""
+
+    name = "idle"
+
+    def propose(self, ctx: BrainContext) -> Idea:
+        raise BrainError("this session proposes no experiments (labmind check); start one with `labmind run`")
+
+    def learn(self, result: PastExperiment) -> None:
+        """Nothing to keep."""

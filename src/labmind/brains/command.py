@@ -44,6 +44,7 @@ from labmind.brains.base import BrainContext, BrainError, Idea, PastExperiment
 from labmind.execute.local import with_interpreter
 from labmind.observe.numbers import bar_text, figure_text, spread_of
 from labmind.task.model import Task
+from labmind.workspace.scope import hide_targets
 
 DEFAULT_TIMEOUT_S = 30 * 60.0
 _TITLE_MAX = 120
@@ -77,16 +78,10 @@ class SandboxLike(Protocol):
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def worktree_root(task_dir: Path) -> Path:
-    """The git worktree holding task_dir (what the program may write); task_dir itself outside git."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            cwd=task_dir, capture_output=True, text=True, timeout=30, check=True,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return task_dir.resolve()
-    return Path(out.stdout.strip()).resolve()
+def hidden_files(task_dir: Path, hide: Sequence[str]) -> list[Path]:
+    """The task's `[run] hide` files and directories in this checkout: what runs cannot see, brains cannot
+    either (a brain could otherwise copy evaluation data into its idea or its change)."""
+    return hide_targets(task_dir, list(hide))
 
 
 def expand_globs(task_dir: Path, patterns: Sequence[str]) -> list[Path]:
@@ -326,9 +321,9 @@ class CommandBrain:
         return self.sandbox.wrap(
             [shell, "-c", command],
             workdir=ctx.task_dir,
-            writable=[worktree_root(ctx.task_dir), scratch, *(p for p in self.extra_writable if p.exists())],
+            writable=[ctx.worktree or ctx.task_dir, scratch, *(p for p in self.extra_writable if p.exists())],
             readonly=expand_globs(ctx.task_dir, ctx.task.task.protected),
-            hidden=self.hidden,
+            hidden=[*self.hidden, *hidden_files(ctx.task_dir, ctx.task.run.hide)],
             gpus=False,
             network=self.network,
             env=env,

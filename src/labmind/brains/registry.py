@@ -34,9 +34,10 @@ PRESETS: dict[str, str] = {
     # workspace-write: codex's own sandbox lets it write the cwd (and /tmp, where $LABMIND_IDEA lives).
     "codex": 'codex exec --json --sandbox workspace-write --skip-git-repo-check "$(cat "$LABMIND_PROMPT")"',
     # aider would otherwise write .aider* history files and a .gitignore entry into the worktree, which the
-    # scope check would reject as edits outside `editable`; keep its files in the scratch directory.
+    # scope check would reject as edits outside `editable`; keep its files in the scratch directory. --no-git:
+    # the repository's git directory is hidden in the sandbox (labmind commits the change itself).
     "aider": (
-        'aider --message-file "$LABMIND_PROMPT" --yes-always --no-auto-commits --no-gitignore '
+        'aider --message-file "$LABMIND_PROMPT" --yes-always --no-auto-commits --no-gitignore --no-git '
         "--no-check-update --analytics-disable "
         '--input-history-file "$LABMIND_SCRATCH/aider.input.history" '
         '--chat-history-file "$LABMIND_SCRATCH/aider.chat.history.md" '

@@ -35,14 +35,14 @@ def _emit(data: dict[str, Any], text: str, json_out: bool) -> None:
 @agent_app.command()
 def start(
     task_dir: Path = TaskDirArg,
-    slots: int = typer.Option(None, help="CPU slots for CPU tasks (gpus = 0)."),
+    slots: int = typer.Option(None, min=1, help="CPU slots for CPU tasks (gpus = 0)."),
     gpus: str = typer.Option(None, help="GPUs to use, e.g. 0,1 (default: all)."),
     lines: int = typer.Option(None, min=1, help="Research lines (default: one per slot); one agent per line works."),
     max_experiments: int = typer.Option(None, min=0, help="Stop offering work after this many experiments."),
     budget: str = typer.Option(None, help="Wall-clock budget for this session, e.g. 2h."),
     policy: str = typer.Option(None, help="greedy | tree"),
     sandbox: str = typer.Option(None, help="auto | bwrap | none (for the experiment runs)."),
-    seed: int = typer.Option(None, help="Seed for the search policy."),
+    seed: int = typer.Option(None, min=0, max=2**31 - 1, help="Seed for the search policy."),
     claim_timeout: str = typer.Option(None, help="Withdraw an offer nobody claims within this time, e.g. 30m "
                                                  "(default: none, wait for agents)."),
     submit_timeout: str = typer.Option(None, help="Withdraw a claimed experiment not submitted within this time "

@@ -12,10 +12,10 @@ bench_app = typer.Typer(help="Benchmarks that ship with labmind.", no_args_is_he
 
 @bench_app.command("scheduler")
 def scheduler(
-    slots: int = typer.Option(4, help="Slots (S)."),
-    run_s: float = typer.Option(2.0, "--run", help="Seconds per run (R): 60 s scaled down."),
-    brain_s: float = typer.Option(None, "--brain", help="Seconds per proposal (L); default R/2."),
-    experiments: int = typer.Option(40, help="Experiments per mode."),
+    slots: int = typer.Option(4, min=1, help="Slots (S)."),
+    run_s: float = typer.Option(2.0, "--run", min=0.01, help="Seconds per run (R): 60 s scaled down."),
+    brain_s: float = typer.Option(None, "--brain", min=0.0, help="Seconds per proposal (L); default R/2."),
+    experiments: int = typer.Option(40, min=1, help="Experiments per mode."),
     sandbox: str = typer.Option("none", help="Sandbox for the simulated runs (none measures scheduling only)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:

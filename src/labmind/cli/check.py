@@ -13,7 +13,7 @@ from labmind.cli.run import execute
 def check(
     task_dir: Path = TaskDirArg,
     gpus: str = typer.Option(None, help="GPUs to use, e.g. 0,1."),
-    slots: int = typer.Option(None, help="CPU slots for CPU tasks."),
+    slots: int = typer.Option(None, min=1, help="CPU slots for CPU tasks."),
     sandbox: str = typer.Option(None, help="auto | bwrap | none"),
     plain: bool = typer.Option(False, "--plain"),
     json_out: bool = typer.Option(False, "--json"),

@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from labmind.lab.paths import LabPaths
 from labmind.store import Store
+from labmind.terminal import printable
 
 console = Console()
 err_console = Console(stderr=True)
@@ -23,8 +24,13 @@ TaskDirArg = typer.Argument(Path("."), help="The task directory (holds labmind.t
 JsonOpt = typer.Option(False, "--json", help="Machine-readable JSON output.")
 
 
+def safe(text: str) -> str:
+    """Stored text (run output, ideas, reasons) for rich: control sequences shown as escapes, markup escaped."""
+    return escape(printable(text))
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    err_console.print(f"[red]error:[/] {safe(message)}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -26,7 +26,8 @@ def init(task_dir: Path = TaskDirArg) -> None:
         console.print("next: write labmind.toml (see docs/task-file.md) or pass task flags to `labmind run`.")
 
 
-def stop(task_dir: Path = TaskDirArg, wait: float = typer.Option(60.0, help="Seconds to wait for it to exit.")) -> None:
+def stop(task_dir: Path = TaskDirArg,
+         wait: float = typer.Option(60.0, min=0.0, help="Seconds to wait for it to exit.")) -> None:
     """Stop a running lab: its running runs are killed and re-queued for `labmind resume`."""
     paths = LabPaths(task_dir.resolve())
     pid = holder_pid(paths.lock)

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, print_json, read_store
+from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, print_json, read_store, safe
 from labmind.lab.paths import LabPaths
 from labmind.lab.review import ReviewError, apply_review, check_reviewable, post_review
 from labmind.store import LabLock, LabLocked, Store, StoreError
@@ -111,7 +110,7 @@ def guard_report(task_dir: Path = TaskDirArg, json_out: bool = JsonOpt) -> None:
                   f"{data['flagged']} flagged, {data['rejected']} rejected")
     table = Table("rule", "flagged (experiments)", "rejected (experiments)", header_style="bold")
     for rule in sorted(set(data["flags_by_rule"]) | set(data["rejections_by_rule"])):
-        table.add_row(escape(rule), str(data["flags_by_rule"].get(rule, 0)),
+        table.add_row(safe(rule), str(data["flags_by_rule"].get(rule, 0)),
                       str(data["rejections_by_rule"].get(rule, 0)))
     if table.row_count:
         console.print(table)

@@ -8,15 +8,15 @@ from typing import Any
 
 import typer
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 
-from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, fmt, print_json, read_store
+from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, fmt, print_json, read_store, safe
 from labmind.lab.campaign import CampaignError, campaign_status, is_campaign
 from labmind.lab.status import lab_status
 from labmind.observe.live import status_view
 from labmind.observe.numbers import figure_text, row_figure
 from labmind.store import ExperimentRow, Store, StoreError
+from labmind.terminal import printable
 from labmind.verdicts import MEANING, Verdict
 
 VERDICT_STYLE = {"improved": "green", "kept": "bright_green", "not_improved": "white", "inconclusive": "yellow",
@@ -53,8 +53,8 @@ def campaign_view(data: dict[str, Any]) -> None:
                   header_style="bold", box=box.SIMPLE_HEAD,
                   title=f"campaign {data['campaign']}: {data['tasks']} tasks, {data['labs']} with a lab")
     for r in data["rows"]:
-        table.add_row(escape(r["task"]), fmt(r["start"], 4), fmt(r["baseline"], 4), fmt(r["best"], 4),
-                      str(r["best_experiment"] or "–"), str(r["experiments"]), escape(r["state"]))
+        table.add_row(safe(r["task"]), fmt(r["start"], 4), fmt(r["baseline"], 4), fmt(r["best"], 4),
+                      str(r["best_experiment"] or "–"), str(r["experiments"]), safe(r["state"]))
     console.print(table)
     console.print(f"mean {metric}: start {fmt(data['mean_start'], 4)}, now {fmt(data['mean_current'], 4)}; "
                   f"{data['improved_tasks']} task(s) with a confirmed improvement. One task: "
@@ -119,7 +119,7 @@ def judgement_text(exp: ExperimentRow) -> str:
     return "; ".join(parts)
 
 
-def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, help="Show only the last N experiments."),
+def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, min=1, help="Show only the last N experiments."),
         line: int = typer.Option(None, help="Only this line's experiments."), json_out: bool = JsonOpt) -> None:
     """One row per experiment: id, line, parent, verdict, metric ± 95% CI half-width, runs, flags, idea."""
     with read_store(task_dir) as (store, _):
@@ -139,8 +139,8 @@ def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, help="Show 
         style = VERDICT_STYLE.get(verdict, "cyan")
         table.add_row(str(r.id), "–" if r.line_id is None else str(r.line_id),
                       "–" if r.parent_id is None else str(r.parent_id), f"[{style}]{verdict}[/]", metric_text(r),
-                      str(r.n_runs), ",".join(f.split(":")[0] for f in r.flags),
-                      escape(_clip(r.idea.title or r.error or "", room)))
+                      str(r.n_runs), safe(",".join(f.split(":")[0] for f in r.flags)),
+                      safe(_clip(r.idea.title or r.error or "", room)))
     console.print(table)
 
 
@@ -170,12 +170,12 @@ def show(exp: int = typer.Argument(..., help="Experiment id (see `labmind log`).
                   f"[{VERDICT_STYLE.get(verdict, 'cyan')}]{verdict}[/]")
     if row.verdict in {v.value for v in Verdict}:
         console.print(f"  meaning: {MEANING[Verdict(row.verdict)]}")
-    console.print(f"  why:     {escape(row.reason or row.error or '–')}")
-    console.print(f"  idea:    {escape(row.idea.title)}")
+    console.print(f"  why:     {safe(row.reason or row.error or '–')}")
+    console.print(f"  idea:    {safe(row.idea.title)}")
     for label, text in (("hypothesis", row.idea.hypothesis), ("rationale", row.idea.rationale),
                         ("expected", row.idea.expected_effect)):
         if text:
-            console.print(f"  {label}: {escape(text)}")
+            console.print(f"  {label}: {safe(text)}")
     p = [f"p={row.p_value:.3g}"] if row.p_value is not None else []
     console.print(f"  metric:  {row_figure(row, extra=p).text()}", highlight=False)
     judged = judgement_text(row)
@@ -185,19 +185,19 @@ def show(exp: int = typer.Argument(..., help="Experiment id (see `labmind log`).
         console.print(f"  asked:   {row.directive.get('kind')} (of exp "
                       f"{row.directive.get('of', row.directive.get('with'))})")
     if row.analysis:
-        console.print(f"  lesson:  {escape(row.analysis)}")
+        console.print(f"  lesson:  {safe(row.analysis)}")
     if data["llm"]["calls"]:
         llm = data["llm"]
         console.print(f"  llm:     {llm['calls']} calls, {llm['input_tokens']} in / {llm['output_tokens']} out "
                       f"tokens, ${llm['cost_usd']:.4f}; `labmind calls --experiment {row.id}`")
     if row.flags:
-        console.print(f"  flags:   {escape('; '.join(row.flags))}")
-    console.print(f"  files:   {', '.join(row.changed_files) or '–'}   commit {row.commit_sha or '–'}")
+        console.print(f"  flags:   {safe('; '.join(row.flags))}")
+    console.print(f"  files:   {safe(', '.join(row.changed_files)) or '–'}   commit {row.commit_sha or '–'}")
     table = Table("run", "purpose", "seed", "slot", "outcome", "metric", "seconds", "flags", "log",
                   header_style="bold")
     for r in data["runs"]:
         table.add_row(str(r["id"]), r["purpose"], str(r["seed"]), r["slot"] or "", r["outcome"] or r["status"],
-                      fmt(r["metric"]), f"{r['seconds']:.1f}", ",".join(r["flags"]), r["log"] or "")
+                      fmt(r["metric"]), f"{r['seconds']:.1f}", safe(",".join(r["flags"])), safe(r["log"] or ""))
     console.print(table)
     console.print(f"diff: `labmind diff {row.id}`")
 
@@ -210,7 +210,9 @@ def diff(exp: int = typer.Argument(..., help="Experiment id."), task_dir: Path =
     if json_out:
         print_json({"id": row.id, "base_commit": row.base_commit, "commit": row.commit_sha, "diff": row.diff or ""})
         return
-    sys.stdout.write(row.diff or f"(experiment {row.id} has no diff)\n")
+    text = row.diff or f"(experiment {row.id} has no diff)\n"
+    # On a terminal, control sequences in the change are shown, not obeyed; piped, the diff stays applicable.
+    sys.stdout.write(printable(text) if sys.stdout.isatty() else text)
 
 
 def calls(task_dir: Path = TaskDirArg,
@@ -231,14 +233,14 @@ def calls(task_dir: Path = TaskDirArg,
     for c in rows:
         cost = "–" if c["cost_usd"] is None else f"{c['cost_usd']:.4f}"
         table.add_row(str(c["id"]), "–" if c["experiment_id"] is None else str(c["experiment_id"]), c["role"],
-                      escape(c["model"]), c["status"], str(c["input_tokens"]), str(c["output_tokens"]), cost,
+                      safe(c["model"]), c["status"], str(c["input_tokens"]), str(c["output_tokens"]), cost,
                       f"{c['latency_s']:.1f}")
     console.print(table)
     if full:
         for c in rows:
-            console.print(f"[bold]call {c['id']}[/] ({c['role']}, {escape(c['model'])}, {c['status']})")
-            console.print(escape(c["prompt"]), highlight=False)
-            console.print("[bold]→[/] " + escape(c["response"] or c["error"] or ""), highlight=False)
+            console.print(f"[bold]call {c['id']}[/] ({c['role']}, {safe(c['model'])}, {c['status']})")
+            console.print(safe(c["prompt"]), highlight=False)
+            console.print("[bold]→[/] " + safe(c["response"] or c["error"] or ""), highlight=False)
     t = totals["total"]
     unpriced = f", {t['unpriced']} without a known price" if t["unpriced"] else ""
     console.print(f"total: {t['calls']} calls ({t['cached']} re-used from the store, {t['errors']} failed), "

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
 from labmind.brains.base import BrainError
-from labmind.cli.common import TaskDirArg, console, err_console, fail, fmt
+from labmind.cli.common import TaskDirArg, console, err_console, fail, fmt, safe
 from labmind.execute.sandbox import SandboxUnavailable
 from labmind.lab import LabError
 from labmind.lab.open import open_lab
@@ -68,7 +67,7 @@ def execute(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], gpu
     opened.close()
     summary(status, stats, len(lab.slots), output)
     if error:
-        err_console.print(f"[red]error:[/] {escape(error)}", highlight=False)
+        err_console.print(f"[red]error:[/] {safe(error)}", highlight=False)
     if error or lab.stopping:
         # Brain threads (an external agent, say) cannot be interrupted and would keep the process alive;
         # everything they could lose is a proposal not yet recorded, which resume makes again.
@@ -97,7 +96,7 @@ def summary(status: dict[str, Any], stats: Any, n_slots: int, output: str) -> No
         p = [f"p={fmt(best['p_value'], 3)}"] if best.get("p_value") is not None else []
         rel = f" {best['relative']:+.2%} vs baseline" if best.get("relative") is not None else ""
         console.print(f"best     {dict_figure(best, extra=p).text()}{rel}: exp {best['experiment']} "
-                      f"“{escape(best['idea'])}” on branch {best['branch']}", highlight=False)
+                      f"“{safe(best['idea'])}” on branch {best['branch']}", highlight=False)
     else:
         console.print("best     no confirmed improvement over the baseline yet")
     console.print(f"session  {wall:.0f}s wall, slot duty cycle {duty:.2f}. Next: `labmind status`, `labmind log`, "
@@ -113,8 +112,8 @@ def run(
                                                "(default: the --brain model)."),
     review_model: str = typer.Option(None, help="The guard's LLM auditor (can only flag), e.g. "
                                                 "anthropic:claude-opus-4-6. Off by default."),
-    llm_budget_usd: float = typer.Option(None, help="Hard cap on the lab's LLM spending, in US dollars."),
-    llm_tokens_per_experiment: int = typer.Option(None, help="Hard cap on LLM tokens spent on one experiment."),
+    llm_budget_usd: float = typer.Option(None, min=0.0, help="Hard cap on the lab's LLM spending, in US dollars."),
+    llm_tokens_per_experiment: int = typer.Option(None, min=1, help="Hard cap on LLM tokens spent on one experiment."),
     max_repairs: int = typer.Option(None, min=0, help="Repair attempts per crashed experiment (llm brain; "
                                                       "default 2)."),
     director_every: int = typer.Option(None, min=1, help="Verdicts between the director's reviews of the "
@@ -122,20 +121,20 @@ def run(
     max_experiments: int = typer.Option(None, min=0, help="Stop proposing after this many experiments in the lab."),
     budget: str = typer.Option(None, help="Wall-clock budget for this session, e.g. 30m or 2h."),
     gpus: str = typer.Option(None, help="GPUs to use, e.g. 0,1,2,3 (default: all that nvidia-smi reports)."),
-    slots: int = typer.Option(None, help="CPU slots for CPU tasks (gpus = 0)."),
+    slots: int = typer.Option(None, min=1, help="CPU slots for CPU tasks (gpus = 0)."),
     lines: int = typer.Option(None, min=1, help="Research lines (default: one per slot)."),
     policy: str = typer.Option(None, help="Search policy: greedy (per-line ratchet) or tree (UCB over lines)."),
     sandbox: str = typer.Option(None, help="auto | bwrap | none (auto: bwrap when it works)."),
     brain_network: bool = typer.Option(None, "--brain-network/--no-brain-network",
                                        help="Let a command brain use the network and your environment."),
-    seed: int = typer.Option(None, help="Seed for the brain and the search policy."),
+    seed: int = typer.Option(None, min=0, max=2**31 - 1, help="Seed for the brain and the search policy."),
     edit: list[str] = typer.Option(None, help="Editable file glob (repeatable)."),
     protect: list[str] = typer.Option(None, help="Protected file glob (repeatable)."),
     command: str = typer.Option(None, help="The run command."),
     metric: str = typer.Option(None, help="The metric's name as printed by the run."),
     goal: str = typer.Option(None, help="minimize | maximize"),
     timeout: str = typer.Option(None, help="Run timeout, e.g. 10m."),
-    gpus_per_run: int = typer.Option(None, help="GPUs per run (0 = CPU task)."),
+    gpus_per_run: int = typer.Option(None, min=0, max=1024, help="GPUs per run (0 = CPU task)."),
     setup: str = typer.Option(None, help="Setup command, run once before the baseline."),
     plain: bool = typer.Option(False, "--plain", help="One line per event instead of the live view."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per event, then a summary object."),
@@ -162,9 +161,9 @@ def resume(
     max_experiments: int = typer.Option(None, min=0, help="Raise or lower the experiment limit."),
     budget: str = typer.Option(None, help="Wall-clock budget for this session, e.g. 30m."),
     gpus: str = typer.Option(None, help="GPUs to use, e.g. 0,1."),
-    slots: int = typer.Option(None, help="CPU slots for CPU tasks."),
+    slots: int = typer.Option(None, min=1, help="CPU slots for CPU tasks."),
     sandbox: str = typer.Option(None, help="auto | bwrap | none"),
-    llm_budget_usd: float = typer.Option(None, help="Raise or lower the lab's LLM spending cap (US dollars)."),
+    llm_budget_usd: float = typer.Option(None, min=0.0, help="Raise or lower the lab's LLM spending cap (US dollars)."),
     review_model: str = typer.Option(None, help="Turn on (or change) the guard's LLM auditor."),
     plain: bool = typer.Option(False, "--plain", help="One line per event."),
     json_out: bool = typer.Option(False, "--json", help="JSON lines."),

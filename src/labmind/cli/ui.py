@@ -14,7 +14,7 @@ from labmind.lab.paths import LabPaths
 
 def ui(task_dir: Path = TaskDirArg,
        host: str = typer.Option("127.0.0.1", help="Address to listen on. Anything but loopback needs a token."),
-       port: int = typer.Option(8765, help="Port to listen on."),
+       port: int = typer.Option(8765, min=1, max=65535, help="Port to listen on (1-65535)."),
        token: str = typer.Option(None, help="Require this token (generated when --host is not loopback).")) -> None:
     """Open the lab's web dashboard: progress chart, experiments, tree, diffs, logs; live while the lab runs."""
     import uvicorn  # imported here so other verbs don't pay for the web stack

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from labmind.execute.limits import RunLimits
+
 RunStatus = Literal["ok", "crashed", "timed_out", "no_metric", "bad_metric"]
 
 
@@ -52,6 +54,8 @@ class RunSpec:
     holdout: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # task-declared variables and the seed
     token: str = ""  # marks every process of this run (LABMIND_RUN_TOKEN) so none can outlive it
+    #: Resource limits of the run and of its evaluations (None: no limits; the lab always sets them).
+    limits: RunLimits | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import errno
 import math
 import os
 import re
@@ -11,14 +11,20 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 from labmind.execute.base import RunOutcome, RunSpec, RunStatus, Slot
-from labmind.execute.metric import ParsedMetrics, is_finite, parse_log
-from labmind.execute.procs import TOKEN_VAR, kill_by_token, kill_now, reap_leftovers, terminate_tree
+from labmind.execute.cgroups import Cgroups, find_cgroups
+from labmind.execute.limits import RunLimits
+from labmind.execute.metric import ParsedMetrics, is_usable, parse_log
+from labmind.execute.procs import TOKEN_VAR, kill_by_token
+from labmind.execute.runner import Ended, run_confined
 from labmind.execute.sandbox import Sandbox
 from labmind.execute.slots import gpu_device_nodes
+from labmind.numeric import why_unusable
 
 EVAL_SEPARATOR = "----- labmind: trusted evaluation -----"
 TAIL_LINES = 40
@@ -79,19 +85,14 @@ def log_tail(path: Path, start: int = 0, max_lines: int = TAIL_LINES, max_bytes:
     return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-max_lines:])
 
 
-@dataclass
-class _Proc:
-    """How one sandboxed process ended."""
-
-    exit_code: int | None
-    timed_out: bool
-
-
 class LocalExecutor:
     """Runs RunSpecs as local subprocesses; see DESIGN.md §4 (executor) and §6 (trusted evaluation)."""
 
-    def __init__(self, slots: list[Slot], sandbox: Sandbox, *, grace_s: float = 5.0, network: bool = False):
+    def __init__(self, slots: list[Slot], sandbox: Sandbox, *, grace_s: float = 5.0, network: bool = False,
+                 cgroups: Cgroups | Literal["auto"] | None = "auto"):
         self._slots = list(slots)
+        #: Where runs get their cgroups; "auto": found on first use (see cgroups.py), None: never.
+        self._cgroups = cgroups
         self._sandbox = sandbox
         self._grace_s = grace_s
         self._network = network
@@ -107,6 +108,21 @@ class LocalExecutor:
     @property
     def slots(self) -> list[Slot]:
         return list(self._slots)
+
+    @property
+    def cgroups(self) -> Cgroups | None:
+        if self._cgroups == "auto":
+            self._cgroups = find_cgroups()
+        return self._cgroups
+
+    @property
+    def limits_mechanism(self) -> str:
+        """How memory and process limits are enforced here, for people."""
+        found = self.cgroups
+        if found is not None:
+            return f"{found.describe()}, enforced by the kernel"
+        return ("rlimits and a watchdog polling the runs' memory and threads every 0.5 s (no writable cgroup; "
+                "see docs/integrity.md)")
 
     @property
     def sandbox_name(self) -> str:
@@ -133,7 +149,7 @@ class LocalExecutor:
             # The candidate's wall clock, measured here and excluding the trusted evaluation.
             times = (started, time.time())
             run_end = _size(spec.log_path)
-            if proc.timed_out or proc.exit_code != 0:
+            if proc.timed_out or proc.exit_code != 0 or proc.breach:
                 status: RunStatus = "timed_out" if proc.timed_out else "crashed"
                 return self._outcome(spec, status, proc.exit_code, times, start_offset)
             run_metrics = parse_log(spec.log_path, [spec.metric, *spec.secondary], start_offset, run_end)
@@ -144,7 +160,7 @@ class LocalExecutor:
             eval_spec = _evaluation_spec(spec)
             eval_start = _size(spec.log_path)
             evaluation = await self._exec(spec.evaluate, eval_spec, slot, env, token, spec.timeout_s)
-            if evaluation.timed_out or evaluation.exit_code != 0:
+            if evaluation.timed_out or evaluation.exit_code != 0 or evaluation.breach:
                 # Flagged so people can tell the trusted evaluator's failure from the candidate's.
                 status = "timed_out" if evaluation.timed_out else "crashed"
                 flag = "evaluator_timed_out" if evaluation.timed_out else "evaluator_failed"
@@ -162,15 +178,16 @@ class LocalExecutor:
             return outcome
         held = replace(_evaluation_spec(spec), log_path=spec.log_path.with_name(spec.log_path.name + ".holdout"))
         proc = await self._exec(spec.holdout, held, slot, env, token, spec.timeout_s)
-        if proc.timed_out or proc.exit_code != 0:
+        if proc.timed_out or proc.exit_code != 0 or proc.breach:
             return replace(outcome, flags=(*outcome.flags, "holdout_failed"))
         value = parse_log(held.log_path, [spec.metric]).get(spec.metric)
-        return replace(outcome, holdout=value if is_finite(value) else None)
+        return replace(outcome, holdout=value if is_usable(value) else None)
 
     async def _exec(
         self, command: str, spec: RunSpec, slot: Slot, env: dict[str, str], token: str, timeout_s: float
-    ) -> _Proc:
-        """Run `bash -c command` sandboxed with output appended to the log; kill its tree when done."""
+    ) -> Ended:
+        """Run `bash -c command` sandboxed and under the run's limits, output appended to the log."""
+        limits = spec.limits or RunLimits()
         argv = self._sandbox.wrap(
             ["bash", "-c", command],
             workdir=spec.workdir,
@@ -180,28 +197,11 @@ class LocalExecutor:
             gpus=self._devices(slot),
             network=self._network,
             env=env,
+            tmp_size=limits.memory,
         )
-        with open(spec.log_path, "ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=asyncio.subprocess.STDOUT,
-                cwd=spec.workdir,
-                env=env,  # bwrap clears it inside; the token also marks bwrap itself
-                start_new_session=True,  # own process group, so the whole tree can be signalled
-            )
-        try:
-            try:
-                await asyncio.wait_for(proc.wait(), timeout_s)
-            except TimeoutError:
-                await terminate_tree(proc, token, self._grace_s)
-                return _Proc(None, timed_out=True)
-        except BaseException:  # cancelled (the lab is stopping) or worse: nothing may outlive the run
-            kill_now(proc, token)
-            raise
-        reap_leftovers(proc.pid, token)  # background children and daemons must not outlive the run
-        return _Proc(proc.returncode, timed_out=False)
+        cgroups = self.cgroups if limits.memory is not None or limits.processes is not None else None
+        return await run_confined(argv, cwd=spec.workdir, env=env, log_path=spec.log_path, token=token,
+                                  timeout_s=timeout_s, limits=limits, cgroups=cgroups, grace_s=self._grace_s)
 
     def _judge_metrics(
         self,
@@ -219,12 +219,14 @@ class LocalExecutor:
         secondary = _secondary(spec, metrics, self_reported_from)
         self_reported = None
         if self_reported_from is not None and (claimed := self_reported_from.get(spec.metric)) is not None:
-            self_reported = claimed if math.isfinite(claimed) else None
+            self_reported = claimed if is_usable(claimed) else None
             if value is not None and _mismatch(claimed, value):
                 flags.append("self_reported_mismatch")
         if value is None:
             status: RunStatus = "no_metric"
-        elif not is_finite(value):
+        elif not is_usable(value):
+            # Said in the log, whose last line the verdict's reason quotes.
+            _append(spec.log_path, f"\nlabmind: {spec.metric} = {value!r} {why_unusable(value)}: bad_metric\n")
             status, value = "bad_metric", None
         else:
             status = "ok"
@@ -265,14 +267,59 @@ def _evaluation_spec(spec: RunSpec) -> RunSpec:
         return spec
     for pattern in spec.artifacts:
         for src in spec.workdir.glob(pattern):
-            if src.is_symlink() or not src.is_file():
+            if src.is_symlink() or not src.is_file() or _through_symlink(spec.workdir, src):
                 continue
             dst = spec.eval_workdir / src.relative_to(spec.workdir)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
+            copy_sparse(src, dst)
     protected = tuple(spec.eval_workdir / p.relative_to(spec.workdir) for p in spec.protected
                       if p.is_relative_to(spec.workdir))
     return replace(spec, workdir=spec.eval_workdir, writable=spec.eval_writable, protected=protected)
+
+
+def _through_symlink(root: Path, path: Path) -> bool:
+    """Whether a path below root passes through a symlinked directory: an artifact reached that way is a
+    host file the run pointed at (a hidden one, say), never something the run made."""
+    current = root
+    for part in path.relative_to(root).parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            return True
+    return False
+
+
+def copy_sparse(src: Path, dst: Path) -> None:
+    """Copy a file keeping its holes: a run's 64 GiB sparse artifact stays a few blocks on disk, instead of
+    64 GiB of zeros written by labmind (SEEK_DATA/SEEK_HOLE; a plain copy where they are unsupported)."""
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        size = os.fstat(fin.fileno()).st_size
+        try:
+            regions = list(_data_regions(fin.fileno(), size))
+        except OSError:  # no SEEK_DATA on this file system: all of it is data
+            regions = [(0, size)]
+        for start, end in regions:
+            fin.seek(start)
+            fout.seek(start)
+            remaining = end - start
+            while remaining > 0 and (block := fin.read(min(remaining, 1 << 20))):
+                fout.write(block)
+                remaining -= len(block)
+        fout.truncate(size)
+    shutil.copymode(src, dst)
+
+
+def _data_regions(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # only a hole is left
+                return
+            raise
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, end
+        offset = end
 
 
 def _secondary(spec: RunSpec, primary: ParsedMetrics, fallback: ParsedMetrics | None) -> dict[str, float]:
@@ -282,7 +329,7 @@ def _secondary(spec: RunSpec, primary: ParsedMetrics, fallback: ParsedMetrics | 
         value = primary.get(name)
         if value is None and fallback is not None:
             value = fallback.get(name)
-        if is_finite(value):
+        if is_usable(value):
             out[name] = value
     return out
 

@@ -3,7 +3,9 @@
 Recognized forms, one or more per line:
   ``val_bpb: 1.23``   ``val_bpb=1.23``   ``step 10 | loss=2.1 | val_bpb: 1.23``
 and a whole-line JSON object: ``{"val_bpb": 1.23, "loss": "nan"}``.
-A name matches only as a whole token: ``my_val_bpb: 1`` is not ``val_bpb``.
+A name matches only as a whole token: ``my_val_bpb: 1`` is not ``val_bpb``. Numbers are ASCII only: Python's
+float() also reads other scripts' digits ("١٢") and underscores ("1_0"), which no metric line means.
+Whether a parsed value can be used (finite, and small enough to summarise) is `labmind.numeric`'s call.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labmind.numeric import summarisable
+
 #: Longer lines are cut to this many characters before parsing: a run printing a huge line must not
 #: make labmind hold it in memory or spend seconds in a regex.
 MAX_LINE_CHARS = 10_000
@@ -22,7 +26,8 @@ MAX_LINE_CHARS = 10_000
 # Characters that may be part of a metric name (matches the task model's name pattern), so a
 # name preceded or followed by one of them is part of a longer token.
 _NAME_CHARS = r"\w.\-/"
-_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:nan|inf(?:inity)?)"
+_NUMBER = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?(?i:nan|inf(?:inity)?)"
+_WHOLE_NUMBER = re.compile(rf"\s*(?:{_NUMBER})\s*")
 
 
 @dataclass
@@ -57,13 +62,16 @@ def _to_float(value: object) -> float | None:
     """A JSON value as a metric: numbers and numeric strings ("nan", "inf", "1.5"); bools are not."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        # JSON integers are unbounded: one beyond the float range is infinite, never an OverflowError.
         try:
-            return float(value.strip())
-        except ValueError:
-            return None
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, str) and len(value) <= 100 and _WHOLE_NUMBER.fullmatch(value):
+        return float(value.strip())
     return None
 
 
@@ -130,3 +138,8 @@ def parse_log(path: Path, names: list[str], start: int = 0, end: int | None = No
 
 def is_finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
+
+
+def is_usable(value: float | None) -> bool:
+    """A value labmind records as a metric: finite and within labmind.numeric.SUMMARY_LIMIT."""
+    return summarisable(value)

@@ -1,4 +1,11 @@
-"""Sandboxes for runs: bubblewrap (read-only root, writable worktree, no network) or none."""
+"""Sandboxes for runs: bubblewrap (read-only root, writable worktree, no network) or none.
+
+Under bubblewrap every sandboxed process runs without any capability, in a user namespace where the kernel
+allows one, and cannot create further user namespaces. This matters most when labmind runs as root (as in
+most containers): bubblewrap keeps a privileged caller's capabilities by default, and with CAP_SYS_ADMIN a
+run could unmount the masks and remount the root read-write. The capabilities are checked from inside a
+probe sandbox before the first use; `--sandbox bwrap` refuses to start when they cannot be dropped.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from labmind.execute.hostview import host_hidden, rebound_config
+
 SandboxMode = Literal["auto", "bwrap", "none"]
 
 NOT_ISOLATED_WARNING = (
@@ -27,28 +36,81 @@ class SandboxUnavailable(RuntimeError):
     """The requested sandbox cannot run on this machine."""
 
 
+#: Namespace and capability flags, strongest first. A user namespace also makes uid 0 inside the sandbox an
+#: unprivileged user outside; `--disable-userns` stops the run from making a nested one (bwrap ≥ 0.8).
+USERNS_ISOLATION = ("--unshare-user", "--disable-userns", "--cap-drop", "ALL")
+#: Where user namespaces are turned off (sysctl, AppArmor): root's bwrap, or a setuid bwrap, still gives the
+#: sandbox no capability (the probe checks that it really has none).
+ROOT_ISOLATION = ("--cap-drop", "ALL")
+_CAP_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+
+
+@dataclass(frozen=True)
+class BwrapSetup:
+    """How bubblewrap isolates on this machine, as the probe found it."""
+
+    isolation: tuple[str, ...]
+    tmpfs_size: bool  # `--size` for tmpfs mounts (bwrap ≥ 0.8), used to bound /tmp and /dev/shm
+
+
+def _capabilities(status: str) -> dict[str, int]:
+    out = {}
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key in _CAP_FIELDS:
+            out[key] = int(value.strip(), 16)
+    return out
+
+
 @functools.cache
-def _probe_bwrap() -> str | None:
-    """None when bwrap works here, else why not. Cached: the answer does not change within a process."""
+def _bwrap_setup() -> BwrapSetup | str:
+    """The strongest isolation bwrap manages here, verified from inside (every capability set empty), or
+    why there is none. Cached: the answer does not change within a process."""
     binary = shutil.which("bwrap")
     if binary is None:
         return "bwrap is not installed"
-    argv = [binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",
-            "--die-with-parent", "true"]  # fmt: skip
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+        usage = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=20, check=False).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bwrap failed to start: {exc}"
-    if result.returncode != 0:
-        return f"bwrap failed (exit {result.returncode}): {result.stderr.strip()[:500]}"
-    return None
+    attempts = [tuple(f for f in USERNS_ISOLATION if f != "--disable-userns" or f in usage)]
+    if "--disable-userns" in attempts[0]:
+        attempts.append(tuple(f for f in USERNS_ISOLATION if f != "--disable-userns"))
+    attempts.append(ROOT_ISOLATION)
+    problem = "bwrap failed"
+    for isolation in attempts:
+        argv = [binary, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all", *isolation,
+                "--die-with-parent", "cat", "/proc/self/status"]  # fmt: skip
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"bwrap failed to start: {exc}"
+        if result.returncode != 0:
+            problem = f"bwrap failed (exit {result.returncode}): {result.stderr.strip()[:500]}"
+            continue
+        caps = _capabilities(result.stdout)
+        kept = [k for k in _CAP_FIELDS if caps.get(k, 1)]
+        if kept:
+            problem = f"bwrap could not drop every capability inside the sandbox ({', '.join(kept)} not empty)"
+            continue
+        return BwrapSetup(isolation=isolation, tmpfs_size="--size" in usage)
+    return problem
+
+
+def _probe_bwrap() -> str | None:
+    """None when bwrap isolates here (namespaces and no capabilities), else why not."""
+    setup = _bwrap_setup()
+    return setup if isinstance(setup, str) else None
 
 
 @dataclass(frozen=True)
 class Sandbox:
-    """Turns a command line into one that runs confined. `name` is "bwrap" or "none"."""
+    """Turns a command line into one that runs confined. `name` is "bwrap" or "none"; `isolation` holds the
+    namespace and capability flags the probe verified (the strongest set when not probed)."""
 
     name: Literal["bwrap", "none"]
+    isolation: tuple[str, ...] = ("--unshare-user", "--cap-drop", "ALL")
+    tmpfs_size: bool = False
 
     def wrap(
         self,
@@ -61,13 +123,16 @@ class Sandbox:
         gpus: bool | Sequence[str],
         network: bool,
         env: dict[str, str],
+        tmp_size: int | None = None,
     ) -> list[str]:
-        """The argv to execute. For "none" it is argv itself; the caller passes env to the process."""
+        """The argv to execute. For "none" it is argv itself; the caller passes env to the process.
+        `tmp_size` bounds the sandbox's private /tmp and /dev/shm (bytes), where bwrap supports it."""
         if self.name == "none":
             return list(argv)
         return _bwrap_argv(
             argv, workdir=workdir, writable=writable, readonly=readonly, hidden=hidden,
-            gpus=gpus, network=network, env=env,
+            gpus=gpus, network=network, env=env, isolation=self.isolation,
+            tmp_size=tmp_size if self.tmpfs_size else None,
         )  # fmt: skip
 
 
@@ -99,8 +164,11 @@ def tool_paths() -> list[Path]:
     candidates.update(Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p)
     out: set[Path] = set()
     for path in candidates:
-        resolved = path.resolve()
-        if not resolved.exists():
+        try:
+            resolved = path.resolve()
+            if not resolved.exists():
+                continue
+        except OSError:  # a PATH entry this user may not even look into: nothing of it to bind
             continue
         if resolved.is_relative_to(tmp) and resolved != tmp:
             out.add(resolved)
@@ -116,14 +184,16 @@ NVIDIA_CONTROL_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-to
                         "/dev/nvidia-caps")
 
 
-def _devices(gpus: bool | Sequence[str]) -> list[str]:
+def _devices(gpus: bool | Sequence[str], shm_size: int | None = None) -> list[str]:
     """A minimal /dev; for GPU runs plus either the given GPU nodes only (the run cannot reach other
-    slots' GPUs whatever it sets CUDA_VISIBLE_DEVICES to) or, when the nodes are unknown, all of /dev."""
+    slots' GPUs whatever it sets CUDA_VISIBLE_DEVICES to) or, when the nodes are unknown, all of /dev.
+    /dev/shm is always a private tmpfs, bounded by `shm_size` when given."""
+    size = ["--size", str(shm_size)] if shm_size else []
     if not gpus:
-        return ["--dev", "/dev"]
+        return ["--dev", "/dev", *size, "--tmpfs", "/dev/shm"] if size else ["--dev", "/dev"]
     if gpus is True:
-        return ["--dev-bind", "/dev", "/dev", "--tmpfs", "/dev/shm"]
-    out = ["--dev", "/dev"]
+        return ["--dev-bind", "/dev", "/dev", *size, "--tmpfs", "/dev/shm"]
+    out = ["--dev", "/dev", *([*size, "--tmpfs", "/dev/shm"] if size else [])]
     for node in [*NVIDIA_CONTROL_NODES, *gpus]:
         if Path(node).exists():
             out += ["--dev-bind", node, node]
@@ -159,11 +229,17 @@ def _bwrap_argv(
     gpus: bool | Sequence[str],
     network: bool,
     env: dict[str, str],
+    isolation: Sequence[str],
+    tmp_size: int | None = None,
 ) -> list[str]:
     out = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/"]
     # GPUs need the host's /dev/nvidia* nodes; a fresh /dev/shm keeps shared memory private either way.
-    out += _devices(gpus)
-    out += ["--proc", "/proc", "--tmpfs", "/tmp"]
+    out += _devices(gpus, tmp_size)
+    out += ["--proc", "/proc", *(["--size", str(tmp_size)] if tmp_size else []), "--tmpfs", "/tmp"]
+    # The host's sockets and secret files are masked like the caller's hidden paths (see hostview), except
+    # where they lie inside a writable path: what a run makes in its own worktree is its own.
+    mine = [w.resolve() for w in writable]
+    hidden = [*hidden, *(h for h in host_hidden() if not any(h.is_relative_to(w) for w in mine))]
     # Order matters: later mounts cover earlier ones. After the /tmp tmpfs come, in order: masks of hidden
     # directories that contain a tool or writable path (the home directory, the lab's .labmind/ holding the
     # run's worktree), the tool paths bound back read-only, the writable binds, the protected files, and
@@ -179,18 +255,24 @@ def _bwrap_argv(
         out += ["--ro-bind", str(path), str(path)]
     for path in writable:
         out += ["--bind", str(path.resolve()), str(path.resolve())]
+        # A worktree's `.git` link stays labmind's: read-only, so it cannot be replaced or redirected.
+        link = path.resolve() / ".git"
+        if link.exists() and not link.is_symlink():
+            out += ["--ro-bind", str(link), str(link)]
     for path in readonly:
         if path.exists():
             out += ["--ro-bind", str(path.resolve()), str(path.resolve())]
     for path in hidden:
         if path.resolve() not in outer:
             out += _mask(path.resolve())
+    for path in rebound_config([h.resolve() for h in hidden]):
+        out += ["--ro-bind", str(path), str(path)]
     # Masks are empty tmpfs mounts: make them read-only too (mounts bound inside keep their own mode), so
     # a write "outside the worktree" fails loudly instead of vanishing into a private directory.
     for path in sorted({p.resolve() for p in hidden}, key=lambda p: len(p.parts)):
         if path.is_dir():
             out += ["--remount-ro", str(path)]
-    out += ["--unshare-all"]
+    out += ["--unshare-all", *isolation]
     if network:
         out += ["--share-net"]
     out += ["--die-with-parent", "--new-session", "--clearenv"]
@@ -212,7 +294,9 @@ def resolve_sandbox(mode: SandboxMode = "auto") -> tuple[Sandbox, str | None]:
         raise ValueError(f"sandbox mode must be auto, bwrap or none, got {mode!r}")
     problem = _probe_bwrap()
     if problem is None:
-        return Sandbox("bwrap"), None
+        setup = _bwrap_setup()
+        assert isinstance(setup, BwrapSetup)
+        return Sandbox("bwrap", setup.isolation, setup.tmpfs_size), None
     if mode == "bwrap":
         raise SandboxUnavailable(
             f"sandbox 'bwrap' requested but {problem}. Install bubblewrap and allow unprivileged user "

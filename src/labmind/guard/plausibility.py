@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 
+from labmind.numeric import safe_variance
 from labmind.task import Task
 
 
@@ -45,7 +46,8 @@ def implausible_gain(task: Task, gain: float, past_steps: list[float]) -> list[s
 
 
 def variance_collapse(values: list[float], baseline_sd: float) -> list[str]:
-    if len(values) < 2 or baseline_sd <= 0 or statistics.pstdev(values) > 0:
+    # Identical values, compared as such: a standard deviation of huge values could overflow.
+    if len(values) < 2 or baseline_sd <= 0 or len(set(values)) > 1:
         return []
     return [
         f"variance_collapse: {len(values)} fresh seeds gave the identical value {_fmt(values[0])}, "
@@ -79,7 +81,7 @@ def holdout_gap(task: Task, dev_gain: float, candidate: list[tuple[float, float]
     gaps_c = [task.sign * (dev - held) for dev, held in candidate]
     gaps_i = [task.sign * (dev - held) for dev, held in incumbent]
     widened = statistics.fmean(gaps_c) - statistics.fmean(gaps_i)
-    spread = [statistics.variance(g) / len(g) for g in (gaps_c, gaps_i) if len(g) > 1]
+    spread = [v / len(g) for g in (gaps_c, gaps_i) if (v := safe_variance(g)) is not None]
     allowed = (1.0 - task.guard.holdout_fraction) * dev_gain + math.sqrt(sum(spread))
     if widened <= allowed:
         return []

@@ -9,12 +9,12 @@ tasks not run yet count at their starting score rather than vanishing from the m
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
 from labmind.lab.paths import LabPaths
 from labmind.lab.status import lab_status
+from labmind.numeric import safe_mean
 from labmind.store import Store, StoreError
 
 MANIFEST = "campaign.json"
@@ -82,8 +82,8 @@ def campaign_status(directory: Path) -> dict[str, Any]:
         "campaign": directory.name, "directory": str(directory), "metric": metric, "tasks": len(rows),
         "labs": sum(1 for r in rows if r["state"] != "not started"),
         "improved_tasks": sum(1 for r in rows if r["best"] is not None),
-        "mean_start": statistics.fmean(started) if started else None,
-        "mean_current": statistics.fmean(current) if current else None,
+        "mean_start": safe_mean(started),
+        "mean_current": safe_mean(current),
         "rows": rows,
     }
 

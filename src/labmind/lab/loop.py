@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from labmind.brains.base import Brain, Idea
 from labmind.execute.base import Executor, RunOutcome, RunSpec, Slot
+from labmind.execute.cgroups import memory_available
+from labmind.execute.limits import resolve_limits
 from labmind.execute.sandbox import default_hidden
 from labmind.guard import Finding, check_change
 from labmind.lab.judging import PROTECTED_FLAG, Referee
@@ -34,11 +36,12 @@ from labmind.task import Task
 from labmind.verdicts import MEANING, Verdict
 from labmind.workspace import git as gitops
 from labmind.workspace.scope import (
-    digest,
-    digest_mismatch,
+    DigestCaps,
+    hide_targets,
     protected_files,
     scope_violation,
     to_task_relative,
+    verify_protected,
 )
 
 RUN_PRIORITY = {"baseline": 0, "confirm": 1, "reference": 2, "screen": 3}
@@ -53,9 +56,19 @@ def scope_rule(violation: str) -> str:
     return "outside_editable"
 
 
-def hidden_paths(paths: LabPaths) -> list[Path]:
-    """Hidden from runs and command brains: the lab's store and logs, the home directory, credentials."""
-    return default_hidden(paths.root)
+def hidden_paths(paths: LabPaths, repo_root: Path | None = None, task: Task | None = None) -> list[Path]:
+    """Hidden from runs, evaluators and brains: the lab's store and logs, the home directory, credentials,
+    the repository's git directory (it holds every file ever committed, `[run] hide` data included, and
+    its config may hold credentials) and the `[run] hide` files of the user's own checkout."""
+    out = default_hidden(paths.root)
+    if repo_root is not None:
+        try:
+            out.append(gitops.common_dir(repo_root))
+        except gitops.GitError:
+            pass  # not a repository (any more): nothing of it to hide
+    if task is not None:
+        out += hide_targets(paths.task_dir, task.run.hide)
+    return out
 
 
 class LabError(Exception):
@@ -95,11 +108,14 @@ class Lab(Steering):
 
     def __init__(self, *, paths: LabPaths, task: Task, repo: gitops.RepoInfo, store: Store, executor: Executor,
                  brain: Brain, policy: Policy, settings: LabSettings, reporter: Reporter,
-                 protected_digest: dict[str, str], brief_text: str = "", auditor: Any = None) -> None:
+                 protected_digest: dict[str, str], brief_text: str = "", auditor: Any = None,
+                 protected_bytes: int | None = None) -> None:
         self.paths, self.task, self.repo, self.store = paths, task, repo, store
         self.executor, self.brain, self.policy, self.settings = executor, brain, policy, settings
         self.reporter = reporter
         self.protected_digest = protected_digest
+        #: Caps for re-checking the protected files, from what they held when the lab was created.
+        self.digest_caps = DigestCaps.after_changes(len(protected_digest), protected_bytes)
         self.brief_text = brief_text
         self.auditor = auditor  # the guard's LLM reviewer (layer 6), when --review-model is set
         self.since_director = 0  # candidate verdicts since the director last reviewed the lines
@@ -122,6 +138,9 @@ class Lab(Steering):
         # Reflections and the director wait in their own queue, never ahead of the proposals that feed slots.
         self.aux_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reflect")
         self._wake = asyncio.Event()
+        #: Every run's resource limits ([run] memory, processes, file_size, log_size), "auto" memory shared
+        #: between the slots.
+        self.limits = resolve_limits(task.run, len(self.slots), memory_available())
 
     # -- small helpers -----------------------------------------------------------------------------
 
@@ -287,6 +306,8 @@ class Lab(Steering):
         self.deadline = time.monotonic() + self.settings.budget_s if self.settings.budget_s else None
         self.recover()
         self.refuse_failed_baseline()
+        mechanism = getattr(self.executor, "limits_mechanism", None)
+        self.note("limits", f"per run: {self.limits.describe()}" + (f"; {mechanism}" if mechanism else ""))
         await asyncio.to_thread(self.run_setup)
         self.ensure_baseline()
         self.ensure_lines()
@@ -463,7 +484,7 @@ class Lab(Steering):
         ctx = brain_context(
             self.store, list(self.rows.values()), self.task, experiment_id=exp_id, line_id=exp.line_id,
             parent_id=exp.parent_id, min_effect=self.min_effect(), task_dir_in_worktree=self.task_dir_in(worktree),
-            brief_text=self.brief_text, directive=exp.directive)
+            brief_text=self.brief_text, directive=exp.directive, worktree=worktree, repo_root=self.repo.root)
         fut = asyncio.wrap_future(self.pool.submit(self.propose_work, exp, ctx, worktree))
         self.tasks[fut] = ("proposal", exp_id, None)
 
@@ -476,11 +497,11 @@ class Lab(Steering):
         keep = False
         try:
             idea = self.brain.propose(ctx)
-            snap = gitops.snapshot(worktree, base, f"labmind exp {exp.id}: {idea.title}"[:200])
+            snap = gitops.snapshot(worktree, base, f"labmind exp {exp.id}: {idea.title}"[:200], root=self.repo.root)
             if snap.commit:
                 gitops.pin(self.repo.root, self.task.name, exp.id, snap.commit)
-            problem = digest_mismatch(self.protected_digest,
-                                      digest(self.task_dir_in(worktree), self.task.task.protected))
+            problem = verify_protected(self.task_dir_in(worktree), self.task.task.protected, self.protected_digest,
+                                       self.digest_caps)
             findings = self.static_findings(worktree, base, snap) if snap.commit else []
             if self.auditor is not None and snap.commit and problem is None:
                 findings += self.auditor.audit(self.task, idea, snap.diff, experiment_id=exp.id,
@@ -549,6 +570,10 @@ class Lab(Steering):
         """The verdict a proposal gets before any run (no_change or rejected), its reason, and the flags
         that name the broken rule for the record (`labmind guard-report` counts them)."""
         snap = p.snapshot
+        if snap.nested_repos:
+            reason = (f"adds a git repository at {snap.nested_repos[0]}/ inside the worktree; a change is made of "
+                      "files, so it was left out and the experiment is rejected")
+            return Verdict.REJECTED, reason, [f"nested_repo: {reason}"]
         if snap.commit is None:
             return Verdict.NO_CHANGE, MEANING[Verdict.NO_CHANGE], []
         if snap.symlinks_out:
@@ -603,8 +628,8 @@ class Lab(Steering):
             timeout_s=self.task.run.timeout, metric=self.task.metric.name,
             secondary=tuple(self.task.metric.secondary) + ((self.task.metric.self_time,) if self.task.metric.self_time
                                                             else ()),
-            hidden=tuple(hidden_paths(self.paths)),
-            evaluate=self.task.metric.evaluate, env=self.run_env(run.seed), token=token,
+            hidden=tuple(hidden_paths(self.paths, self.repo.root, self.task)),
+            evaluate=self.task.metric.evaluate, env=self.run_env(run.seed), token=token, limits=self.limits,
             # Runs that define a metric (baseline, verification) are also scored on held-out data.
             holdout=self.task.metric.holdout if run.purpose in ("baseline", "confirm") else None)
         self.running[run.id] = (slot, exp.id)
@@ -630,10 +655,11 @@ class Lab(Steering):
                                artifacts=tuple(self.task.run.artifacts))
             # Protected files are bound read-only inside the sandbox, and digested again afterwards.
             spec = replace(spec, protected=tuple(protected_files(spec.workdir, self.task.task.protected)),
-                           run_hidden=tuple(protected_files(spec.workdir, self.task.run.hide)))
+                           run_hidden=tuple(hide_targets(spec.workdir, self.task.run.hide)))
             outcome = await self.executor.run(spec, slot)
-            actual = await asyncio.to_thread(digest, spec.workdir, self.task.task.protected)
-            return outcome, digest_mismatch(self.protected_digest, actual)
+            problem = await asyncio.to_thread(verify_protected, spec.workdir, self.task.task.protected,
+                                              self.protected_digest, self.digest_caps)
+            return outcome, problem
         finally:
             for worktree in worktrees:
                 await asyncio.shield(asyncio.to_thread(gitops.remove_worktree, self.repo.root, worktree))

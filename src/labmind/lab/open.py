@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from labmind.brains.base import Brain
+from labmind.brains.base import Brain, IdleBrain
 from labmind.brains.llm.clients import LLMClients, is_llm_spec
 from labmind.brains.registry import make_brain
 from labmind.execute.local import LocalExecutor
@@ -22,7 +22,7 @@ from labmind.store import LabLock, Store
 from labmind.store.calls import StoreCallLog
 from labmind.task import Task, load_task
 from labmind.workspace import git as gitops
-from labmind.workspace.scope import digest
+from labmind.workspace.digests import DigestCapExceeded, digest_entries, protected_entries
 
 
 @dataclass
@@ -38,12 +38,17 @@ class Opened:
         self.lock.release()
 
 
-def baseline_digest(repo: gitops.RepoInfo, paths: LabPaths, task: Task) -> dict[str, str]:
-    """Digest protected files as committed (what every worktree will contain), not as on disk."""
+def baseline_digest(repo: gitops.RepoInfo, paths: LabPaths, task: Task) -> tuple[dict[str, str], int]:
+    """Digest protected files as committed (what every worktree will contain), not as on disk; also how many
+    bytes they hold (it sets the caps of later checks)."""
     tmp = paths.worktrees / "digest"
     gitops.add_worktree(repo.root, tmp, repo.head)
     try:
-        return digest(tmp / repo.subdir if repo.subdir else tmp, task.task.protected)
+        task_dir = tmp / repo.subdir if repo.subdir else tmp
+        return digest_entries(protected_entries(task_dir, task.task.protected))
+    except DigestCapExceeded as exc:
+        raise LabError(f"[task] protected: {exc}. Protect the code that reads large data rather than the data, "
+                       "or keep the data outside the repository (read-only to runs).") from exc
     finally:
         gitops.remove_worktree(repo.root, tmp)
 
@@ -107,10 +112,12 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
     paths = LabPaths(task_dir)
     if require_existing and not paths.db.exists():
         raise LabError(f"no lab to resume in {task_dir}. Start one with `labmind run {task_dir}`.")
+    fresh = not paths.root.exists()  # nothing of a lab on disk yet: a failure below leaves nothing either
     if not paths.db.exists():
         _check_new(task_dir, flags)  # a bad task or a non-repository fails before anything is on disk
     lock = LabLock(paths.lock)
     lock.acquire()
+    store: Store | None = None
     try:
         store = Store.open(paths.db)
         row = store.lab()
@@ -119,9 +126,11 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
             task, repo = _check_new(task_dir, flags)
             stored: dict[str, Any] = {}
             protected: dict[str, str] = {}
+            protected_bytes: int | None = None
         else:
             stored = dict(row.settings)
             protected = stored.pop("protected_digest", {})
+            protected_bytes = stored.pop("protected_bytes", None)
             task = Task.model_validate_json(row.task_json)
             repo = gitops.RepoInfo(root=Path(row.repo_root), subdir=row.task_subdir, head=row.base_commit)
             if any(v not in (None, [], ()) for v in flags.values()):
@@ -141,30 +150,46 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
             llm = LLMClients(log=StoreCallLog(paths.db), budget_usd=settings.llm_budget_usd,
                              tokens_per_experiment=settings.llm_tokens_per_experiment,
                              **({"factory": llm_factory} if llm_factory else {}))
+        if brain is None and settings.max_experiments == 0:
+            # Nothing will be proposed (`labmind check`): a brain that would need what the task lacks (knobs
+            # to search, a model) must not stop the baseline from being measured.
+            brain = IdleBrain()
         brain = brain or make_brain(settings.brain, task, seed=settings.seed, network=settings.brain_network,
                                     sandbox=sandbox, task_dir=task_dir, transcript_dir=paths.transcripts,
-                                    hidden=hidden_paths(paths), llm=llm, ideas_model=settings.ideas_model,
-                                    max_repairs=settings.max_repairs)
+                                    hidden=hidden_paths(paths, repo.root, task), llm=llm,
+                                    ideas_model=settings.ideas_model, max_repairs=settings.max_repairs)
         auditor = Auditor(llm.get(settings.review_model)) if llm and settings.review_model else None
         policy = make_policy(settings.policy, settings.seed)
         # Only now, with everything valid, does anything get written.
         if row is None:
             gitops.exclude_lab_dir(repo.root)
-            protected = baseline_digest(repo, paths, task)
+            protected, protected_bytes = baseline_digest(repo, paths, task)
             store.create_lab(name=task.name, task_json=task.model_dump_json(), repo_root=str(repo.root),
                              task_subdir=repo.subdir, base_commit=repo.head, branch=f"labmind/{task.name}",
-                             settings={**persisted.to_dict(), "protected_digest": protected})
+                             settings={**persisted.to_dict(), "protected_digest": protected,
+                                       "protected_bytes": protected_bytes})
         else:
-            store.update_lab(settings_json=json.dumps({**persisted.to_dict(), "protected_digest": protected}))
+            store.update_lab(settings_json=json.dumps({**persisted.to_dict(), "protected_digest": protected,
+                                                       "protected_bytes": protected_bytes}))
         brief = ""
         if task.task.brief and (task_dir / task.task.brief).is_file():
             brief = (task_dir / task.task.brief).read_text(encoding="utf-8", errors="replace")
         lab = Lab(paths=paths, task=task, repo=repo, store=store, executor=executor, brain=brain, policy=policy,
                   settings=settings, reporter=reporter, protected_digest=protected, brief_text=brief,
+                  protected_bytes=protected_bytes,
                   auditor=auditor)
         if auditor is not None:
             auditor.brief = brief
         return Opened(lab=lab, lock=lock, store=store, created=row is None, warnings=warnings)
     except BaseException:
+        if store is not None:
+            created = store.lab() is not None
+            store.close()
+        else:
+            created = False
         lock.release()
+        if fresh and not created:
+            # A lab that failed before it was created must not leave an empty store that later commands
+            # would take for a lab (`resume`, `status`).
+            gitops.force_rmtree(paths.root)
         raise

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from labmind.brains.base import BrainContext, PastExperiment
 from labmind.search.base import LineView, SearchView
 from labmind.store import ExperimentRow, Store
@@ -70,7 +72,8 @@ def search_view(store: Store, rows: list[ExperimentRow], task: Task, min_effect:
 
 def brain_context(store: Store, rows: list[ExperimentRow], task: Task, *, experiment_id: int, line_id: int,
                   parent_id: int, min_effect: float, task_dir_in_worktree, brief_text: str,
-                  directive: dict | None = None) -> BrainContext:
+                  directive: dict | None = None, worktree: Path | None = None,
+                  repo_root: Path | None = None) -> BrainContext:
     by_id = {r.id: r for r in rows}
     baseline = next(r for r in rows if r.kind == "baseline")
     line = store.line(line_id)
@@ -87,5 +90,5 @@ def brain_context(store: Store, rows: list[ExperimentRow], task: Task, *, experi
         parent=by_id[parent_id].past(), incumbent=incumbent.past(), best=best.past(), baseline=baseline.past(),
         min_effect=min_effect, history=tuple(history), near_misses=tuple(near),
         recent_failures=tuple(failures), brief_text=brief_text, direction=line.direction,
-        directive=directive or {},
+        directive=directive or {}, worktree=worktree, repo_root=repo_root,
     )

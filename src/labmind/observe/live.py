@@ -16,6 +16,7 @@ from rich.table import Table
 
 from labmind.lab.status import lab_status
 from labmind.observe.numbers import dict_figure
+from labmind.terminal import printable
 
 if TYPE_CHECKING:
     from labmind.lab.loop import Lab
@@ -28,7 +29,8 @@ class PlainReporter:
         self.stream = stream or sys.stdout
 
     def event(self, kind: str, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {kind}: {message}", file=self.stream, flush=True)
+        # Messages quote run output and brains' ideas: control sequences are shown, never obeyed.
+        print(f"[{time.strftime('%H:%M:%S')}] {kind}: {printable(message)}", file=self.stream, flush=True)
 
     def tick(self, lab: Lab) -> None:
         return None
@@ -45,6 +47,10 @@ class JsonReporter:
 
     def tick(self, lab: Lab) -> None:
         return None
+
+
+def _safe(text: str) -> str:
+    return escape(printable(text))
 
 
 def fmt(value: float | None, digits: int = 6) -> str:
@@ -69,7 +75,7 @@ def status_view(status: dict[str, Any], events: list[str]) -> Group:
     if best and best["confirmed"]:
         rel = f" {best['relative']:+.2%} vs baseline," if best.get("relative") is not None else ""
         head.add_row("best", f"[green]{dict_figure(best).text()}[/]{rel} exp {best['experiment']}: "
-                             f"{escape(best['idea'])}")
+                             f"{_safe(best['idea'])}")
     else:
         head.add_row("best", "baseline (no confirmed improvement yet)")
     counts = ", ".join(f"{k} {v}" for k, v in status["verdicts"].items()) or "none yet"
@@ -81,11 +87,11 @@ def status_view(status: dict[str, Any], events: list[str]) -> Group:
     steered = [ln for ln in status.get("lines", []) if ln.get("direction") or ln.get("status") != "active"]
     for ln in steered:
         what = f"retired: {ln['note']}" if ln["status"] != "active" else f"direction: {ln['direction']}"
-        head.add_row(f"line {ln['id']}", escape(what[:100]))
+        head.add_row(f"line {ln['id']}", _safe(what[:100]))
     slots = Table("slot", "run", "exp", "purpose", "time", "idea", box=None, header_style="bold")
     for r in status["running"]:
         slots.add_row(r["slot"] or "", str(r["run"]), str(r["experiment"]), r["purpose"], f"{r['seconds']:.0f}s",
-                      escape(r["idea"][:60]))
+                      _safe(r["idea"][:60]))
     parts: list[Any] = [Panel(head, title="labmind", border_style="blue"), slots]
     if events:
         parts.append(Panel("\n".join(events), title="recent", border_style="dim"))
@@ -102,9 +108,9 @@ class LiveReporter:
         self._last = 0.0
 
     def event(self, kind: str, message: str) -> None:
-        self.events.append(f"[dim]{time.strftime('%H:%M:%S')}[/] {kind}: {escape(message[:160])}")
+        self.events.append(f"[dim]{time.strftime('%H:%M:%S')}[/] {kind}: {_safe(message[:160])}")
         if kind in ("verdict", "incumbent", "noise", "stop", "warning") and self.live is None:
-            self.console.print(f"{kind}: {escape(message)}")
+            self.console.print(f"{kind}: {_safe(message)}")
 
     def tick(self, lab: Lab) -> None:
         now = time.monotonic()

@@ -17,6 +17,7 @@ from scipy import stats
 
 from labmind.lab.paths import LabPaths
 from labmind.lab.views import best_experiment
+from labmind.numeric import summarisable
 from labmind.store import ExperimentRow, RunRow, Store
 from labmind.store.lock import holder_pid
 from labmind.task import Task
@@ -105,18 +106,24 @@ class ReportData:
 def defining_values(runs: list[RunRow]) -> list[float]:
     """The runs that define an experiment's metric, as the judge uses them: baseline or confirmation runs
     (a screening run is left out because it was selected for looking good), else whatever finished."""
-    done = [r for r in runs if r.status == "done" and r.metric is not None and math.isfinite(r.metric)]
+    # Only values the statistics can take: a lab may hold one recorded before labmind bounded metrics.
+    done = [r for r in runs if r.status == "done" and summarisable(r.metric)]
     chosen = [r.metric for r in done if r.purpose in ("baseline", "confirm")]
     return [float(v) for v in (chosen or [r.metric for r in done]) if v is not None]
 
 
 def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float] | None:
     """Confidence interval of mean(a) - mean(b) with Welch's degrees of freedom; None when undefined."""
-    if len(a) < 2 or len(b) < 2:
+    if len(a) < 2 or len(b) < 2 or not all(summarisable(v) for v in (*a, *b)):
         return None
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    diff = statistics.fmean(a) - statistics.fmean(b)
-    se = math.sqrt(va + vb)
+    try:
+        va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+        diff = statistics.fmean(a) - statistics.fmean(b)
+        se = math.sqrt(va + vb)
+        if not math.isfinite(se):
+            return None
+    except (OverflowError, ValueError):
+        return None
     if se == 0.0:
         return (diff, diff)
     dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))

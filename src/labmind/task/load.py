@@ -69,6 +69,9 @@ def load_task(task_dir: Path, flags: dict[str, Any] | None = None) -> Task:
     """Read `task_dir/labmind.toml` (if present), apply flags, validate."""
     path = task_dir / TASK_FILE
     data: dict[str, Any] = {}
+    if path.is_dir():
+        raise TaskError(f"{path} is a directory, not a task file. Move it away and write the task as a TOML file "
+                        "there (see docs/task-file.md).")
     if path.exists():
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -76,6 +79,8 @@ def load_task(task_dir: Path, flags: dict[str, Any] | None = None) -> Task:
             raise TaskError(f"{path}: not valid TOML: {exc}. Fix the syntax and try again.") from exc
         except UnicodeDecodeError as exc:
             raise TaskError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}). Save it as UTF-8.") from exc
+        except OSError as exc:
+            raise TaskError(f"{path} cannot be read ({exc.strerror}). Check its permissions.") from exc
     given = {k: v for k, v in (flags or {}).items() if v not in (None, [], ())}
     if not data and not given:
         raise TaskError(

@@ -6,7 +6,18 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from labmind.task.fields import (
+    FileSizeLimit,
+    FiniteFloat,
+    Globs,
+    LogSizeLimit,
+    MemoryLimit,
+    ProcessLimit,
+    check_env_name,
+    check_globs,
+)
 
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$")
 
@@ -31,6 +42,8 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+MAX_TIMEOUT_S = 30 * 24 * 3600.0
+
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*(<=|>=|<|>|==|!=)\s*(-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
@@ -39,36 +52,70 @@ class _Section(BaseModel):
 
 
 class TaskSection(_Section):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     brief: str | None = None
-    editable: list[str] = Field(min_length=1)
-    protected: list[str] = []
+    editable: Globs = Field(min_length=1)
+    protected: Globs = []
     setup: str | None = None
+
+    @field_validator("brief")
+    @classmethod
+    def _brief(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_globs([value])
+        return value
 
 
 class RunSection(_Section):
-    command: str = Field(min_length=1)
+    command: str
     timeout: Duration = 600.0
-    gpus: int = Field(default=0, ge=0)
-    artifacts: list[str] = []
+    gpus: int = Field(default=0, ge=0, le=1024)
+    artifacts: Globs = []
     #: Environment variables passed into runs: a name copies it from labmind's environment, NAME=value sets it.
     env: list[str] = []
     #: Globs of files (e.g. evaluation or held-out data) the run command cannot see; the trusted evaluators
     #: can. Needs the bubblewrap sandbox.
-    hide: list[str] = []
+    hide: Globs = []
     smoke: str | None = None
+    #: Per-run resource limits (see docs/integrity.md, "Resource limits"). A run that exceeds one is killed
+    #: and ends `crashed`, with the limit named in its log and its verdict's reason.
+    memory: MemoryLimit = "auto"
+    processes: ProcessLimit = 4096
+    file_size: FileSizeLimit = 64 << 30
+    log_size: LogSizeLimit = 256 << 20
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError('the run command is empty; give the shell command of one run, e.g. "python train.py"')
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if value > MAX_TIMEOUT_S:
+            raise ValueError(f"a run may take at most 30 days ({MAX_TIMEOUT_S:.0f} s), got {value:.0f} s")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: list[str]) -> list[str]:
+        for item in value:
+            check_env_name(item.partition("=")[0])
+        return value
 
 
 class MetricSection(_Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z_][\w.\-/]*$")
     goal: Literal["minimize", "maximize"]
     evaluate: str | None = None
-    secondary: list[str] = []
+    secondary: list[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.\-/]*$")]] = []
     constraints: list[str] = []
     #: Held-out evaluator, run only for candidate bests (results never shown to brains).
     holdout: str | None = None
     #: A value no honest run can beat (a speed-of-light time, a loss floor); beating it is flagged.
-    bound: float | None = None
+    bound: FiniteFloat | None = None
     #: A metric the run prints for its own wall-clock seconds; far below labmind's measurement is flagged.
     self_time: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.\-/]*$")
     #: The scale effects are judged on: "log" (ratios) or "linear"; "auto" picks log for positive metrics.
@@ -92,11 +139,12 @@ class MetricSection(_Section):
 
 
 class NoiseSection(_Section):
-    confirm_seeds: int = Field(default=3, ge=2)
+    #: At most 100: every run is a row and a seed, and the judge compares them all.
+    confirm_seeds: int = Field(default=3, ge=2, le=100)
     #: "auto" (any gain the judge can verify), an absolute amount, or a percentage such as "1%".
     min_effect: str | float = "auto"
-    seed_env: str = "SEED"
-    baseline_runs: int = Field(default=3, ge=2)
+    seed_env: Annotated[str, AfterValidator(lambda v: check_env_name(v, seed=True))] = "SEED"
+    baseline_runs: int = Field(default=3, ge=2, le=100)
     alpha: float = Field(default=0.05, gt=0, lt=1)
 
     @field_validator("min_effect")
@@ -117,7 +165,7 @@ class GuardSection(_Section):
     #: Static rules this task allows (e.g. "precision_toggle" where changing precision is the point).
     allow: list[str] = []
     #: A gain more than this many times the lab's largest confirmed step so far is flagged.
-    gain_ratio: float = Field(default=10.0, gt=1)
+    gain_ratio: FiniteFloat = Field(default=10.0, gt=1)
     #: Flag a candidate whose held-out gain is below this fraction of its dev gain.
     holdout_fraction: float = Field(default=0.5, ge=0, le=1)
 
@@ -125,8 +173,8 @@ class GuardSection(_Section):
 class KnobSpec(_Section):
     """A search range for one setting of the knobs brain; either low/high or choices."""
 
-    low: float | None = None
-    high: float | None = None
+    low: FiniteFloat | None = None
+    high: FiniteFloat | None = None
     log: bool = False
     int: bool = False
     choices: list[Any] | None = None

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 from pathlib import Path
+
+from labmind.workspace.digests import (  # noqa: F401  (digests are part of the scope rules' interface)
+    DigestCapExceeded,
+    DigestCaps,
+    digest,
+    digest_mismatch,
+    protected_entries,
+    verify_protected,
+)
 
 
 def matches(path: str, patterns: list[str]) -> bool:
@@ -35,34 +43,22 @@ def scope_violation(changed: list[str], subdir: str, editable: list[str], protec
 
 
 def protected_files(task_dir: Path, protected: list[str]) -> list[Path]:
+    """The regular files the protected globs cover (a directory glob covers its tree), never through a
+    symlink: these are bound read-only in the sandbox."""
+    return [p for p in protected_entries(task_dir, protected).values() if p.is_file() and not p.is_symlink()]
+
+
+def hide_targets(task_dir: Path, patterns: list[str]) -> list[Path]:
+    """What `[run] hide` globs name under task_dir, files and whole directories, to be masked in the sandbox.
+    A matching symlink is followed to its target when that lies inside task_dir (the data it stands for)."""
+    root = task_dir.resolve()
     out: set[Path] = set()
-    for pattern in protected:
+    for pattern in patterns:
         for path in task_dir.glob(pattern):
-            if path.is_file():
+            if path.is_symlink():
+                target = path.resolve()
+                if target.is_relative_to(root) and target.exists():
+                    out.add(target)
+            elif path.exists():
                 out.add(path)
-            elif path.is_dir():
-                out.update(p for p in path.rglob("*") if p.is_file())
     return sorted(out)
-
-
-def digest(task_dir: Path, protected: list[str]) -> dict[str, str]:
-    """sha256 of every protected file, keyed by its task-relative path."""
-    result = {}
-    for path in protected_files(task_dir, protected):
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        result[path.relative_to(task_dir).as_posix()] = h.hexdigest()
-    return result
-
-
-def digest_mismatch(expected: dict[str, str], actual: dict[str, str]) -> str | None:
-    for name in sorted(set(expected) | set(actual)):
-        if name not in actual:
-            return f"protected file {name} was deleted"
-        if name not in expected:
-            return f"protected path gained a new file {name}"
-        if expected[name] != actual[name]:
-            return f"protected file {name} was modified"
-    return None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from labmind.brains.llm.check import SandboxedCheck
 from labmind.execute.sandbox import Sandbox, resolve_sandbox
 
 from ..brainkit import git
@@ -65,6 +66,13 @@ def worktree(tmp_path: Path) -> Path:
     tree = tmp_path / "lab" / "exp-1"
     git(root, "worktree", "add", "-q", "--detach", str(tree), "HEAD")
     return tree / "task"
+
+
+def make_check(sandbox: object, worktree: Path, **kwargs: object) -> SandboxedCheck:
+    """The lab's SandboxedCheck for the `worktree` fixture's task directory: it knows the worktree's top
+    directory and its repository, as the llm brain's does (from its BrainContext)."""
+    return SandboxedCheck(sandbox, workdir=worktree, worktree_root=worktree.parent,  # type: ignore[arg-type]
+                          repo_root=worktree.parent.parent.parent / "repo", **kwargs)  # type: ignore[arg-type]
 
 
 def changed_files(task_dir: Path) -> list[str]:

@@ -10,7 +10,7 @@ from labmind.brains.llm.implement import ImplementLimits, ImplementResult, imple
 from labmind.execute.sandbox import Sandbox
 from labmind.llm.base import CallContext
 
-from .conftest import EDITABLE, PROTECTED, changed_files
+from .conftest import EDITABLE, PROTECTED, changed_files, make_check
 from .scripted import ScriptedClient, call, reply
 
 SMOKE = "python3 train.py && echo w > ckpt.pt"
@@ -31,7 +31,7 @@ class Counting:
 
 
 def run(client: ScriptedClient, worktree: Path, sandbox: Sandbox, **kwargs: object) -> tuple[ImplementResult, Counting]:
-    counting = Counting(SandboxedCheck(sandbox, workdir=worktree, protected=PROTECTED))
+    counting = Counting(make_check(sandbox, worktree, protected=PROTECTED))
     options: dict = dict(
         system="SYSTEM", instructions="Halve the loss.", workdir=worktree, editable=EDITABLE, protected=PROTECTED,
         smoke=SMOKE, run_check=counting, limits=ImplementLimits(), context=CallContext(role="implement"),

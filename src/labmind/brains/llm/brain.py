@@ -8,7 +8,6 @@ wires the steps to the lab's Brain protocol. Roles may use different models: `im
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from labmind.brains.llm.state import LOG_TAIL_CHARS, describe
 from labmind.brains.llm.templates import render
 from labmind.llm.base import CallContext, LLMClient
 from labmind.task.model import Task
+from labmind.workspace.git import GitError, worktree_git
 
 #: Ideas asked for per ideate call, and ideas tried per proposal before the proposal fails.
 IDEAS_PER_CALL = 4
@@ -72,7 +72,7 @@ class LLMBrain:
             if result.ok and result.edited:
                 return self._with_result(idea, result)
             problems.append(f"{idea.title!r}: {result.reason}")
-            revert(ctx.task_dir)  # a half-made change is not run: the next idea starts from the parent's code
+            revert(ctx)  # a half-made change is not run: the next idea starts from the parent's code
         raise BrainError("implement: no complete change was made (" + "; ".join(problems) + ")")
 
     def exhausted(self) -> str | None:
@@ -155,8 +155,9 @@ class LLMBrain:
         task = ctx.task
         check = None
         if task.run.smoke and self.sandbox is not None:
-            check = SandboxedCheck(self.sandbox, workdir=ctx.task_dir, protected=task.task.protected,
-                                   hidden=self.hidden)
+            check = SandboxedCheck(self.sandbox, workdir=ctx.task_dir, worktree_root=ctx.worktree,
+                                   repo_root=ctx.repo_root, protected=task.task.protected, hidden=self.hidden,
+                                   hide=task.run.hide)
         result = implement(
             self.implementer, system=system_prompt(task, ctx.task_dir, check=check is not None,
                                                    inline_chars=INLINE_CHARS),
@@ -185,7 +186,12 @@ class LLMBrain:
                                 "transcript": result.transcript}, default=str) + "\n")
 
 
-def revert(task_dir: Path) -> None:
+def revert(ctx: BrainContext) -> None:
     """Put the experiment's worktree back at its commit (tracked files restored, new untracked files removed)."""
+    if ctx.worktree is None or ctx.repo_root is None:
+        return  # outside a lab: no worktree labmind made
     for args in (["reset", "-q", "--hard", "HEAD"], ["clean", "-fdq"]):
-        subprocess.run(["git", "-C", str(task_dir), *args], capture_output=True, timeout=60, check=False)
+        try:
+            worktree_git(ctx.repo_root, ctx.worktree, *args)
+        except GitError:
+            pass  # the snapshot commits what is left; the scope check judges it

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from labmind.brains.command import SandboxLike, _kill_group, expand_globs, scrubbed_env
-from labmind.brains.command import worktree_root as find_worktree_root
+from labmind.brains.command import SandboxLike, _kill_group, expand_globs, hidden_files, scrubbed_env
+from labmind.workspace.git import GitError, worktree_git
 
 TAIL_CHARS = 4_000
 _GIT_TIMEOUT_S = 60
@@ -53,56 +53,64 @@ class CheckResult:
         return f"{head}\n--- end of output ---\n{tail}"
 
 
-def _git(root: Path, *args: str) -> str | None:
+def _git(repo: Path, root: Path, *args: str) -> str | None:
+    """git on the worktree `root` of the repository `repo`; never through the worktree's own `.git`, which
+    the check (sandboxed code) may have rewritten."""
     try:
-        out = subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=_GIT_TIMEOUT_S, check=True)
-    except (OSError, subprocess.SubprocessError):
+        return worktree_git(repo, root, *args)
+    except (OSError, GitError):
         return None
-    return out.stdout.decode("utf-8", errors="surrogateescape")
 
 
-def _dirty(root: Path) -> dict[str, bool] | None:
+def _dirty(repo: Path, root: Path) -> dict[str, bool] | None:
     """Uncommitted paths of the worktree (untracked, not ignored, included) → whether git tracks them."""
-    out = _git(root, "status", "--porcelain", "-z", "--untracked-files=all", "--no-renames", "--", ".")
+    out = _git(repo, root, "status", "--porcelain", "-z", "--untracked-files=all", "--no-renames",
+               "--ignore-submodules=all", "--", ".")
     if out is None:
         return None
     entries = (e for e in out.split("\0") if len(e) > 3)
     return {e[3:]: not e.startswith("??") for e in entries}
 
 
+def _read(path: Path) -> bytes | None:
+    # Never through a symlink: the check may have pointed one anywhere on the host.
+    return path.read_bytes() if path.is_file() and not path.is_symlink() else None
+
+
 @dataclass
 class _WorktreeState:
     """What the check may not change: the set of uncommitted paths and their contents before it ran."""
 
+    repo: Path
     root: Path
     dirty: dict[str, bool]
     content: dict[str, bytes | None]
 
     @classmethod
-    def capture(cls, root: Path) -> _WorktreeState | None:
-        dirty = _dirty(root)
+    def capture(cls, repo: Path, root: Path) -> _WorktreeState | None:
+        dirty = _dirty(repo, root)
         if dirty is None:
             return None  # not a git worktree: nothing to compare against
-        content = {p: ((root / p).read_bytes() if (root / p).is_file() else None) for p in dirty}
-        return cls(root, dirty, content)
+        content = {p: _read(root / p) for p in dirty}
+        return cls(repo, root, dirty, content)
 
     def restore(self) -> list[str]:
         """Undo what the check changed; returns the paths it put back."""
-        after = _dirty(self.root) or {}
+        after = _dirty(self.repo, self.root) or {}
         restored = []
         for rel, tracked in after.items():
             path = self.root / rel
             if rel in self.dirty:
                 before = self.content[rel]
-                now = path.read_bytes() if path.is_file() else None
-                if now == before:
+                now = _read(path)
+                if now == before and not path.is_symlink():
                     continue
-                if before is None:
+                if before is None or path.is_symlink():
                     path.unlink(missing_ok=True)
-                else:
+                if before is not None:
                     path.write_bytes(before)
             elif tracked:
-                _git(self.root, "checkout", "-q", "HEAD", "--", rel)
+                _git(self.repo, self.root, "checkout", "-q", "HEAD", "--", rel)
             else:
                 path.unlink(missing_ok=True)
                 self._prune_empty(path.parent)
@@ -127,17 +135,23 @@ class SandboxedCheck:
         *,
         workdir: Path,
         worktree_root: Path | None = None,
+        repo_root: Path | None = None,
         protected: Sequence[str] = (),
         hidden: Sequence[Path] = (),
+        hide: Sequence[str] = (),
         env: dict[str, str] | None = None,
         tail_chars: int = TAIL_CHARS,
         restore: bool = True,
     ) -> None:
         self.sandbox = sandbox
         self.workdir = workdir
-        self.worktree_root = (worktree_root or find_worktree_root(workdir)).resolve()
+        self.worktree_root = (worktree_root or workdir).resolve()
+        #: The repository the worktree belongs to; without it the check cannot put the worktree back.
+        self.repo_root = repo_root
         self.protected = list(protected)
         self.hidden = list(hidden)
+        #: `[run] hide` globs: hidden from the check as from runs (the model reads its output).
+        self.hide = list(hide)
         base = dict(scrubbed_env() if env is None else env)
         # No GPU (busy with runs; the sandbox gives none either) and no .pyc files littering the worktree.
         base.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -147,7 +161,9 @@ class SandboxedCheck:
         self.restore = restore
 
     def __call__(self, command: str, timeout_s: float) -> CheckResult:
-        state = _WorktreeState.capture(self.worktree_root) if self.restore else None
+        state = None
+        if self.restore and self.repo_root is not None:
+            state = _WorktreeState.capture(self.repo_root, self.worktree_root)
         try:
             return self._run(command, timeout_s)
         finally:
@@ -161,7 +177,7 @@ class SandboxedCheck:
             workdir=self.workdir,
             writable=[self.worktree_root],
             readonly=expand_globs(self.workdir, self.protected),
-            hidden=self.hidden,
+            hidden=[*self.hidden, *hidden_files(self.workdir, self.hide)],
             gpus=False,
             network=False,
             env=self.env,
