@@ -155,3 +155,33 @@ def test_a_value_off_the_log_scale_is_flagged_under_a_bound(tmp_path: Path, boun
     assert any(f.startswith("beyond_bound") for f in row.flags) is (bound is not None)
     assert "beyond_bound" not in row.reason  # reasons reach brains; the evidence stays with the flags
     assert lab.points() == (lab.base, lab.base)
+
+
+def test_a_stalled_baseline_run_asks_for_runs_and_is_outvoted(tmp_path: Path) -> None:
+    # One of the three baseline runs stalls 60× (a timing task): three runs cannot tell it from chance, so the
+    # baseline gets runs until a strict majority outvotes it, and its metric is the clean runs' mean.
+    stalled = (0.27, 16.2, 0.271, 0.2705, 0.2702)
+    lab = Lab.__new__(Lab)
+    lab.task = Task.model_validate({
+        "task": {"name": "t", "editable": ["a.py"]}, "run": {"command": "x"},
+        "metric": {"name": "time_ms", "goal": "minimize"}, "noise": {"confirm_seeds": 3}})
+    lab.store = Store.open(tmp_path / ".labmind" / "lab.db")
+    lab.store.create_lab(name="t", task_json=lab.task.model_dump_json(), repo_root=str(tmp_path), task_subdir="",
+                         base_commit="c0", branch="labmind/t", settings={})
+    lab.base = lab.store.add_experiment(kind="baseline", line_id=None, parent_id=None, brain="", base_commit="c0",
+                                        status="testing")
+    lab.store.update_lab(baseline_id=lab.base)
+    lab.line = lab.store.add_line("line-1", lab.base)
+    for seed in range(3):
+        lab.store.add_run(experiment_id=lab.base, purpose="baseline", seed=seed)
+    lab.host = Host()
+    lab.referee = Referee(lab.store, lab.task, LabPaths(tmp_path), {r.id: r for r in lab.store.experiments()},
+                          host=lab.host)  # type: ignore[arg-type]
+    lab.values = {lab.base: lambda seed: stalled[seed]}
+    lab.run_queued()
+    runs = [r for r in lab.store.runs_of(lab.base) if r.purpose == "baseline"]
+    assert len(runs) == 5  # two runs added, one at a time, until five can outvote the stall
+    base = lab.store.experiment(lab.base)
+    assert base.metric == pytest.approx((0.27 + 0.271 + 0.2705 + 0.2702) / 4)
+    assert "outliers left out: 16.2" in (base.reason or "")
+    assert any("the baseline's runs disagree" in message for _, message in lab.host.notes)

@@ -51,7 +51,11 @@ class Comparison:
     @property
     def p_improve(self) -> float:
         """The probability that the candidate is better (flat prior on the effect)."""
-        return 1.0 - self.p_value(0.0) if self.se > 0 else (1.0 if self.effect > 0 else 0.0)
+        if self.se == 0.0:
+            return 1.0 if self.effect > 0 else 0.0
+        if self.df <= 0 or not math.isfinite(self.se):
+            return 0.5  # no noise estimate yet: nothing is known either way
+        return 1.0 - self.p_value(0.0)
 
 
 def _moderated(local_ss: float, local_df: int, noise: Noise, factor: float) -> tuple[float, int]:

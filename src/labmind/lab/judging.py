@@ -24,6 +24,7 @@ The protocol (README "How a gain is judged"):
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import time
@@ -72,6 +73,17 @@ class Host(Protocol):
 class Failure:
     verdict: Verdict
     reason: str
+
+
+def odd_one_out(values: list[float]) -> bool:
+    """Runs split into groups far apart compared with how close the nearest two are: with three or four runs
+    and no noise estimate this may be a stall (or two), or chance (about one set of three Gaussian runs in
+    twelve has a gap ratio above 20), so it asks for runs, never excludes one."""
+    if not 3 <= len(values) < 5:
+        return False
+    ordered = sorted(values)
+    gaps = [b - a for a, b in itertools.pairwise(ordered)]
+    return min(gaps) > 0 and max(gaps) > 20 * min(gaps)
 
 
 class Referee:
@@ -212,7 +224,9 @@ class Referee:
         scale, why = choose_scale(self.task.metric.scale, values)
         scaled = [to_scale(scale, v) for v in values]
         loc = robust_location(scaled)
-        if not loc.agreed and len(values) < 2 * self.task.noise.baseline_runs:
+        if (not loc.agreed or odd_one_out(scaled)) and len(values) < max(5, 2 * self.task.noise.baseline_runs):
+            # Too few runs to tell a stall from noise (there is no lab noise yet): more runs, so that a strict
+            # majority can outvote it.
             self.store.add_run(experiment_id=exp.id, purpose="baseline", seed=self.store.next_seed())
             self.host.note("noise", f"the baseline's runs disagree ({', '.join(f'{v:.6g}' for v in values)}); "
                                     "adding a run", experiment_id=exp.id)
