@@ -157,8 +157,11 @@ async def run_confined(argv: list[str], *, cwd: Path, env: dict[str, str], log_p
     breach = trip.kind or (kernel[0] if kernel else None)
     if breach is None and limits.file_size is not None and _file_size_signal(proc.returncode):
         breach = "file_size"
-    if breach is None and "NPROC" in limited and proc.returncode and _refused_fork(log_path, start):
-        breach = "processes"  # RLIMIT_NPROC refused a fork or a thread: the run's own output says so
+    # A process limit (RLIMIT_NPROC, or the cgroup's pids.max when its event counter was not readable in time)
+    # refused a fork or a thread: the run's own output says so.
+    capped = "NPROC" in limited or (cgroup is not None and limits.processes is not None)
+    if breach is None and capped and proc.returncode and _refused_fork(log_path, start):
+        breach = "processes"
     if breach is not None:
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(f"\n{breach_message(breach, limits)}\n")
