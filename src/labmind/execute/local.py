@@ -25,7 +25,6 @@ from labmind.execute.runner import Ended, run_confined
 from labmind.execute.sandbox import Sandbox
 from labmind.execute.slots import gpu_device_nodes
 from labmind.numeric import why_unusable
-from labmind.workspace.digests import first_symlink
 
 EVAL_SEPARATOR = "----- labmind: trusted evaluation -----"
 TAIL_LINES = 40
@@ -268,7 +267,7 @@ def _evaluation_spec(spec: RunSpec) -> RunSpec:
         return spec
     for pattern in spec.artifacts:
         for src in spec.workdir.glob(pattern):
-            if src.is_symlink() or not src.is_file() or first_symlink(spec.workdir, src) is not None:
+            if src.is_symlink() or not src.is_file() or _through_symlink(spec.workdir, src):
                 continue
             dst = spec.eval_workdir / src.relative_to(spec.workdir)
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +275,17 @@ def _evaluation_spec(spec: RunSpec) -> RunSpec:
     protected = tuple(spec.eval_workdir / p.relative_to(spec.workdir) for p in spec.protected
                       if p.is_relative_to(spec.workdir))
     return replace(spec, workdir=spec.eval_workdir, writable=spec.eval_writable, protected=protected)
+
+
+def _through_symlink(root: Path, path: Path) -> bool:
+    """Whether a path below root passes through a symlinked directory: an artifact reached that way is a
+    host file the run pointed at (a hidden one, say), never something the run made."""
+    current = root
+    for part in path.relative_to(root).parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            return True
+    return False
 
 
 def copy_sparse(src: Path, dst: Path) -> None:
