@@ -30,7 +30,9 @@ def safe(text: str) -> str:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[red]error:[/] {safe(message)}", highlight=False)
+    # soft_wrap: a hard wrap at the console width splits paths and commands mid-word, so they
+    # could not be copied from the message (and the wrap point moved with the path's length).
+    err_console.print(f"[red]error:[/] {safe(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
