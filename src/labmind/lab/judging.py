@@ -68,6 +68,9 @@ class Host(Protocol):
 
     def baseline_measured(self, exp: ExperimentRow) -> None: ...
 
+    def experiments_left(self) -> int | None:
+        """Candidate experiments still to come in this session, when a limit says so (None: no limit)."""
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -396,6 +399,10 @@ class Referee:
             if state.get("closing"):
                 return  # verified once already at a close, undecided: not again in this lab
         elif state.get("state") == "undecided" or self.since_verified(line_id, anchor_id) < self.verify_every:
+            return
+        elif (left := self.host.experiments_left()) is not None and left < self.verify_every:
+            # The close verifies every head within fewer experiments than a period: a verification now would
+            # spend runs on a claim the close makes anyway (and makes against a nearer anchor, at more cost).
             return
         why = "the lab stops proposing" if closing else f"{self.verify_every} experiments since its last verification"
         self.start_verification(head_id, anchor_id, closing=closing, why=why)
