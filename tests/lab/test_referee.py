@@ -145,6 +145,29 @@ def test_a_claim_leaves_a_line_that_built_on_it_where_it_is(tmp_path: Path) -> N
     assert any(kind == "rebase" and f"exp {head}" in message for kind, message in lab.host.notes)
 
 
+def test_a_stack_that_fails_is_bisected_down_to_the_step_that_verifies(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    # A real step, then two that only looked better on the screening seed (0); the last one is the line's head.
+    real = lab.candidate(lab.base, noisy(0.9))
+    lab.run_queued()
+    lucky = lab.candidate(real, lambda seed: 0.85 if seed == 0 else 1.05)
+    lab.run_queued()
+    head = lab.candidate(lucky, lambda seed: 0.8 if seed == 0 else 1.06)
+    lab.run_queued()
+    assert [lab.exp(e).verdict for e in (real, lucky, head)] == ["kept"] * 3
+    assert lab.points() == (head, lab.base)
+    # The close verifies the head against the baseline: it fails. Rather than drop all three steps, the line
+    # bisects: the middle (lucky) is verified next and fails too, then the step below it, which is claimed.
+    lab.referee.close_lines()
+    lab.run_queued()
+    assert lab.exp(head).verdict == "not_improved"
+    assert lab.exp(lucky).verdict == "not_improved" and lab.exp(lucky).judgement["verify"]["anchor"] == lab.base
+    assert lab.exp(real).verdict == "improved" and lab.points() == (real, real)
+    rebases = [message for kind, message in lab.host.notes if kind == "rebase"]
+    assert any(f"goes back to exp {lucky}" in m for m in rebases) and any(f"goes back to exp {real}" in m
+                                                                          for m in rebases)
+
+
 def test_a_periodic_verification_waits_for_a_close_that_is_near(tmp_path: Path) -> None:
     lab = Lab(tmp_path)
     lab.referee.verify_every = 1
