@@ -515,3 +515,14 @@ def test_verify_disagreeing_runs_add_runs() -> None:
     v = verify(judge, {10: 0.5, 11: 0.9, 12: 0.7}, look=3, looks=5, noise=noise,
                ref={1: 1.0, 2: 1.0005, 3: 0.9995})
     assert v.result == "more" and "disagree" in v.reason
+
+
+def test_five_gaussian_runs_lose_no_run_to_a_tight_middle_but_a_stall_is_left_out() -> None:
+    from labmind.judge.robust import robust_location
+
+    # Seen in `labmind bench judge`: the middle three of five runs sat within 0.02 of each other, and a band
+    # of six of their MADs cut off the other two (noise sd 1), leaving a noise estimate of 0.016.
+    tight = robust_location([10.5686, 10.0826, 10.0959, 9.60207, 10.0636])
+    assert tight.outliers == () and tight.agreed
+    stalled = robust_location([0.27, 16.2, 0.271, 0.2705, 0.2702])
+    assert stalled.outliers == (16.2,)

@@ -201,10 +201,11 @@ def test_a_value_off_the_log_scale_is_flagged_under_a_bound(tmp_path: Path, boun
     assert lab.points() == (lab.base, lab.base)
 
 
-def test_a_stalled_baseline_run_asks_for_runs_and_is_outvoted(tmp_path: Path) -> None:
-    # One of the three baseline runs stalls 60× (a timing task): three runs cannot tell it from chance, so the
-    # baseline gets runs until a strict majority outvotes it, and its metric is the clean runs' mean.
-    stalled = (0.27, 16.2, 0.271, 0.2705, 0.2702)
+STALLED = (0.27, 16.2, 0.271, 0.2705, 0.2702)
+
+
+def stalled_lab(tmp_path: Path) -> Lab:
+    """A timing task whose second baseline run stalls 60×."""
     lab = Lab.__new__(Lab)
     lab.task = Task.model_validate({
         "task": {"name": "t", "editable": ["a.py"]}, "run": {"command": "x"},
@@ -221,11 +222,30 @@ def test_a_stalled_baseline_run_asks_for_runs_and_is_outvoted(tmp_path: Path) ->
     lab.host = Host()
     lab.referee = Referee(lab.store, lab.task, LabPaths(tmp_path), {r.id: r for r in lab.store.experiments()},
                           host=lab.host)  # type: ignore[arg-type]
-    lab.values = {lab.base: lambda seed: stalled[seed]}
+    lab.values = {lab.base: lambda seed: STALLED[seed]}
     lab.run_queued()
+    return lab
+
+
+def test_a_stalled_baseline_run_asks_for_runs_and_is_outvoted(tmp_path: Path) -> None:
+    # One of the three baseline runs stalls 60× (a timing task): three runs cannot tell it from chance, so the
+    # baseline gets runs until a strict majority outvotes it, and its metric is the clean runs' mean.
+    lab = stalled_lab(tmp_path)
     runs = [r for r in lab.store.runs_of(lab.base) if r.purpose == "baseline"]
     assert len(runs) == 5  # two runs added, one at a time, until five can outvote the stall
     base = lab.store.experiment(lab.base)
     assert base.metric == pytest.approx((0.27 + 0.271 + 0.2705 + 0.2702) / 4)
     assert "outliers left out: 16.2" in (base.reason or "")
     assert any("the baseline's runs disagree" in message for _, message in lab.host.notes)
+
+
+def test_re_runs_that_keep_reproducing_stop_being_spent(tmp_path: Path) -> None:
+    # The lab has seen a stall, so a screen far outside its (tiny) noise is re-run once on the same seed. Bad
+    # ideas are slow on every run: their re-runs reproduce them. After three such re-runs the rule stops.
+    lab = stalled_lab(tmp_path)
+    slow = [lab.candidate(lab.base, lambda seed: 0.35) for _ in range(5)]
+    for exp in slow:
+        lab.run_queued(only=exp)
+    screens = [len([r for r in lab.store.runs_of(e) if r.purpose == "screen"]) for e in slow]
+    assert screens == [2, 2, 2, 1, 1]
+    assert all(lab.exp(e).verdict == "not_improved" for e in slow)

@@ -82,11 +82,13 @@ class Judge:
     # -- screening -------------------------------------------------------------------------------------
 
     def screen(self, values: list[tuple[int, float]], reference: dict[int, float], secondary: dict[str, float],
-               noise: Noise, flags: list[str], stall_below: float | None = None) -> Screen:
+               noise: Noise, flags: list[str], stall_below: float | None = None, reruns_pay: bool = True
+               ) -> Screen:
         """`values`: the candidate's screening runs (seed, metric) in order; `reference`: the incumbent's
         metric by seed, covering those seeds. The latest run decides; an earlier one is only there because it
         looked like a stall (a re-run uses the same seed). `stall_below`: an effect below it is far outside
-        what the lab's screens show."""
+        what the lab's screens show. `reruns_pay`: False once the lab's re-runs keep reproducing what they
+        re-ran (bad ideas, not stalls): then only `stall_below` calls for one."""
         seed, value = values[-1]
         violation = self.constraint_violation(secondary)
         if violation:
@@ -105,7 +107,7 @@ class Judge:
                                       "(`labmind show`)", effect)
             return Screen("keep", f"{versus}: kept provisionally; its line builds on it, and it is claimed only "
                                   "once verified on fresh seeds", effect)
-        seen_stalls = noise.outliers > 0 and noise.sd > 0 and effect < -OUTLIER_K * noise.sd
+        seen_stalls = reruns_pay and noise.outliers > 0 and noise.sd > 0 and effect < -OUTLIER_K * noise.sd
         off_scale = stall_below is not None and effect < stall_below
         if (seen_stalls or off_scale) and len(values) == 1:
             why = (f"far outside the lab's noise (sd {noise.sd:.3g}) in a lab that has seen stalls" if seen_stalls

@@ -290,7 +290,8 @@ class Referee:
         flags = sorted({f for r in done for f in r.flags} | set(exp.flags))
         noise = self.noise()
         values = [(r.seed, float(r.metric)) for r in screens if r.metric is not None]
-        screen = self.judge.screen(values, reference, screens[-1].secondary, noise, flags, self.stall_below())
+        screen = self.judge.screen(values, reference, screens[-1].secondary, noise, flags, self.stall_below(),
+                                   self.reruns_pay())
         effect = screen.effect
         judgement = {"stage": "screen", "reference": head, "effect": effect, "scale": self.judge.scale.value,
                      "runs": len(values), "seed": values[-1][0]}
@@ -315,6 +316,28 @@ class Referee:
         self.finish(exp.id, verdict, screen.reason, values=[values[-1][1]], flags=flags or None,
                     near_miss=screen.near_miss, judgement=judgement, promote=verdict == Verdict.KEPT)
         self.maybe_verify(line.id)
+
+    def reruns_pay(self) -> bool:
+        """Whether re-running screens that fell far outside the lab's noise still finds stalls. A re-run that
+        recovers at least half of what its first run lost found one; one that reproduces it re-ran a bad idea
+        (or the lab's noise estimate is too small). Once three re-runs in four reproduced, that rule stops
+        spending runs; the self-calibrating `stall_below` still catches runs off every other screen's scale."""
+        assert self.judge is not None
+        found = reproduced = 0
+        for row in self.rows.values():
+            effect = row.judgement.get("effect")
+            if row.judgement.get("stage") != "screen" or int(row.judgement.get("runs", 1)) < 2 or effect is None:
+                continue
+            screens = [float(r.metric) for r in self.ok_runs(row.id) if r.purpose == "screen"]
+            if len(screens) < 2:
+                continue
+            recovered = self.judge.sign * (self.judge.scaled(screens[-1]) - self.judge.scaled(screens[0]))
+            first_effect = float(effect) - recovered  # the first run's effect against the same reference value
+            if recovered > 0.5 * max(0.0, -first_effect):
+                found += 1
+            else:
+                reproduced += 1
+        return not (reproduced >= 3 and reproduced >= 3 * found)
 
     def stall_below(self) -> float | None:
         """A screening effect below the median of the lab's screening effects by more than STALL_MADS robust
