@@ -42,6 +42,7 @@ from labmind.judge import Judge, Noise, Scale, choose_scale, estimate, summarize
 from labmind.judge.fdr import level as fdr_level
 from labmind.judge.robust import robust_location
 from labmind.judge.scale import from_scale, to_scale
+from labmind.lab.diagnose import baseline_failed_message, holdout_problem
 from labmind.lab.paths import LabPaths
 from labmind.store import ExperimentRow, RunRow, Store
 from labmind.task import Task
@@ -178,8 +179,8 @@ class Referee:
         exp = self.refresh(exp_id)
         reason = f"{self.task.metric.name} could not be judged: {exc}"
         if exp.kind == "baseline":
-            self.fatal = (f"the baseline's values cannot be judged ({exc}). Fix the task, commit, and start over "
-                          f"(delete {self.paths.root}).")
+            self.fatal = (f"the baseline's values cannot be judged ({exc}). Fix the task, commit, and start afresh "
+                          f"with `labmind run --fresh {self.paths.task_dir}`.")
             self.host.note("error", self.fatal, experiment_id=exp_id)
             return
         if exp.status == "testing" or exp.verdict == Verdict.KEPT:
@@ -210,15 +211,23 @@ class Referee:
 
     def step_baseline(self, exp: ExperimentRow) -> None:
         runs = self.store.runs_of(exp.id)
-        if any(r.status in ("queued", "running") for r in runs):
-            return
         done = [r for r in runs if r.status == "done"]
+        # The first failed run decides (the others would fail the same way, a hanging one only after its timeout).
         failed = next((r for r in done if r.outcome != "ok"), None)
         if failed is not None:
             failure = self.failure(failed)
             self.finish(exp.id, failure.verdict, failure.reason)
-            self.fatal = (f"the baseline itself failed: {failure.reason}. Fix the task, commit, and start over "
-                          f"(delete {self.paths.root}). Log: {failed.log_path}")
+            self.fatal = baseline_failed_message(failure.reason, failed, self.paths.root)
+            return
+        held = self.task.metric.holdout
+        problem = next((p for r in done if held and (p := holdout_problem(r, self.task.metric.name, held))), None)
+        if problem is not None:
+            # Checked at the baseline: later, a silent evaluator would flag every candidate holdout_failed.
+            self.finish(exp.id, Verdict.NO_METRIC, problem.split(". Expected")[0])
+            self.fatal = (f"{problem} Fix the evaluator, commit, and start afresh with "
+                          f"`labmind run --fresh {self.paths.task_dir}`.")
+            return
+        if any(r.status in ("queued", "running") for r in runs):
             return
         values = [float(r.metric) for r in done if r.metric is not None]
         scale, why = choose_scale(self.task.metric.scale, values)

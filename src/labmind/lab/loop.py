@@ -237,8 +237,9 @@ class Lab(Steering):
         base = self.baseline()
         if base is not None and base.status == "done" and base.verdict is not None:
             raise LabError(f"this lab's baseline failed ({base.reason}). Its code is the lab's starting commit, so "
-                           f"the lab cannot go on: fix the task, commit, and start a new lab (delete or move "
-                           f"{self.paths.root}).")
+                           f"the lab cannot go on: fix the task, commit, and start a new lab with "
+                           f"`labmind run --fresh {self.paths.task_dir}` (or `labmind reset`; the old lab is kept "
+                           f"under {self.paths.root / 'backups'}).")
 
     def ensure_lines(self) -> None:
         """Add lines when a resumed lab is asked for more than it has."""
