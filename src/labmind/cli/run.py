@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -80,7 +81,7 @@ def execute(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], gpu
         # everything they could lose is a proposal not yet recorded, which resume makes again.
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(1 if error else 0)
+        os._exit(1 if error else 130 if lab.stop_signal == signal.SIGINT else 0)
 
 
 def summary(status: dict[str, Any], stats: Any, n_slots: int, output: str) -> None:

@@ -126,6 +126,7 @@ class Lab(Steering):
         self.rows: dict[int, ExperimentRow] = {r.id: r for r in store.experiments()}
         self.referee = Referee(store, task, paths, self.rows, host=self)
         self.stopping = False
+        self.stop_signal: int | None = None  # the signal that asked the lab to stop, if one did
         self.closed = False  # the lab stopped proposing and asked for its lines' closing verifications
         self.brain_failures = 0
         self.stats = SessionStats()
@@ -303,7 +304,7 @@ class Lab(Steering):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.request_stop)
+                loop.add_signal_handler(sig, self.request_stop, sig)
         self.deadline = time.monotonic() + self.settings.budget_s if self.settings.budget_s else None
         self.recover()
         self.refuse_failed_baseline()
@@ -331,7 +332,9 @@ class Lab(Steering):
             raise LabError(self.fatal)
         return self.stats
 
-    def request_stop(self) -> None:
+    def request_stop(self, sig: int | None = None) -> None:
+        if sig is not None and self.stop_signal is None:
+            self.stop_signal = sig  # Ctrl-C makes the command exit 130, as interrupted commands do
         if not self.stopping:
             self.stopping = True
             self.reporter.event("stop", "stopping: running runs are interrupted and re-queued for `labmind resume`")
@@ -398,6 +401,11 @@ class Lab(Steering):
             self.note("review", message, experiment_id=exp_id or None)
 
     async def shutdown(self) -> None:
+        # Runs still in flight held their slots until now: without this, a session stopped during its only
+        # run reported a slot duty cycle of 0.
+        now = time.monotonic()
+        self.stats.busy_s += sum(now - taken for taken in self.slot_taken.values())
+        self.slot_taken.clear()
         pending = [f for f, (kind, _, _) in self.tasks.items() if kind == "run"]
         for fut in pending:
             fut.cancel()
@@ -668,7 +676,7 @@ class Lab(Steering):
     def finish_run(self, run_id: int, fut: asyncio.Future[Any]) -> None:
         slot, exp_id = self.running.pop(run_id)
         # Duty cycle counts the whole time a slot is held for a run: worktree, run, trusted evaluation.
-        self.stats.busy_s += time.monotonic() - self.slot_taken.pop(run_id)
+        self.stats.busy_s += time.monotonic() - self.slot_taken.pop(run_id, time.monotonic())
         if fut.cancelled():
             return  # stopping: the row stays 'running' and is re-queued on resume
         exc = fut.exception()
