@@ -155,3 +155,21 @@ def test_mlflow_export_for_real(tiny_lm_lab: Path, tmp_path: Path, monkeypatch: 
     logged = next(r for r in runs if r.info.run_name.startswith(f"{improved.id}:"))
     assert logged.data.metrics["metric"] == pytest.approx(improved.metric)
     assert "diff.patch" in [a.path for a in client.list_artifacts(logged.info.run_id)]
+
+
+@pytest.mark.slow
+def test_mlflow_default_is_a_sqlite_database_in_the_lab(tiny_lm_lab: Path) -> None:
+    """The real mlflow client: `--mlflow default` logs to .labmind/mlflow.db (the file store is deprecated)."""
+    mlflow = pytest.importorskip("mlflow")
+    result = runner.invoke(app, ["export", str(tiny_lm_lab), "--mlflow", "default"])
+    assert result.exit_code == 0, result.output
+    db = tiny_lm_lab / ".labmind" / "mlflow.db"
+    assert db.is_file() and f"mlflow ui --backend-store-uri sqlite:///{db}" in result.output
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("labmind/tiny-lm")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    store = Store.open(tiny_lm_lab / ".labmind" / "lab.db", readonly=True)
+    try:
+        assert len(runs) == len(store.experiments())
+    finally:
+        store.close()
