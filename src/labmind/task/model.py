@@ -1,4 +1,4 @@
-"""Pydantic models of labmind.toml (DESIGN.md §3). Unknown fields are errors, so typos surface early."""
+"""Pydantic models of labmind.toml (docs/task-file.md). Unknown fields are errors, so typos surface early."""
 
 from __future__ import annotations
 
