@@ -87,3 +87,12 @@ def test_ctrl_c_exits_130_and_the_session_counts_the_interrupted_run(tmp_path: P
     assert proc.returncode == 130
     duty = float(re.search(r"slot duty cycle (\d\.\d+)", out).group(1))  # type: ignore[union-attr]
     assert duty > 0.3, out  # before: 0.00 (the run in flight at the stop was never counted)
+
+
+def test_stop_after_the_lab_stopped_itself_exits_0_saying_so(tmp_path: Path) -> None:
+    task = make_toy(tmp_path / "task")
+    nothing = labmind("stop", str(task), check=False)
+    assert nothing.returncode == 1 and "no lab in" in nothing.stderr
+    labmind("run", str(task), "--max-experiments", "1", "--plain")  # ends by itself at its limit
+    proc = labmind("stop", str(task))
+    assert proc.returncode == 0 and "it has already stopped" in proc.stdout

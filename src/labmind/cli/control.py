@@ -34,7 +34,12 @@ def stop(task_dir: Path = TaskDirArg,
     paths = LabPaths(task_dir.resolve())
     pid = holder_pid(paths.lock)
     if pid is None:
-        fail(f"no lab is running in {paths.task_dir}.")
+        if not paths.db.exists():
+            fail(f"no lab in {paths.task_dir}: there is nothing to stop.")
+        # Stopped already (at its limit, its budget, or by an earlier stop): the wish is fulfilled.
+        console.print(f"the lab in {paths.task_dir} is not running: it has already stopped. See `labmind status "
+                      f"{task_dir}`; continue it with `labmind resume {task_dir}`.", highlight=False, soft_wrap=True)
+        return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from labmind.guard.holding import allow_hint, holding
 from labmind.guard.plausibility import (
     beyond_bound,
     holdout_gap,
@@ -296,7 +297,9 @@ class Referee:
         flags = sorted({f for r in done for f in r.flags} | set(exp.flags))
         noise = self.noise()
         values = [(r.seed, float(r.metric)) for r in screens if r.metric is not None]
-        screen = self.judge.screen(values, reference, screens[-1].secondary, noise, flags, self.stall_below())
+        # Every flag stays on record; only those that hold a gain in this task go to the judge (guard.holding).
+        screen = self.judge.screen(values, reference, screens[-1].secondary, noise, holding(self.task, flags),
+                                   self.stall_below())
         effect = screen.effect
         judgement = {"stage": "screen", "reference": head, "effect": effect, "scale": self.judge.scale.value,
                      "runs": len(values), "seed": values[-1][0]}
@@ -309,7 +312,7 @@ class Referee:
             extra = self.screen_plausibility(exp, values[-1][1], screens[-1], reference[values[-1][0]])
             if extra:
                 flags = sorted(set(flags) | set(extra))
-                screen = self.judge.screen(values, reference, screens[-1].secondary, noise, flags)
+                screen = self.judge.screen(values, reference, screens[-1].secondary, noise, holding(self.task, flags))
         if screen.action == "flag":
             # A person's time is worth a verification: a flagged would-be gain is verified on fresh seeds first,
             # and only a verified one is held for review. It never moves its line.
@@ -513,11 +516,13 @@ class Referee:
                    "scale": self.judge.scale.value}
         if result.result == "claim":
             flags = sorted(set(head.flags) | set(self.verify_plausibility(head, anchor_id, cand, ref)))
-            if flags:
-                rules = len({f.split(":", 1)[0] for f in flags})
+            held = holding(self.task, flags)
+            if held:
+                rules = len({f.split(":", 1)[0] for f in held})
                 self.end_verification(head, "claim", Verdict.FLAGGED,
                                       f"{result.reason}, but {rules} integrity check(s) hold it for a person's "
-                                      "review (`labmind show`)", numbers, values=list(cand.values()), flags=flags)
+                                      f"review (`labmind show`){allow_hint(held)}", numbers,
+                                      values=list(cand.values()), flags=flags)
             else:
                 self.end_verification(head, "claim", Verdict.IMPROVED, result.reason, numbers,
                                       values=list(cand.values()))

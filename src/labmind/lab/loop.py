@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from labmind.brains.base import Brain, Idea
+from labmind.brains.base import NOT_TAKEN, Brain, Idea, experiments_made
 from labmind.execute.base import Executor, RunOutcome, RunSpec, Slot
 from labmind.execute.cgroups import memory_available
 from labmind.execute.limits import resolve_limits
@@ -343,6 +343,7 @@ class Lab(Steering):
     async def main_loop(self) -> None:
         self.apply_posted_reviews()  # decisions posted while no lab was running (or just before it stopped)
         while not self.stopping and not self.fatal:
+            self.withdraw_surplus_offers()
             self.start_proposals()
             self.close_if_done()
             self.dispatch()
@@ -444,8 +445,30 @@ class Lab(Steering):
         if self.brain_failures >= self.settings.max_brain_failures or self.brain_spent():
             return False
         if count_only and self.settings.max_experiments is not None:
-            return self.store.count_candidates() < self.settings.max_experiments
+            return self.experiments_made() < self.settings.max_experiments
         return True
+
+    def unclaimed(self) -> set[int]:
+        """Proposals in flight that no agent has claimed yet, for brains that offer work (the agent brain);
+        brains that work on what they propose have none."""
+        claimed = getattr(self.brain, "claimed", None)
+        if not callable(claimed):
+            return set()
+        in_flight = {ident for kind, ident, _ in self.tasks.values() if kind == "proposal"}
+        return in_flight - claimed()
+
+    def experiments_made(self) -> int:
+        """Candidates that count toward --max-experiments: every one a brain started work on (an agent's from
+        its claim), so that agents, not the order of offers, decide where the last experiments go."""
+        return experiments_made(self.rows.values(), self.unclaimed())
+
+    def withdraw_surplus_offers(self) -> None:
+        """Claims reached the experiment limit: offers still unclaimed are withdrawn (not counted)."""
+        limit = self.settings.max_experiments
+        withdraw = getattr(self.brain, "withdraw_unclaimed", None)
+        if limit is None or not callable(withdraw) or not self.unclaimed() or self.experiments_made() < limit:
+            return
+        withdraw(f"the lab's {limit} experiments (--max-experiments) were all claimed before this offer was")
 
     def proposals_in_flight(self) -> int:
         return sum(1 for kind, _, _ in self.tasks.values() if kind == "proposal")
@@ -540,8 +563,15 @@ class Lab(Steering):
             return
         exc = fut.exception()
         if exc is not None:
-            self.brain_failures += 1
             message = f"{type(exc).__name__}: {exc}"[:4000]
+            limit = self.settings.max_experiments
+            if NOT_TAKEN in str(exc) and limit is not None and self.experiments_made() >= limit:
+                # An offer withdrawn because claims reached the limit: neither a brain failure nor an experiment.
+                self.store.update_experiment(exp_id, status="failed", error=message, finished_at=time.time())
+                self.refresh(exp_id)
+                self.note("withdrawn", f"exp {exp_id}: {str(exc)[:300]}", experiment_id=exp_id)
+                return
+            self.brain_failures += 1
             self.store.update_experiment(exp_id, status="failed", error=message, finished_at=time.time())
             self.refresh(exp_id)
             self.note("brain_failed", f"exp {exp_id}: the brain failed: {message[:300]}", experiment_id=exp_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from labmind.brains.agent import is_agent_spec, unclaimed_experiments
+from labmind.brains.base import experiments_made
 from labmind.lab.paths import LabPaths
 from labmind.lab.views import best_experiment
 from labmind.store import ExperimentRow, Store
@@ -84,7 +86,10 @@ def lab_status(store: Store, paths: LabPaths) -> dict[str, Any]:
         "min_effect_text": task.noise.parsed_min_effect().text(),
         "scale": lab.scale,
         "best": best_out,
-        "experiments": sum(1 for r in rows if r.kind == "candidate"),
+        # Those that count toward --max-experiments: offers no agent has claimed (yet, or ever) do not.
+        "experiments": experiments_made(rows, unclaimed_experiments(paths, rows)
+                                        if is_agent_spec(lab.settings.get("brain")) else set()),
+        "max_experiments": lab.settings.get("max_experiments"),
         "verdicts": store.counts_by_verdict(),
         "in_progress": sum(1 for r in rows if r.kind == "candidate" and r.status in ("proposing", "testing")),
         "failed_proposals": sum(1 for r in rows if r.status == "failed"),

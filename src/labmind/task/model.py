@@ -164,6 +164,10 @@ class NoiseSection(_Section):
 class GuardSection(_Section):
     #: Static rules this task allows (e.g. "precision_toggle" where changing precision is the point).
     allow: list[str] = []
+    #: Static rules whose flag holds a gain for review even when a trusted evaluator measured it (rules that
+    #: are not about the measurement do not, by default; e.g. native_call where candidate code runs inside
+    #: the evaluator's own process).
+    hold: list[str] = []
     #: A gain more than this many times the lab's largest confirmed step so far is flagged.
     gain_ratio: FiniteFloat = Field(default=10.0, gt=1)
     #: Flag a candidate whose held-out gain is below this fraction of its dev gain.
