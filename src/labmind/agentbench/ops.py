@@ -17,7 +17,7 @@ from labmind.agentbench.brief import catch_up_command, is_stale
 from labmind.agentbench.inbox import Claim, Inbox, InboxError, OfferState, Submission, inbox_dir
 from labmind.agentbench.records import agent_of, experiment_record, past_with_ci
 from labmind.brains.agent import is_agent_spec, unclaimed_experiments
-from labmind.brains.base import experiments_made
+from labmind.brains.base import experiments_made, not_taken
 from labmind.brains.command import expand_globs
 from labmind.lab.paths import LabPaths
 from labmind.lab.status import lab_status
@@ -399,7 +399,7 @@ class Bench:
             if line is not None and ln.id != line:
                 continue
             records = [experiment_record(r, by_id, offers.get(r.id)) for r in rows
-                       if r.line_id == ln.id and r.kind == "candidate"]
+                       if r.line_id == ln.id and r.kind == "candidate" and not not_taken(r)]
             incumbent = by_id.get(ln.incumbent_id) if ln.incumbent_id is not None else None
             out.append({"id": ln.id, "name": ln.name, "status": ln.status,
                         "incumbent": _summary(incumbent), "experiments": records[-limit:] if limit else records})

@@ -160,6 +160,11 @@ def counts_toward_limit(status: str, error: str | None, *, unclaimed: bool = Fal
     return not unclaimed and not (status == "failed" and NOT_TAKEN in (error or ""))
 
 
+def not_taken(row: Any) -> bool:
+    """An offer no one took up (withdrawn unclaimed): a record, not an experiment of its line."""
+    return row.kind == "candidate" and not counts_toward_limit(row.status, row.error)
+
+
 def experiments_made(rows: Any, unclaimed: set[int] | frozenset[int] = frozenset()) -> int:
     """How many of `rows` (experiment rows) count toward `--max-experiments`; `unclaimed`: ids on offer to
     agents and not claimed yet."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
@@ -306,6 +307,8 @@ class Lab(Steering):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop, sig)
         self.deadline = time.monotonic() + self.settings.budget_s if self.settings.budget_s else None
+        # For progress displays (`labmind status` reads it from another process): when this session began, its budget.
+        self.store.set_meta("session", json.dumps({"started_at": time.time(), "budget_s": self.settings.budget_s}))
         self.recover()
         self.refuse_failed_baseline()
         mechanism = getattr(self.executor, "limits_mechanism", None)

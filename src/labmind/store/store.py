@@ -213,6 +213,15 @@ class Store:
         self._exec("INSERT INTO events(at, kind, experiment_id, run_id, message) VALUES (?, ?, ?, ?, ?)",
                    (time.time(), kind, experiment_id, run_id, message))
 
+    def set_meta(self, key: str, value: str) -> None:
+        """A small named value beside the tables (e.g. the current session's start and budget)."""
+        self._exec("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                   (key, value))
+
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
     def next_seed(self) -> int:
         """A seed never used before in this lab (fresh seeds for every run, including confirmations)."""
         row = self._conn.execute("SELECT COALESCE(MAX(seed), -1) + 1 AS s FROM runs").fetchone()
