@@ -68,3 +68,35 @@ def test_log_shows_ideas_in_full(tmp_path: Path) -> None:
         assert title in wide and "…" not in wide
         assert title.replace(" ", "") in "".join(narrow.split())  # wrapped at 80 columns, never clipped
     assert "…" not in narrow
+
+
+def test_exclusive_runs_never_overlap_and_each_run_records_who_ran_alongside(tmp_path: Path) -> None:
+    shared = make_toy(tmp_path / "shared", sleep=0.5)
+    labmind("run", str(shared), "--slots", "2", "--max-experiments", "2", "--plain")
+    runs = [r for e in json.loads(labmind("log", str(shared), "--json").stdout)
+            for r in json.loads(labmind("show", str(e["id"]), str(shared), "--json").stdout)["runs"]]
+    assert all(r["alongside"] is not None for r in runs)
+    assert any(r["alongside"] for r in runs)  # two slots: some runs shared the machine, and it is on record
+
+    alone = make_toy(tmp_path / "alone", sleep=0.5)
+    toml = alone / "labmind.toml"
+    toml.write_text(toml.read_text().replace('timeout = "30s"', 'timeout = "30s"\nexclusive = true'))
+    from .toy import git
+
+    git(alone, "commit", "-qam", "timing task")
+    labmind("run", str(alone), "--slots", "2", "--max-experiments", "2", "--plain")
+    runs = [r for e in json.loads(labmind("log", str(alone), "--json").stdout)
+            for r in json.loads(labmind("show", str(e["id"]), str(alone), "--json").stdout)["runs"]]
+    assert runs and all(r["alongside"] == [] for r in runs)  # each ran alone
+
+
+def test_a_time_like_metric_on_several_slots_gets_a_warning(tmp_path: Path) -> None:
+    task = make_toy(tmp_path / "task")
+    toml = task / "labmind.toml"
+    toml.write_text(toml.read_text().replace('name = "loss"', 'name = "step_time_ms"'))
+    (task / "train.py").write_text((task / "train.py").read_text().replace('print(f"loss:', 'print(f"step_time_ms:'))
+    from .toy import git
+
+    git(task, "commit", "-qam", "a timing task")
+    out = labmind("check", str(task), "--slots", "2", "--plain").stdout
+    assert "looks like a time" in out and "[run] exclusive = true" in out

@@ -13,6 +13,8 @@ from rich.table import Table
 
 from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, fmt, print_json, read_store, safe
 from labmind.lab.campaign import CampaignError, campaign_status, is_campaign
+from labmind.lab.overlap import KIND as OVERLAP
+from labmind.lab.overlap import parse_overlap
 from labmind.lab.status import lab_status
 from labmind.observe.live import status_view
 from labmind.observe.numbers import figure_text, row_figure
@@ -76,12 +78,14 @@ def experiment_dict(exp: ExperimentRow, store: Store | None = None, *, with_diff
     if with_diff:
         out["diff"] = exp.diff
     if store is not None:
+        # Other runs that shared the machine with each run (None: not recorded, e.g. a run still going).
+        alongside = {e.run_id: parse_overlap(e.message) for e in store.events_of(exp.id, OVERLAP)}
         out["runs"] = [
             {"id": r.id, "purpose": r.purpose, "seed": r.seed, "status": r.status, "outcome": r.outcome,
              "slot": r.slot, "metric": r.metric, "self_reported": r.self_reported, "holdout": r.holdout,
              "secondary": r.secondary,
              "flags": r.flags, "exit_code": r.exit_code, "seconds": round(r.seconds, 3), "log": r.log_path,
-             "sandbox": r.sandbox, "requeued_from": r.requeued_from}
+             "sandbox": r.sandbox, "requeued_from": r.requeued_from, "alongside": alongside.get(r.id)}
             for r in store.runs_of(exp.id)
         ]
         calls = store.llm_calls(experiment_id=exp.id)

@@ -25,6 +25,8 @@ from labmind.execute.limits import resolve_limits
 from labmind.execute.sandbox import default_hidden
 from labmind.guard import Finding, check_change
 from labmind.lab.judging import PROTECTED_FLAG, Referee
+from labmind.lab.overlap import KIND as OVERLAP
+from labmind.lab.overlap import overlap_text
 from labmind.lab.paths import LabPaths
 from labmind.lab.review import ReviewError, apply_review, take_posted
 from labmind.lab.settings import LabSettings
@@ -133,6 +135,7 @@ class Lab(Steering):
         self.stats = SessionStats()
         self.running: dict[int, tuple[Slot, int]] = {}  # run id -> (slot, experiment id)
         self.slot_taken: dict[int, float] = {}  # run id -> when its slot was taken (monotonic)
+        self.overlaps: dict[int, set[int]] = {}  # run id -> the other runs that ran while it did
         self.ready_worktrees: dict[int, Path] = {}  # experiment id -> its proposal's worktree, at its commit
         lookahead = settings.lookahead if settings.lookahead is not None else len(self.slots)
         self.lookahead = lookahead
@@ -640,6 +643,8 @@ class Lab(Steering):
             available = len(self.free) - (0 if self.settings.prefetch else self.reserved)
             if self.stopping or self.fatal or available <= 0:
                 return
+            if self.task.run.exclusive and self.running:
+                return  # a timing task: each run alone on the machine
             if run.purpose == "screen" and not self.in_budget():
                 continue
             self.start_run(run, self.free.pop(0))
@@ -674,6 +679,10 @@ class Lab(Steering):
             evaluate=self.task.metric.evaluate, env=self.run_env(run.seed), token=token, limits=self.limits,
             # Runs that define a metric (baseline, verification) are also scored on held-out data.
             holdout=self.task.metric.holdout if run.purpose in ("baseline", "confirm") else None)
+        # Which runs share the machine with which: recorded per run when it ends (timings read alongside it).
+        for other in self.running:
+            self.overlaps.setdefault(other, set()).add(run.id)
+        self.overlaps[run.id] = set(self.running)
         self.running[run.id] = (slot, exp.id)
         self.slot_taken[run.id] = time.monotonic()
         fut = asyncio.ensure_future(self.run_work(spec, slot, self.commit_of(exp), prepared=ready is not None))
@@ -732,6 +741,9 @@ class Lab(Steering):
         self.store.update_experiment(exp_id, gpu_seconds=exp.gpu_seconds + slot_s)
         self.refresh(exp_id)
         shown = f"{self.task.metric.name}={outcome.metric:.6g}" if outcome.metric is not None else outcome.status
-        self.note("run_done", f"run {run_id} of exp {exp_id}: {shown} in {outcome.seconds:.1f}s",
+        others = sorted(self.overlaps.pop(run_id, set()))
+        self.store.event(OVERLAP, overlap_text(run_id, others), experiment_id=exp_id, run_id=run_id)
+        alongside = f"; ran alongside run(s) {', '.join(map(str, others))}" if others else ""
+        self.note("run_done", f"run {run_id} of exp {exp_id}: {shown} in {outcome.seconds:.1f}s{alongside}",
                   experiment_id=exp_id, run_id=run_id)
         self.advance(exp_id)

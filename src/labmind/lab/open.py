@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,13 @@ def check_editable(task_dir: Path, task: Task) -> None:
         raise LabError(f"[task] editable: {shown} match{'es' if len(empty) == 1 else ''} no committed file in "
                        f"{task_dir} (globs are relative to the task directory, e.g. \"train.py\" or \"src/**/*.py\"). "
                        "Fix the glob in labmind.toml (or --edit), or commit the file, then run again.")
+
+
+_TIME_LIKE = re.compile(r"(time|latency|seconds|duration|elapsed)|(_s|_ms|_us|_ns|_sec|_secs)$", re.IGNORECASE)
+
+
+def looks_like_time(metric: str) -> bool:
+    return bool(_TIME_LIKE.search(metric))
 
 
 def validate_settings(settings: LabSettings) -> None:
@@ -161,6 +169,10 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
                                         slots if slots is not None else settings.slots, task.run.gpus)
         if slot_warning:
             warnings.append(slot_warning)
+        if len(plan) > 1 and not task.run.exclusive and looks_like_time(task.metric.name):
+            warnings.append(f"the metric {task.metric.name!r} looks like a time, and {len(plan)} slots run at once "
+                            "on this machine: runs can disturb each other's timings. Declare `[run] exclusive = "
+                            "true` in labmind.toml to run them one at a time")
         sandbox, sandbox_warning = resolve_sandbox(settings.sandbox)  # type: ignore[arg-type]
         if sandbox_warning:
             warnings.append(sandbox_warning)

@@ -290,6 +290,10 @@ class Store:
             raise StoreError(f"no run {run_id}")
         return run_row(row)
 
+    def events_of(self, experiment_id: int, kind: str) -> list[EventRow]:
+        return [event_row(r) for r in self._conn.execute(
+            "SELECT * FROM events WHERE experiment_id = ? AND kind = ? ORDER BY id", (experiment_id, kind))]
+
     def events(self, *, after_id: int = 0, limit: int = 200) -> list[EventRow]:
         return [event_row(r) for r in self._conn.execute(
             "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))]

@@ -83,6 +83,9 @@ class RunSection(_Section):
     processes: ProcessLimit = 4096
     file_size: FileSizeLimit = 64 << 30
     log_size: LogSizeLimit = 256 << 20
+    #: Runs that measure time: each runs alone (no other run of the lab starts while it runs, and it waits for
+    #: the others to end), so slots sharing a machine cannot disturb each other's timings.
+    exclusive: bool = False
 
     @field_validator("command")
     @classmethod
