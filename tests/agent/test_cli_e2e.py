@@ -170,7 +170,9 @@ def test_experiments_count_when_claimed_so_the_agent_picks_the_line(tmp_path: Pa
         edit(mine["worktree"], "LR = 0.001", "LR = 0.01")
         labmind("agent", "submit", str(mine["experiment"]), t, "--agent", "alice", "--title", "raise LR")
         late = labmind("agent", "next", t, "--agent", "bob", "--wait", "3", check=False)
-        assert late.returncode == 1 and "all 1 experiments it was asked for" in late.stderr, late.stderr
+        # Nothing left to claim: the limit is used up (or the lab has already judged it and ended).
+        assert late.returncode == 1 and ("all 1 experiments it was asked for" in late.stderr
+                                         or "no lab is running" in late.stderr), late.stderr
         wait_stopped(task, timeout=180)
     finally:
         stop_lab(task)

@@ -715,6 +715,20 @@ class Lab(Steering):
             for worktree in worktrees:
                 await asyncio.shield(asyncio.to_thread(gitops.remove_worktree, self.repo.root, worktree))
 
+    def estimate_baseline(self, run_id: int, outcome: RunOutcome) -> None:
+        """After the first baseline run, say how long the rest of the baseline will take (a GPU task's baseline
+        can take many minutes, and nothing else shows before it ends)."""
+        run = self.store.run(run_id)
+        if run.purpose != "baseline" or outcome.status != "ok":
+            return
+        left = [r for r in self.store.runs_of(run.experiment_id) if r.status in ("queued", "running")]
+        if not left or len(self.store.runs_of(run.experiment_id)) - len(left) != 1:
+            return
+        waves = -(-len(left) // max(1, len(self.slots)))
+        self.note("estimate", f"the first baseline run took {outcome.seconds:.0f}s; the other {len(left)} take about "
+                              f"{waves * outcome.seconds:.0f}s more ({len(self.slots)} slot(s), "
+                              f"timeout {self.task.run.timeout:g}s each)", experiment_id=run.experiment_id)
+
     def finish_run(self, run_id: int, fut: asyncio.Future[Any]) -> None:
         slot, exp_id = self.running.pop(run_id)
         # Duty cycle counts the whole time a slot is held for a run: worktree, run, trusted evaluation.
@@ -743,6 +757,7 @@ class Lab(Steering):
         shown = f"{self.task.metric.name}={outcome.metric:.6g}" if outcome.metric is not None else outcome.status
         others = sorted(self.overlaps.pop(run_id, set()))
         self.store.event(OVERLAP, overlap_text(run_id, others), experiment_id=exp_id, run_id=run_id)
+        self.estimate_baseline(run_id, outcome)
         alongside = f"; ran alongside run(s) {', '.join(map(str, others))}" if others else ""
         self.note("run_done", f"run {run_id} of exp {exp_id}: {shown} in {outcome.seconds:.1f}s{alongside}",
                   experiment_id=exp_id, run_id=run_id)
