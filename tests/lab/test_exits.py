@@ -29,6 +29,7 @@ def test_help_imports_none_of_the_heavy_libraries() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in proc.stdout, proc.stdout[-500:]
     assert "reset" in proc.stdout and "guard-report" in proc.stdout  # every verb is still listed
+    assert "--install-completion" in proc.stdout and "--version" in proc.stdout
 
 
 def test_the_listed_help_is_each_commands_own_first_line() -> None:

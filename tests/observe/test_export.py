@@ -53,13 +53,20 @@ def test_jsonl_experiments_round_trip(tiny_lm_lab: Path, store: Store, tmp_path:
 def test_csv_experiments_header_and_rows(tiny_lm_lab: Path, store: Store) -> None:
     text = invoke(str(tiny_lm_lab), "--format", "csv", "--out", "-").stdout
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0] == EXPERIMENT_COLUMNS
+    header = rows[0]
+    assert header[:len(EXPERIMENT_COLUMNS)] == EXPERIMENT_COLUMNS
+    # tiny-lm is a knobs lab: one sortable column per knob after the fixed ones.
+    params = header[len(EXPERIMENT_COLUMNS):]
+    assert params and all(p.startswith("param.") for p in params)
     exps = store.experiments()
     assert len(rows) - 1 == len(exps)
     by_id = {e.id: e for e in exps}
     for raw in rows[1:]:
-        rec = dict(zip(EXPERIMENT_COLUMNS, raw, strict=True))
+        rec = dict(zip(header, raw, strict=True))
         exp = by_id[int(rec["id"])]
+        for p in params:
+            value = exp.idea.params.get(p.removeprefix("param."))
+            assert rec[p] == ("" if value is None else str(value))
         assert (float(rec["metric"]) if rec["metric"] else None) == exp.metric
         assert json.loads(rec["idea_params"]) == exp.idea.params  # nested values are JSON in a cell
         assert rec["verdict"] == (exp.verdict or "")

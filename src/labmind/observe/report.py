@@ -201,6 +201,22 @@ def family_blocks(data: ReportData, plot: str | None) -> list[Block]:
     return blocks
 
 
+def importance_blocks(data: ReportData) -> list[Block]:
+    """Knobs labs: how much each knob mattered, from optuna's PED-ANOVA over the measured experiments."""
+    if data.family_kind != "knob":
+        return []
+    if not data.importance:
+        return [Heading(2, "Knob importance"),
+                Para(f"Too few measured experiments ({data.importance_trials}) to tell which knobs matter; "
+                     "importance needs at least 5.")]
+    rows = [[k.name, f"{k.importance:.0%}", k.tried, str(k.best)] for k in data.importance]
+    return [Heading(2, "Knob importance"),
+            Para(f"How much of the variation of {data.metric} each knob explains (optuna's PED-ANOVA over "
+                 f"{data.importance_trials} measured experiments, screening values; shares sum to 100%). A point "
+                 "estimate from few, correlated experiments: read it as a ranking, not a measurement."),
+            TableBlock(["knob", "importance", "tried", "in the best experiment"], rows)]
+
+
 def _failures(f: Family) -> int:
     return sum(n for v, n in f.verdicts.items() if is_failure(v))
 
@@ -237,7 +253,8 @@ def appendix(data: ReportData) -> list[Block]:
 
 def build(data: ReportData, plots: dict[str, str]) -> list[Block]:
     return [*headline(data), *progress(data, plots.get("progress")), *verdict_table(data),
-            *improvement_blocks(data), *family_blocks(data, plots.get("families")), *attention_blocks(data),
+            *improvement_blocks(data), *family_blocks(data, plots.get("families")), *importance_blocks(data),
+            *attention_blocks(data),
             *cost_blocks(data), *appendix(data)]
 
 
