@@ -43,3 +43,14 @@ def test_scores_shows_each_starting_score_with_its_ci(tmp_path: Path) -> None:
     out = CliRunner().invoke(kernels_app, ["scores", str(tmp_path)]).output
     assert "p1: SOL score 0.5267 ± " in out and "(95% CI, n=3)" in out
     assert "p2: not calibrated: the reference failed" in out
+
+
+def test_the_campaign_table_shows_scores_with_their_ci() -> None:
+    from labmind.packs.kernels.campaign import ProblemRow, report
+
+    rows = [ProblemRow("kb-1", "kernelbench", 0.527, 1.0, baseline_ci=[0.475, 0.579], baseline_n=3,
+                       lab_baseline=0.5, best=0.7, best_speedup=2.5, best_ci=[0.68, 0.72], best_n=4),
+            ProblemRow("kb-2", "kernelbench", 0.4, 0.9)]
+    text, _ = report(rows, "NVIDIA H100")
+    assert "| kb-1 | kernelbench | 0.527 ± 0.052 (n=3) | 1.000 | 0.500 | 0.700 ± 0.02 (n=4) | 2.500 |" in text
+    assert "| kb-2 | kernelbench | 0.400 | 0.900 |" in text  # one calibration: a single value, as before
