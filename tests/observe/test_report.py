@@ -285,3 +285,19 @@ def test_report_has_the_knob_importance_table(report_dir: Path) -> None:
     md = read_md(report_dir / "report.md")
     assert "## Knob importance" in md
     assert "PED-ANOVA" in md or "Too few measured experiments" in md
+
+
+def test_the_renderers_are_templates_that_escape_everything(tmp_path: Path) -> None:
+    from importlib.resources import files
+
+    from labmind.observe.report import Code, Heading, Para, TableBlock, to_html, to_markdown
+
+    assert (files("labmind.observe") / "templates" / "report.html.j2").is_file()
+    blocks = [Heading(1, "lab <x>"), Para("a *b* <script>"), TableBlock(["a", "b|c"], [["1", "<i>"]]),
+              Code("diff", "--- a\n+++ b\n-x\n+<y>\n```")]
+    page = to_html(blocks, tmp_path, "t<")
+    assert "<title>t&lt;</title>" in page and "<h1>lab &lt;x&gt;</h1>" in page and "<p>a *b* &lt;script&gt;</p>" in page
+    assert "<td>&lt;i&gt;</td>" in page and '<span class="add">+&lt;y&gt;</span>' in page and "<script>" not in page
+    md = to_markdown(blocks)
+    assert md.startswith("# lab \\<x\\>\n\na \\*b\\* \\<script\\>\n\n| a | b\\|c |\n|---|---|\n| 1 | \\<i\\> |\n")
+    assert "````diff\n--- a" in md and md.endswith("```\n````\n")  # the fence outgrows the diff's own
