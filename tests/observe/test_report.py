@@ -301,3 +301,12 @@ def test_the_renderers_are_templates_that_escape_everything(tmp_path: Path) -> N
     md = to_markdown(blocks)
     assert md.startswith("# lab \\<x\\>\n\na \\*b\\* \\<script\\>\n\n| a | b\\|c |\n|---|---|\n| 1 | \\<i\\> |\n")
     assert "````diff\n--- a" in md and md.endswith("```\n````\n")  # the fence outgrows the diff's own
+
+
+def test_the_progress_plot_uses_experiment_ids_like_the_dashboard(tiny_lm_lab: Path) -> None:
+    from labmind.observe.report_data import running_best
+
+    data = collect_of(tiny_lm_lab)
+    steps = running_best(data)
+    assert data.baseline is not None and steps[0] == (data.baseline.id, data.baseline.metric)
+    assert [x for x, _ in steps[1:]] == [e.id for e in data.experiments]  # ids, not positions 1..n

@@ -276,17 +276,18 @@ def collect(store: Store, paths: LabPaths) -> ReportData:
 
 
 def running_best(data: ReportData) -> list[tuple[int, float]]:
-    """(candidate index, best confirmed metric so far) after each candidate, in id order; index 0 is the baseline.
+    """(experiment id, best confirmed metric so far) after each candidate, in id order, starting at the baseline's
+    id; the x-axis the dashboard and `labmind log` use.
 
-    An improvement counts from its own index on (its verdict came later, but the index is what the plot shows)."""
+    An improvement counts from its own id on (its verdict came later, but the id is what the plot shows)."""
     best = data.baseline.metric if data.baseline is not None else None
-    out: list[tuple[int, float]] = [] if best is None else [(0, best)]
-    for i, exp in enumerate(data.experiments, start=1):
+    out: list[tuple[int, float]] = [] if best is None or data.baseline is None else [(data.baseline.id, best)]
+    for exp in data.experiments:
         if exp.verdict == Verdict.IMPROVED and exp.metric is not None and (
                 best is None or data.sign * exp.metric > data.sign * best):
             best = exp.metric
         if best is not None:
-            out.append((i, best))
+            out.append((exp.id, best))
     return out
 
 
