@@ -416,8 +416,12 @@ class Bench:
             settings = store.lab().settings  # type: ignore[union-attr]
         pid = data.get("pid")
         offers = []
+        # Once claims have used up the limit, offers still open are about to be withdrawn: nobody can claim them.
+        spent = self._limit_reached()
         for s in self.inbox.states():
-            if pid is None or s.offer.lab_pid != pid or s.status == "closed":
+            if pid is None or s.offer.lab_pid != pid or s.status in ("closed", "withdrawn"):
+                continue
+            if spent and s.status == "open":
                 continue
             claim = s.claim if s.claim is not None and not s.claim.withdrawn else None
             offers.append({"experiment": s.offer.experiment, "line": s.offer.line, "status": s.status,
