@@ -466,6 +466,8 @@ class Lab(Steering):
     def experiments_made(self) -> int:
         """Candidates that count toward --max-experiments: every one a brain started work on (an agent's from
         its claim), so that agents, not the order of offers, decide where the last experiments go."""
+        if not callable(getattr(self.brain, "claimed", None)):
+            return self.store.count_candidates()  # every proposal is work started (and one SQL count is cheap)
         return experiments_made(self.rows.values(), self.unclaimed())
 
     def withdraw_surplus_offers(self) -> None:
