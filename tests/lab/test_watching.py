@@ -42,6 +42,7 @@ def test_durations_round_before_splitting() -> None:
 def test_plain_run_and_status_show_progress_best_and_lines(tmp_path: Path) -> None:
     task = make_toy(tmp_path / "task")
     run = labmind("run", str(task), "--max-experiments", "3", "--budget", "10m", "--plain")
+    assert "measuring the baseline's noise with 3 runs (at most 1m30s at the 30s timeout on 1 slot(s))" in run.stdout
     assert re.search(r"estimate: the first baseline run took \d+s; the other 2 take about \d+s more", run.stdout)
     lines = [ln for ln in run.stdout.splitlines() if "] progress: " in ln]
     assert lines and re.search(r"progress: 3/3 experiments \(3 judged\), \d+s elapsed of a 10m00s budget, ETA",

@@ -33,6 +33,7 @@ from labmind.lab.settings import LabSettings
 from labmind.lab.setup import SetupFailed, run_setup
 from labmind.lab.steering import Steering
 from labmind.lab.views import best_experiment, brain_context, search_view
+from labmind.observe.progress import duration_text
 from labmind.search.base import Policy
 from labmind.store import ExperimentRow, RunRow, Store, StoreError
 from labmind.task import Task
@@ -291,8 +292,11 @@ class Lab(Steering):
             for _ in range(self.task.noise.baseline_runs):
                 self.store.add_run(experiment_id=exp_id, purpose="baseline", seed=self.store.next_seed())
         self.refresh(exp_id)
-        self.note("baseline", f"measuring the baseline's noise with {self.task.noise.baseline_runs} runs",
-                  experiment_id=exp_id)
+        runs, timeout = self.task.noise.baseline_runs, self.task.run.timeout
+        waves = -(-runs // max(1, len(self.slots)))  # before the first run ends, the timeout bounds the wait
+        self.note("baseline", f"measuring the baseline's noise with {runs} runs (at most "
+                              f"{duration_text(waves * timeout)} at the {duration_text(timeout)} timeout on "
+                              f"{len(self.slots)} slot(s))", experiment_id=exp_id)
 
     def run_setup(self) -> None:
         """The task's setup command, once per machine and protected-files digest."""
