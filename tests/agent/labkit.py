@@ -71,3 +71,7 @@ def stop_lab(task: Path) -> None:
     """End a lab a test started (it runs detached); harmless when it has ended already."""
     if holder_pid(LabPaths(task).lock) is not None:
         labmind("stop", str(task), check=False)
+
+
+def status_of(task: Path) -> dict:
+    return as_json(labmind("status", str(task), "--json"))

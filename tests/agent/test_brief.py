@@ -102,3 +102,18 @@ def test_results_name_the_verdict_and_why_or_the_failure(tmp_path: Path) -> None
     submitted = render_submitted({"experiment": 7, "line": 2, "status": "submitted", "title": "cosine",
                                   "changed_files": ["train.py"], "task_dir": str(tmp_path)}, "mcp")
     assert "Experiment 7 submitted: 'cosine', changing train.py." in submitted and "results(experiment=7" in submitted
+
+
+def test_an_offer_whose_incumbent_moved_after_it_was_made_says_so_first(tmp_path: Path) -> None:
+    """Offered from #3 while #3 was line 2's incumbent; #8 was kept since (provisional, not yet improved)."""
+    data = {**offer_data(tmp_path), "incumbent": past(8, "cosine", "kept"), "offered_incumbent": 3}
+    data["task"] = {**data["task"], "name": "toy"}
+    lines = render_offer(data, "cli").splitlines()
+    command = "git -C /lab/.labmind/worktrees/exp-7-a1b2c3 checkout refs/labmind/toy/exp/8 -- train.py"
+    assert lines[2] == ("STALE PARENT: this offer was made from line 2's incumbent #3; the incumbent is now #8, "
+                        f"kept, and your change is judged against #8. Build on it first: {command}")
+    assert any(line.startswith("0. This worktree holds #3's code") for line in lines)
+    fresh = render_offer({**offer_data(tmp_path), "offered_incumbent": 3}, "cli")
+    assert "STALE PARENT" not in fresh  # the incumbent has not moved
+    revisit = {**offer_data(tmp_path), "incumbent": past(8, "cosine", "kept"), "offered_incumbent": 8}
+    assert "STALE PARENT" not in render_offer(revisit, "cli")  # offered from a near miss on purpose

@@ -11,7 +11,18 @@ import pytest
 from labmind.agentbench.ops import Bench, BenchError
 from labmind.verdicts import Verdict
 
-from .labkit import as_json, changed_lines, edit, expected_lines, experiments, labmind, make_toy, stop_lab, wait_stopped
+from .labkit import (
+    as_json,
+    changed_lines,
+    edit,
+    expected_lines,
+    experiments,
+    labmind,
+    make_toy,
+    status_of,
+    stop_lab,
+    wait_stopped,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +90,11 @@ def test_two_agents_drive_a_lab_on_two_lines(tmp_path: Path) -> None:
     # The lab made exactly its two experiments and ended by itself; the store holds what the agents did.
     wait_stopped(task)
     rows = {i: r for i, r in experiments(task).items() if r.kind == "candidate"}
+    # Offers nobody claimed were withdrawn once the two claims used up the limit; they are not experiments.
+    untaken = {i for i, r in rows.items() if r.status == "failed" and "not taken up" in (r.error or "")}
+    rows = {i: r for i, r in rows.items() if i not in untaken}
     assert sorted(rows) == sorted([int(a), int(b)])
+    assert status_of(task)["experiments"] == 2
     assert (rows[int(a)].line_id, rows[int(b)].line_id) == (1, 2)
     assert (rows[int(a)].verdict, rows[int(b)].verdict) == (Verdict.IMPROVED, Verdict.NOT_IMPROVED)
     for exp, before, after, agent in ((a, before_a, after_a, "alice"), (b, before_b, after_b, "bob")):
@@ -138,5 +153,30 @@ def test_a_stopped_lab_withdraws_its_offers_and_offers_them_again_when_started(t
     assert record["state"] == "failed" and record["verdict"] is None
     assert record["error"] == "BrainError: agent 'alice' abandoned experiment 2: changed my mind"
     wait_stopped(task)
-    rows = [r for r in experiments(task).values() if r.kind == "candidate"]
+    # (offers nobody claimed before the abandoned claim used up the limit were withdrawn: not experiments)
+    rows = [r for r in experiments(task).values() if r.kind == "candidate" and "not taken up" not in (r.error or "")]
     assert [(r.status, r.verdict, r.commit_sha) for r in rows] == [("failed", None, None)]  # nothing committed
+
+
+def test_experiments_count_when_claimed_so_the_agent_picks_the_line(tmp_path: Path) -> None:
+    """One experiment allowed, two lines: the lab offers work on both, and the agent's claim decides where the
+    experiment goes. Before, the first offer used up the limit, so line 2 never got one."""
+    task = make_toy(tmp_path / "task")
+    t = str(task)
+    as_json(labmind("agent", "start", t, "--slots", "1", "--lines", "2", "--max-experiments", "1", "--json"))
+    try:
+        mine = as_json(labmind("agent", "next", t, "--line", "2", "--agent", "alice", "--wait", "120", "--json"))
+        assert mine["line"] == 2
+        edit(mine["worktree"], "LR = 0.001", "LR = 0.01")
+        labmind("agent", "submit", str(mine["experiment"]), t, "--agent", "alice", "--title", "raise LR")
+        late = labmind("agent", "next", t, "--agent", "bob", "--wait", "3", check=False)
+        # Nothing left to claim: the limit is used up (or the lab has already judged it and ended).
+        assert late.returncode == 1 and ("all 1 experiments it was asked for" in late.stderr
+                                         or "no lab is running" in late.stderr), late.stderr
+        wait_stopped(task, timeout=180)
+    finally:
+        stop_lab(task)
+    rows = [r for r in experiments(task).values() if r.kind == "candidate"]
+    taken = [r for r in rows if not (r.status == "failed" and "not taken up" in (r.error or ""))]
+    assert [r.id for r in taken] == [mine["experiment"]] and taken[0].verdict is not None
+    assert status_of(task)["experiments"] == 1 and status_of(task)["max_experiments"] == 1

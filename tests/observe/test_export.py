@@ -53,13 +53,20 @@ def test_jsonl_experiments_round_trip(tiny_lm_lab: Path, store: Store, tmp_path:
 def test_csv_experiments_header_and_rows(tiny_lm_lab: Path, store: Store) -> None:
     text = invoke(str(tiny_lm_lab), "--format", "csv", "--out", "-").stdout
     rows = list(csv.reader(io.StringIO(text)))
-    assert rows[0] == EXPERIMENT_COLUMNS
+    header = rows[0]
+    assert header[:len(EXPERIMENT_COLUMNS)] == EXPERIMENT_COLUMNS
+    # tiny-lm is a knobs lab: one sortable column per knob after the fixed ones.
+    params = header[len(EXPERIMENT_COLUMNS):]
+    assert params and all(p.startswith("param.") for p in params)
     exps = store.experiments()
     assert len(rows) - 1 == len(exps)
     by_id = {e.id: e for e in exps}
     for raw in rows[1:]:
-        rec = dict(zip(EXPERIMENT_COLUMNS, raw, strict=True))
+        rec = dict(zip(header, raw, strict=True))
         exp = by_id[int(rec["id"])]
+        for p in params:
+            value = exp.idea.params.get(p.removeprefix("param."))
+            assert rec[p] == ("" if value is None else str(value))
         assert (float(rec["metric"]) if rec["metric"] else None) == exp.metric
         assert json.loads(rec["idea_params"]) == exp.idea.params  # nested values are JSON in a cell
         assert rec["verdict"] == (exp.verdict or "")
@@ -155,3 +162,21 @@ def test_mlflow_export_for_real(tiny_lm_lab: Path, tmp_path: Path, monkeypatch: 
     logged = next(r for r in runs if r.info.run_name.startswith(f"{improved.id}:"))
     assert logged.data.metrics["metric"] == pytest.approx(improved.metric)
     assert "diff.patch" in [a.path for a in client.list_artifacts(logged.info.run_id)]
+
+
+@pytest.mark.slow
+def test_mlflow_default_is_a_sqlite_database_in_the_lab(tiny_lm_lab: Path) -> None:
+    """The real mlflow client: `--mlflow default` logs to .labmind/mlflow.db (the file store is deprecated)."""
+    mlflow = pytest.importorskip("mlflow")
+    result = runner.invoke(app, ["export", str(tiny_lm_lab), "--mlflow", "default"])
+    assert result.exit_code == 0, result.output
+    db = tiny_lm_lab / ".labmind" / "mlflow.db"
+    assert db.is_file() and f"mlflow ui --backend-store-uri sqlite:///{db}" in result.output
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("labmind/tiny-lm")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    store = Store.open(tiny_lm_lab / ".labmind" / "lab.db", readonly=True)
+    try:
+        assert len(runs) == len(store.experiments())
+    finally:
+        store.close()

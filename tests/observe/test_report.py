@@ -6,6 +6,7 @@ import json
 import re
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -251,3 +252,61 @@ def test_untrusted_text_is_inert_in_report_md(tiny_lm_lab: Path, tmp_path: Path)
     page = files["html"].read_text()
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<a " not in page
+
+
+def _knobs_exp(i: int, lr: float, width: int, metric: float, verdict: str = "not_improved") -> Any:
+    from labmind.brains.base import Idea
+    from labmind.store.rows import ExperimentRow
+
+    fields = {f: None for f in ExperimentRow.__dataclass_fields__}
+    fields.update(id=i, kind="candidate", status="done", verdict=verdict, metric=metric, flags=[],
+                  changed_files=[], directive={}, judgement={}, n_runs=1,
+                  idea=Idea(title=f"set LR={lr}", params={"_brain": "knobs", "LR": lr, "WIDTH": width}))
+    return ExperimentRow(**fields)
+
+
+def test_knob_importance_ranks_the_knob_that_moves_the_metric() -> None:
+    import math
+
+    from labmind.observe.knob_analysis import knob_importance
+
+    rows = [_knobs_exp(i, lr, w, (math.log10(lr) + 2) ** 2 + 0.001 * w)
+            for i, (lr, w) in enumerate([(1e-4, 8), (1e-3, 32), (1e-2, 16), (3e-2, 8), (3e-4, 24), (0.1, 12),
+                                         (3e-3, 20), (5e-3, 8)])]
+    rows.append(_knobs_exp(99, 1e-2, 8, -5.0, verdict="flagged"))  # not measured honestly: left out
+    importance, n = knob_importance(rows, sign=1.0)
+    assert n == 8 and [k.name for k in importance] == ["LR", "WIDTH"]
+    assert importance[0].importance > 0.5 and abs(sum(k.importance for k in importance) - 1) < 1e-9
+    assert importance[0].best == 1e-2 and importance[0].tried == "0.0001 to 0.1"
+    assert knob_importance(rows[:3], sign=1.0) == ([], 3)  # too few to say anything
+
+
+def test_report_has_the_knob_importance_table(report_dir: Path) -> None:
+    md = read_md(report_dir / "report.md")
+    assert "## Knob importance" in md
+    assert "PED-ANOVA" in md or "Too few measured experiments" in md
+
+
+def test_the_renderers_are_templates_that_escape_everything(tmp_path: Path) -> None:
+    from importlib.resources import files
+
+    from labmind.observe.report import Code, Heading, Para, TableBlock, to_html, to_markdown
+
+    assert (files("labmind.observe") / "templates" / "report.html.j2").is_file()
+    blocks = [Heading(1, "lab <x>"), Para("a *b* <script>"), TableBlock(["a", "b|c"], [["1", "<i>"]]),
+              Code("diff", "--- a\n+++ b\n-x\n+<y>\n```")]
+    page = to_html(blocks, tmp_path, "t<")
+    assert "<title>t&lt;</title>" in page and "<h1>lab &lt;x&gt;</h1>" in page and "<p>a *b* &lt;script&gt;</p>" in page
+    assert "<td>&lt;i&gt;</td>" in page and '<span class="add">+&lt;y&gt;</span>' in page and "<script>" not in page
+    md = to_markdown(blocks)
+    assert md.startswith("# lab \\<x\\>\n\na \\*b\\* \\<script\\>\n\n| a | b\\|c |\n|---|---|\n| 1 | \\<i\\> |\n")
+    assert "````diff\n--- a" in md and md.endswith("```\n````\n")  # the fence outgrows the diff's own
+
+
+def test_the_progress_plot_uses_experiment_ids_like_the_dashboard(tiny_lm_lab: Path) -> None:
+    from labmind.observe.report_data import running_best
+
+    data = collect_of(tiny_lm_lab)
+    steps = running_best(data)
+    assert data.baseline is not None and steps[0] == (data.baseline.id, data.baseline.metric)
+    assert [x for x, _ in steps[1:]] == [e.id for e in data.experiments]  # ids, not positions 1..n

@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 from html import unescape
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -183,12 +184,17 @@ def test_event_stream_yields_new_events(tiny_lm_lab: Path, store: Store) -> None
         async def is_disconnected(self) -> bool:
             return False
 
-    async def collect() -> list[str]:
-        return [chunk async for chunk in event_stream(Request(), LabPaths(tiny_lm_lab), events[-3].id, 0.01,
-                                                      max_seconds=0.05)]
+    async def collect() -> list[Any]:
+        return [sse async for sse in event_stream(Request(), LabPaths(tiny_lm_lab), events[-3].id, 0.01,
+                                                  max_seconds=0.05)]
 
-    chunks = [c for c in asyncio.run(collect()) if c.startswith("id:")]
-    assert [json.loads(c.split("data: ", 1)[1])["id"] for c in chunks] == [e.id for e in events[-2:]]
+    sent = asyncio.run(collect())
+    assert sent[0].retry == 2000 and sent[0].encode() == b"retry: 2000\r\n\r\n"
+    chunks = [e for e in sent if e.id is not None]
+    assert [json.loads(e.data)["id"] for e in chunks] == [e.id for e in events[-2:]]
+    assert all(e.event == "lab" and e.id == str(json.loads(e.data)["id"]) for e in chunks)
+    wire = chunks[0].encode().decode()
+    assert wire.startswith(f"id: {events[-2].id}\r\nevent: lab\r\ndata: {{")
     assert client_events_match(tiny_lm_lab, events[-2].id)
 
 

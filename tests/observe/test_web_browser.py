@@ -93,6 +93,12 @@ def test_overview_chart_and_experiment_page(browser, tiny_lm_lab: Path) -> None:
         assert page.locator("#n-experiments").inner_text() == str(sum(r.kind == "candidate" for r in rows))
         page.wait_for_timeout(300)  # let uPlot finish its first paint before the screenshot
         shot(page, "overview")
+        # tiny-lm's val_bpb is positive: a log scale is offered, and the chart redraws every point on it.
+        assert page.evaluate("window.labmindChart.logY") is False
+        page.click("#chart-log")
+        page.wait_for_function("window.labmindChart.logY === true")
+        assert page.evaluate("window.labmindChart.points") == measured
+        assert page.locator("#chart canvas").count() == 1
 
         page.click(f"#best-sub a[href='/experiments/{best.id}']")
         page.wait_for_url(f"{url}/experiments/{best.id}")

@@ -80,6 +80,9 @@ def render_offer(d: dict[str, Any], how: str = "cli") -> str:
         "",
         *_state_lines(d),
     ]
+    stale = _stale_parent(d)
+    if stale:
+        out[1:1] = ["", stale]  # right under the first line: an agent must not miss it
     if d.get("direction"):
         out += ["", f"Line {line}'s direction: {d['direction']}"]
     if d.get("directive"):
@@ -127,17 +130,40 @@ def _state_lines(d: dict[str, Any]) -> list[str]:
             for label, p in rows]
 
 
+def catch_up_command(d: dict[str, Any]) -> str:
+    """The command that puts the line's incumbent's editable files into the offer's worktree."""
+    files = " ".join(d["task"]["editable"])
+    return (f"git -C {d['worktree']} checkout refs/labmind/{d['task']['name']}/exp/{d['incumbent']['id']} "
+            f"-- {files}")
+
+
+def is_stale(d: dict[str, Any]) -> bool:
+    """The line's incumbent moved after the offer was made from it: the worktree holds older code than what
+    the change will be judged against."""
+    offered = d.get("offered_incumbent")
+    return offered is not None and offered == d["parent"]["id"] and d["incumbent"]["id"] != offered
+
+
+def _stale_parent(d: dict[str, Any]) -> str | None:
+    if not is_stale(d):
+        return None
+    inc = d["incumbent"]
+    state = f", {inc['verdict']}" if inc.get("verdict") else ""
+    return (f"STALE PARENT: this offer was made from line {d['line']}'s incumbent #{d['parent']['id']}; the "
+            f"incumbent is now #{inc['id']}{state}, and your change is judged against #{inc['id']}. Build on it "
+            f"first: {catch_up_command(d)}")
+
+
 def _offer_steps(d: dict[str, Any], how: str) -> list[str]:
     exp, worktree = d["experiment"], d["worktree"]
     steps = []
     parent, incumbent = d["parent"], d["incumbent"]
-    if parent["id"] != incumbent["id"] and incumbent.get("verdict") == "improved":
+    if parent["id"] != incumbent["id"] and (incumbent.get("verdict") == "improved" or is_stale(d)):
         # The offer was made while the incumbent's own runs were going: its code is not in this worktree.
-        files = " ".join(d["task"]["editable"])
         steps.append(
             f"0. This worktree holds #{parent['id']}'s code, but line {d['line']}'s incumbent is now "
             f"#{incumbent['id']}, and your change is judged against #{incumbent['id']}. To build on it, first run: "
-            f"git -C {worktree} checkout refs/labmind/{d['task']['name']}/exp/{incumbent['id']} -- {files}")
+            f"{catch_up_command(d)}")
     steps += [
         f"1. Edit only {', '.join(d['task']['editable'])} in {worktree}: one focused change that tests one "
         "hypothesis. Do not commit; labmind computes the diff itself.",

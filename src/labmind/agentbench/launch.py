@@ -122,13 +122,14 @@ def stop_lab(task_dir: Path, *, wait_s: float = 60.0) -> dict[str, Any]:
     paths = LabPaths(task_dir.resolve())
     pid = holder_pid(paths.lock)
     if pid is None:
-        raise BenchError(f"no lab is running in {paths.task_dir}; start one with `labmind agent start "
-                         f"{paths.task_dir}`.")
+        if paths.db.exists():  # it stopped by itself (limit, budget) or was stopped: nothing left to do
+            return {"stopped": None, "already_stopped": True, "task_dir": str(paths.task_dir)}
+        raise BenchError(f"no lab in {paths.task_dir}; start one with `labmind agent start {paths.task_dir}`.")
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if holder_pid(paths.lock) is None:
-            return {"stopped": pid, "task_dir": str(paths.task_dir)}
+            return {"stopped": pid, "already_stopped": False, "task_dir": str(paths.task_dir)}
         time.sleep(0.2)
     raise BenchError(f"lab process {pid} did not stop within {wait_s:g} s; it may be finishing a step. Ask again, "
                      f"or end it with `kill {pid}`.")

@@ -13,8 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from labmind.agentbench.brief import catch_up_command, is_stale
 from labmind.agentbench.inbox import Claim, Inbox, InboxError, OfferState, Submission, inbox_dir
 from labmind.agentbench.records import agent_of, experiment_record, past_with_ci
+from labmind.brains.agent import is_agent_spec, unclaimed_experiments
+from labmind.brains.base import experiments_made, not_taken
 from labmind.brains.command import expand_globs
 from labmind.lab.paths import LabPaths
 from labmind.lab.status import lab_status
@@ -40,8 +43,7 @@ def default_agent() -> str:
     return os.environ.get("LABMIND_AGENT", "").strip() or DEFAULT_AGENT
 
 
-def is_agent_brain(spec: object) -> bool:
-    return isinstance(spec, str) and (spec == "agent" or spec.startswith("agent:"))
+is_agent_brain = is_agent_spec
 
 
 class Bench:
@@ -83,12 +85,28 @@ class Bench:
         while True:
             if pid is None or self.lab_pid() != pid:  # checked again only when the lab (re)starts
                 pid = self._agent_lab(line)
-            state = self.inbox.claim_next(agent, line=line, lab_pid=pid) if pid is not None else None
+            state = (self.inbox.claim_next(agent, line=line, lab_pid=pid)
+                     if pid is not None and not self._limit_reached() else None)
             if state is not None:
                 return self._brief(state)
             if time.monotonic() >= deadline:
                 raise BenchError(self._no_offer(line, wait_s))
             time.sleep(self.poll_s)
+
+    def made(self, store: Store) -> int:
+        """Experiments that count toward the lab's limit: claimed ones, not those merely on offer."""
+        rows = store.experiments()
+        return experiments_made(rows, unclaimed_experiments(self.paths, rows))
+
+    def _limit_reached(self) -> bool:
+        """Claims have used up --max-experiments: the offers left are about to be withdrawn, not claimed."""
+        try:
+            with self.store() as store:
+                lab = store.lab()
+                limit = lab.settings.get("max_experiments") if lab is not None else None
+                return limit is not None and self.made(store) >= limit
+        except BenchError:
+            return False
 
     def _agent_lab(self, line: int | None) -> int | None:
         """The pid of the running agent-driven lab (None while it is still setting up); errors otherwise."""
@@ -127,7 +145,7 @@ class Bench:
         holding = [s.offer.experiment for s in self.inbox.states()
                    if s.status == "claimed" and s.claim is not None and s.claim.agent == claim.agent
                    and s.offer.experiment != offer.experiment and s.offer.lab_pid == offer.lab_pid]
-        return {
+        data = {
             "experiment": offer.experiment,
             "line": offer.line,
             "agent": claim.agent,
@@ -153,7 +171,12 @@ class Bench:
             "directive": brief.get("directive") or None,
             "also_holding": holding,
             "task_dir": str(self.task_dir),
+            # The line's incumbent when the offer was made: when it has moved since, the brief says so first.
+            "offered_incumbent": (offer.brief.get("incumbent") or {}).get("id"),
         }
+        data["stale_parent"] = ({"incumbent": data["incumbent"]["id"], "command": catch_up_command(data)}
+                                if is_stale(data) else None)
+        return data
 
     @staticmethod
     def _live_brief(store: Store, rows: list[ExperimentRow], state: OfferState) -> dict[str, Any]:
@@ -192,7 +215,7 @@ class Bench:
                 lab = store.lab()
                 assert lab is not None
                 limit = lab.settings.get("max_experiments")
-                made = store.count_candidates()
+                made = self.made(store)
                 measuring = lab.min_effect is None
         except BenchError:
             limit, made, measuring = None, 0, True
@@ -376,7 +399,7 @@ class Bench:
             if line is not None and ln.id != line:
                 continue
             records = [experiment_record(r, by_id, offers.get(r.id)) for r in rows
-                       if r.line_id == ln.id and r.kind == "candidate"]
+                       if r.line_id == ln.id and r.kind == "candidate" and not not_taken(r)]
             incumbent = by_id.get(ln.incumbent_id) if ln.incumbent_id is not None else None
             out.append({"id": ln.id, "name": ln.name, "status": ln.status,
                         "incumbent": _summary(incumbent), "experiments": records[-limit:] if limit else records})
@@ -393,8 +416,12 @@ class Bench:
             settings = store.lab().settings  # type: ignore[union-attr]
         pid = data.get("pid")
         offers = []
+        # Once claims have used up the limit, offers still open are about to be withdrawn: nobody can claim them.
+        spent = self._limit_reached()
         for s in self.inbox.states():
-            if pid is None or s.offer.lab_pid != pid or s.status == "closed":
+            if pid is None or s.offer.lab_pid != pid or s.status in ("closed", "withdrawn"):
+                continue
+            if spent and s.status == "open":
                 continue
             claim = s.claim if s.claim is not None and not s.claim.withdrawn else None
             offers.append({"experiment": s.offer.experiment, "line": s.offer.line, "status": s.status,

@@ -80,7 +80,8 @@ def build_server(task_dir: Path, agent: str) -> MCPServer:
                  description="Stop the running lab. Offers are withdrawn and running runs re-queued; start_lab "
                              "resumes it later with nothing lost.")
     def stop_lab_tool() -> CallToolResult:
-        return _call(lambda: stop_lab(task_dir), lambda d: f"stopped lab process {d['stopped']}.\n")
+        return _call(lambda: stop_lab(task_dir), lambda d: "the lab had already stopped.\n" if d["already_stopped"]
+                     else f"stopped lab process {d['stopped']}.\n")
 
     @server.tool(description="Claim the next experiment to work on (the oldest open one, on `line` if given) and "
                              "get its brief: the worktree to edit, editable and protected files, run command, "

@@ -24,9 +24,10 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from labmind.agentbench.inbox import Claim, Inbox, Offer, OfferState, Submission, inbox_dir
-from labmind.brains.base import BrainContext, BrainError, Idea, PastExperiment
+from labmind.agentbench.inbox import Claim, Inbox, InboxError, Offer, OfferState, Submission, inbox_dir
+from labmind.brains.base import NOT_TAKEN, BrainContext, BrainError, Idea, PastExperiment
 from labmind.lab.paths import LabPaths
 from labmind.task import parse_duration
 from labmind.workspace import git as gitops
@@ -108,6 +109,29 @@ class AgentBrain:
                     pass  # the folder is gone: nobody can claim or submit it anyway
             self._active.clear()
 
+    def claimed(self) -> set[int]:
+        """Experiments of this lab that an agent has claimed (and maybe submitted): from its claim on, an
+        experiment counts toward the lab's limit; before, it is only on offer (or about to be)."""
+        with self._lock:
+            active = sorted(self._active)
+        out = set()
+        for exp in active:
+            state = self.inbox.read(exp)
+            if state is not None and state.claim is not None and not state.claim.withdrawn:
+                out.add(exp)
+        return out
+
+    def unclaimed(self) -> set[int]:
+        with self._lock:
+            active = sorted(self._active)
+        return set(active) - self.claimed()
+
+    def withdraw_unclaimed(self, reason: str) -> None:
+        """The lab's experiment limit is reached by claims: offers nobody claimed are withdrawn (an agent that
+        claimed one at the same moment keeps it)."""
+        for exp in self.unclaimed():
+            self.inbox.withdraw_offer(exp, f"{NOT_TAKEN}: {reason}")
+
     # -- steps of propose
 
     def _await_claim(self, offer: Offer) -> Claim:
@@ -123,9 +147,10 @@ class AgentBrain:
                 raise BrainError(STOPPED)
             if deadline is not None and time.time() >= deadline:
                 assert self.claim_timeout_s is not None
-                reason = (f"no agent claimed experiment {exp} within {_duration_text(self.claim_timeout_s)}, so the "
-                          "offer was withdrawn. Point an agent at this lab (`labmind agent next` or the `labmind "
-                          "mcp` server), or allow more time (`labmind agent start --claim-timeout 1h`)")
+                reason = (f"{NOT_TAKEN}: no agent claimed experiment {exp} within "
+                          f"{_duration_text(self.claim_timeout_s)}, so the offer was withdrawn. Point an agent at "
+                          "this lab (`labmind agent next` or the `labmind mcp` server), or allow more time "
+                          "(`labmind agent start --claim-timeout 1h`)")
                 claim = self.inbox.withdraw_offer(exp, reason)
                 if claim is None or claim.withdrawn:
                     raise BrainError(reason)
@@ -170,6 +195,25 @@ class AgentBrain:
             params["family"] = submission.family.strip()
         return Idea(title=submission.title, hypothesis=submission.hypothesis, rationale=submission.rationale,
                     expected_effect=submission.expected_effect, params=params)
+
+
+def is_agent_spec(spec: object) -> bool:
+    return isinstance(spec, str) and (spec == "agent" or spec.startswith("agent:"))
+
+
+def unclaimed_experiments(paths: LabPaths, rows: Any) -> set[int]:
+    """For a lab run by the agent brain, read from outside it (`labmind status`, agents): the experiments being
+    proposed that no agent has claimed (on offer, or about to be). They do not count toward the limit yet."""
+    proposing = {r.id for r in rows if r.kind == "candidate" and r.status == "proposing"}
+    root = inbox_dir(paths)
+    if not proposing or not root.is_dir():
+        return proposing
+    try:
+        taken = {s.offer.experiment for s in Inbox(root).states()
+                 if s.claim is not None and not s.claim.withdrawn}
+    except (OSError, ValueError, InboxError):
+        taken = set()
+    return proposing - taken
 
 
 # ------------------------------------------------------------------------------------------------ spec

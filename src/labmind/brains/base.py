@@ -149,6 +149,29 @@ class BrainError(Exception):
     """A proposal step failed (recorded against the experiment; the lab keeps going)."""
 
 
+#: How a failed proposal that no one ever started says so (an agent offer nobody claimed): it does not count
+#: toward `--max-experiments`, nor as a brain failure.
+NOT_TAKEN = "not taken up"
+
+
+def counts_toward_limit(status: str, error: str | None, *, unclaimed: bool = False) -> bool:
+    """Whether a candidate experiment counts toward `--max-experiments`: from the moment work on it starts (for
+    the agent brain, its claim), not from the moment it is offered."""
+    return not unclaimed and not (status == "failed" and NOT_TAKEN in (error or ""))
+
+
+def not_taken(row: Any) -> bool:
+    """An offer no one took up (withdrawn unclaimed): a record, not an experiment of its line."""
+    return row.kind == "candidate" and not counts_toward_limit(row.status, row.error)
+
+
+def experiments_made(rows: Any, unclaimed: set[int] | frozenset[int] = frozenset()) -> int:
+    """How many of `rows` (experiment rows) count toward `--max-experiments`; `unclaimed`: ids on offer to
+    agents and not claimed yet."""
+    return sum(1 for r in rows if r.kind == "candidate"
+               and counts_toward_limit(r.status, r.error, unclaimed=r.id in unclaimed))
+
+
 class Brain(Protocol):
     """Proposes experiments. `propose` runs in a worker thread and edits files under ctx.task_dir;
     labmind computes the diff itself afterwards. `learn` is called, in the lab's thread, for every

@@ -52,7 +52,8 @@ PRESET_STATE: dict[str, tuple[str, ...]] = {
     "aider": ("~/.aider",),
 }
 
-VALID_SPECS = ("knobs", "command:<shell command>", *PRESETS, "agent[:claim=DURATION,submit=DURATION]")
+VALID_SPECS = ("knobs", "anthropic:MODEL", "openai:MODEL", "openai-compatible:MODEL@URL", "command:<shell command>",
+               *PRESETS, "agent[:claim=DURATION,submit=DURATION]")
 
 
 class UnknownBrain(ValueError):

@@ -22,4 +22,4 @@ def check(
     output = "json" if json_out else "plain" if plain else "live"
     # "No experiments" holds for this session only: a later `labmind run` proposes as usual.
     execute(task_dir, flags={}, given={"sandbox": sandbox}, gpus=gpus, slots=slots, output=output,
-            require_existing=False, session={"max_experiments": 0})
+            require_existing=False, session={"max_experiments": 0}, store_slots=False)

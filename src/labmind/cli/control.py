@@ -9,8 +9,10 @@ from pathlib import Path
 
 import typer
 
-from labmind.cli.common import TaskDirArg, console, fail
+from labmind.cli.common import TaskDirArg, console, err_console, fail
 from labmind.lab.paths import LabPaths
+from labmind.lab.reset import reset_lab
+from labmind.store import LabLocked
 from labmind.store.lock import holder_pid
 from labmind.workspace import git as gitops
 
@@ -32,7 +34,12 @@ def stop(task_dir: Path = TaskDirArg,
     paths = LabPaths(task_dir.resolve())
     pid = holder_pid(paths.lock)
     if pid is None:
-        fail(f"no lab is running in {paths.task_dir}.")
+        if not paths.db.exists():
+            fail(f"no lab in {paths.task_dir}: there is nothing to stop.")
+        # Stopped already (at its limit, its budget, or by an earlier stop): the wish is fulfilled.
+        console.print(f"the lab in {paths.task_dir} is not running: it has already stopped. See `labmind status "
+                      f"{task_dir}`; continue it with `labmind resume {task_dir}`.", highlight=False, soft_wrap=True)
+        return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -41,3 +48,24 @@ def stop(task_dir: Path = TaskDirArg,
             return
         time.sleep(0.2)
     fail(f"lab process {pid} did not stop within {wait:g}s; it may be finishing a step. Try again or kill it.")
+
+
+def start_afresh(task_dir: Path, *, to_stderr: bool = False) -> Path | None:
+    """Move the lab aside (for `labmind reset` and `labmind run --fresh`); a clean error while it runs."""
+    try:
+        backup = reset_lab(task_dir)
+    except LabLocked as exc:
+        fail(f"{exc} A running lab is not reset.")
+    except OSError as exc:
+        fail(f"could not move the lab in {task_dir} aside: {exc}")
+    if backup is not None:
+        message = (f"moved the previous lab to {backup} (its git refs to refs/labmind-backups/{backup.name}/); "
+                   "the next `labmind run` starts a new lab.")
+        (err_console if to_stderr else console).print(message, highlight=False, soft_wrap=True)
+    return backup
+
+
+def reset(task_dir: Path = TaskDirArg) -> None:
+    """Start a lab afresh: move the lab (store, logs, git refs) to a backup under .labmind/backups/."""
+    if start_afresh(task_dir) is None:
+        console.print(f"no lab in {task_dir.resolve()}: nothing to reset.")

@@ -8,10 +8,13 @@ from typing import Any
 
 import typer
 from rich import box
+from rich.console import Console
 from rich.table import Table
 
 from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, fmt, print_json, read_store, safe
 from labmind.lab.campaign import CampaignError, campaign_status, is_campaign
+from labmind.lab.overlap import KIND as OVERLAP
+from labmind.lab.overlap import parse_overlap
 from labmind.lab.status import lab_status
 from labmind.observe.live import status_view
 from labmind.observe.numbers import figure_text, row_figure
@@ -42,7 +45,7 @@ def status(task_dir: Path = TaskDirArg, json_out: bool = JsonOpt) -> None:
     if json_out:
         print_json(data)
         return
-    console.print(status_view(data, []))
+    console.print(status_view(data, [], lines=True))
     console.print(f"state: {data['state']}" + (f" (pid {data['pid']})" if data["pid"] else "")
                   + f", slot-hours {data['slot_hours']:.3f}")
 
@@ -75,12 +78,14 @@ def experiment_dict(exp: ExperimentRow, store: Store | None = None, *, with_diff
     if with_diff:
         out["diff"] = exp.diff
     if store is not None:
+        # Other runs that shared the machine with each run (None: not recorded, e.g. a run still going).
+        alongside = {e.run_id: parse_overlap(e.message) for e in store.events_of(exp.id, OVERLAP)}
         out["runs"] = [
             {"id": r.id, "purpose": r.purpose, "seed": r.seed, "status": r.status, "outcome": r.outcome,
              "slot": r.slot, "metric": r.metric, "self_reported": r.self_reported, "holdout": r.holdout,
              "secondary": r.secondary,
              "flags": r.flags, "exit_code": r.exit_code, "seconds": round(r.seconds, 3), "log": r.log_path,
-             "sandbox": r.sandbox, "requeued_from": r.requeued_from}
+             "sandbox": r.sandbox, "requeued_from": r.requeued_from, "alongside": alongside.get(r.id)}
             for r in store.runs_of(exp.id)
         ]
         calls = store.llm_calls(experiment_id=exp.id)
@@ -120,7 +125,9 @@ def judgement_text(exp: ExperimentRow) -> str:
 
 
 def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, min=1, help="Show only the last N experiments."),
-        line: int = typer.Option(None, help="Only this line's experiments."), json_out: bool = JsonOpt) -> None:
+        line: int = typer.Option(None, help="Only this line's experiments."),
+        wide: bool = typer.Option(False, "--wide", help="One line per experiment, however wide (ideas in full)."),
+        json_out: bool = JsonOpt) -> None:
     """One row per experiment: id, line, parent, verdict, metric ± 95% CI half-width, runs, flags, idea."""
     with read_store(task_dir) as (store, _):
         rows = store.experiments(line_id=line, limit=limit, newest_first=limit is not None)
@@ -130,23 +137,22 @@ def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, min=1, help
             return
         metric = store.lab().name if store.lab() else ""
     table = Table(header_style="bold", title=f"{metric}: {len(rows)} experiment(s)", box=box.SIMPLE_HEAD)
-    for name in ("exp", "line", "parent", "verdict", "metric ± 95% CI", "n", "flags", "idea"):
+    for name in ("exp", "line", "parent", "verdict", "metric ± 95% CI", "n", "flags"):
         table.add_column(name, no_wrap=True)
-    # Fit the idea into what the other columns leave, rather than letting every column wrap.
-    room = max(12, console.width - 86)
+    # The idea takes what the other columns leave and wraps there (a clipped "set LEARNIN…" said nothing);
+    # --wide keeps every row on one line, for wide terminals and for grep.
+    table.add_column("idea", no_wrap=wide, overflow="fold")
     for r in rows:
         verdict = r.verdict or ("baseline" if r.kind == "baseline" else r.status)
         style = VERDICT_STYLE.get(verdict, "cyan")
         table.add_row(str(r.id), "–" if r.line_id is None else str(r.line_id),
                       "–" if r.parent_id is None else str(r.parent_id), f"[{style}]{verdict}[/]", metric_text(r),
                       str(r.n_runs), safe(",".join(f.split(":")[0] for f in r.flags)),
-                      safe(_clip(r.idea.title or r.error or "", room)))
-    console.print(table)
-
-
-def _clip(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+                      safe(" ".join((r.idea.title or r.error or "").split())))
+    if wide:
+        Console(width=100_000).print(table, crop=False)
+    else:
+        console.print(table)
 
 
 def _experiment(store: Store, exp: int) -> ExperimentRow:

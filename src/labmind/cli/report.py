@@ -58,13 +58,18 @@ def export(task_dir: Path = TaskDirArg,
            what: What = typer.Option(What.experiments, "--what", help="Export experiments or runs."),
            out: str = typer.Option("-", "--out", help="File to write, or - for stdout."),
            mlflow: str = typer.Option(None, "--mlflow", metavar="URI",
-                                      help="Log each experiment as an MLflow run to this tracking URI instead "
-                                           "(needs: pip install 'labmind[mlflow]')."),
+                                      help="Log each experiment as an MLflow run to this tracking URI instead, "
+                                           "e.g. sqlite:///mlflow.db; `default` is a SQLite database in the lab "
+                                           "(.labmind/mlflow.db). Needs: pip install 'labmind[mlflow]'."),
            mlflow_experiment: str = typer.Option(None, "--mlflow-experiment",
                                                  help="MLflow experiment name [default: labmind/<lab>].")) -> None:
     """Export experiments or runs as JSONL or CSV, or log them to MLflow."""
-    with read_store(task_dir) as (store, _):
+    with read_store(task_dir) as (store, paths):
         try:
+            if mlflow == "default":
+                # MLflow's file store (file:./mlruns) is in maintenance mode; a SQLite database is what it
+                # recommends, and inside .labmind/ it stays out of the task's git tree.
+                mlflow = f"sqlite:///{paths.root / 'mlflow.db'}"
             if mlflow:
                 try:
                     n = log_mlflow(store, mlflow, mlflow_experiment)
@@ -73,7 +78,8 @@ def export(task_dir: Path = TaskDirArg,
                 except Exception as exc:  # MLflow's own errors (bad URI, store in maintenance mode, ...)
                     fail(f"MLflow export to {mlflow} failed: {type(exc).__name__}: {str(exc)[:500]}. "
                          "A database URI such as sqlite:///mlflow.db works with the mlflow-skinny client.")
-                err_console.print(f"logged {n} experiment(s) to MLflow at {mlflow}")
+                err_console.print(f"logged {n} experiment(s) to MLflow at {mlflow}; browse them with "
+                                  f"`mlflow ui --backend-store-uri {mlflow}`", highlight=False, soft_wrap=True)
                 return
             if out == "-":
                 n = export_rows(store, what=what.value, fmt=fmt.value, out=sys.stdout)

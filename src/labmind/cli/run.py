@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -13,6 +14,7 @@ import typer
 
 from labmind.brains.base import BrainError
 from labmind.cli.common import TaskDirArg, console, err_console, fail, fmt, safe
+from labmind.cli.control import start_afresh
 from labmind.execute.sandbox import SandboxUnavailable
 from labmind.lab import LabError
 from labmind.lab.open import open_lab
@@ -34,10 +36,16 @@ def parse_gpus(value: str | None) -> list[int] | None:
 
 
 def execute(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], gpus: str | None, slots: int | None,
-            output: str, require_existing: bool, session: dict[str, Any] | None = None) -> None:
+            output: str, require_existing: bool, session: dict[str, Any] | None = None,
+            store_slots: bool = True) -> None:
     reporter = make_reporter(output)
+    gpu_list = parse_gpus(gpus)
+    if store_slots:
+        # Stored with the lab (resume reuses them); `labmind check` passes them for its own session only.
+        given = {**given, "slots": slots, "gpus": gpu_list}
+        slots, gpu_list = None, None
     try:
-        opened = open_lab(task_dir, flags=flags, given=given, reporter=reporter, gpus=parse_gpus(gpus),
+        opened = open_lab(task_dir, flags=flags, given=given, reporter=reporter, gpus=gpu_list,
                           slots=slots, require_existing=require_existing, session=session)
     except (TaskError, LabError, LabLocked, GitError, SandboxUnavailable, StoreError, BrainError, ValueError) as exc:
         fail(str(exc))
@@ -73,7 +81,7 @@ def execute(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], gpu
         # everything they could lose is a proposal not yet recorded, which resume makes again.
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(1 if error else 0)
+        os._exit(1 if error else 130 if lab.stop_signal == signal.SIGINT else 0)
 
 
 def summary(status: dict[str, Any], stats: Any, n_slots: int, output: str) -> None:
@@ -138,6 +146,8 @@ def run(
     setup: str = typer.Option(None, help="Setup command, run once before the baseline."),
     plain: bool = typer.Option(False, "--plain", help="One line per event instead of the live view."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per event, then a summary object."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start a new lab: move the existing one to "
+                                                      ".labmind/backups/ first (as `labmind reset` does)."),
 ) -> None:
     """Run the research loop on a task (creates the lab, or resumes it when it exists)."""
     try:
@@ -152,6 +162,8 @@ def run(
              "llm_tokens_per_experiment": llm_tokens_per_experiment, "max_repairs": max_repairs,
              "director_every": director_every}
     output = "json" if json_out else "plain" if plain else "live"
+    if fresh:
+        start_afresh(task_dir, to_stderr=True)  # stdout may be JSON lines
     execute(task_dir, flags=flags, given=given, gpus=gpus, slots=slots, output=output, require_existing=False)
 
 

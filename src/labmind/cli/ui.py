@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import secrets
 import socket
 from pathlib import Path
@@ -28,6 +29,13 @@ def ui(task_dir: Path = TaskDirArg,
     if host not in LOOPBACK and not token:
         # Exposing a lab's code and logs beyond this machine without a secret would let anyone read them.
         token = secrets.token_urlsafe(24)
+    try:
+        # Bound here, before the URL is printed: a busy port is a clear error, not a URL then a server's traceback.
+        sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        why = "the port is in use (another `labmind ui`?)" if exc.errno == errno.EADDRINUSE else exc.strerror or exc
+        fail(f"cannot listen on {host}:{port}: {why}. Pick another port, e.g. `labmind ui {task_dir} --port "
+             f"{port + 1 if port < 65535 else 8766}`.")
     query = f"?token={token}" if token else ""
     console.print(f"labmind ui for [bold]{paths.task_dir}[/]")
     if host in ("0.0.0.0", "::"):
@@ -48,7 +56,6 @@ def ui(task_dir: Path = TaskDirArg,
             app.state.stopping.set()  # open live streams end at their next poll instead of holding shutdown
             super().handle_exit(sig, frame)
 
-    try:
-        Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)).run()
-    except OSError as exc:
-        fail(f"cannot listen on {host}:{port} ({exc}). Pick another with --port.")
+    with sock:
+        Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
+               ).run(sockets=[sock])

@@ -86,7 +86,7 @@ def log_tail(path: Path, start: int = 0, max_lines: int = TAIL_LINES, max_bytes:
 
 
 class LocalExecutor:
-    """Runs RunSpecs as local subprocesses; see DESIGN.md §4 (executor) and §6 (trusted evaluation)."""
+    """Runs RunSpecs as local subprocesses; see docs/architecture.md and docs/integrity.md (trusted evaluation)."""
 
     def __init__(self, slots: list[Slot], sandbox: Sandbox, *, grace_s: float = 5.0, network: bool = False,
                  cgroups: Cgroups | Literal["auto"] | None = "auto"):

@@ -1,4 +1,4 @@
-"""The integrity guard's static layer (DESIGN.md §6, layers 1 and 2): scope and static rules over a change.
+"""The integrity guard's static layer (docs/integrity.md, layers 1 and 2): scope and static rules over a change.
 
     findings = check_change(task, new_dir, old_source, changed, allow=task_allow_list)
 

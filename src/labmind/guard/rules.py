@@ -1015,6 +1015,9 @@ class Rule:
     explanation: str
     file_matchers: tuple[Any, ...] = ()
     change_matchers: tuple[Any, ...] = ()
+    #: Whether the rule is about how the metric is measured (see rules.toml); False: a trusted evaluator's
+    #: measurement stands without a person's review.
+    measurement: bool = True
 
     def finding(self, hit: Hit) -> Finding:
         return Finding(self.name, self.family, self.severity, hit.path, hit.line, hit.evidence, self.explanation)
@@ -1055,7 +1058,7 @@ def default_rules() -> tuple[Rule, ...]:
     return tuple(load_rules())
 
 
-_RULE_FIELDS = ("name", "family", "severity", "explanation", "match")
+_RULE_FIELDS = ("name", "family", "severity", "explanation", "measurement", "match")
 
 
 def _parse_rule(entry: Any, index: int, path: Path) -> Rule:
@@ -1081,6 +1084,9 @@ def _parse_rule(entry: Any, index: int, path: Path) -> Rule:
         raise fail("severity", f"expected one of {', '.join(SEVERITIES)}, got {severity!r}")
     if not isinstance(explanation, str) or not explanation.strip():
         raise fail("explanation", "expected a non-empty sentence")
+    measurement = entry.get("measurement", True)
+    if not isinstance(measurement, bool):
+        raise fail("measurement", f"expected true or false, got {measurement!r}")
     raw = entry.get("match")
     if not isinstance(raw, list) or not raw:
         raise fail("match", "expected one or more [[rule.match]] tables")
@@ -1088,7 +1094,8 @@ def _parse_rule(entry: Any, index: int, path: Path) -> Rule:
     for position, params in enumerate(raw):
         matcher = _parse_matcher(params, f"match[{position}]", fail)
         (change_matchers if matcher.kind in CHANGE_KINDS else file_matchers).append(matcher)
-    return Rule(name, family, severity, explanation.strip(), tuple(file_matchers), tuple(change_matchers))
+    return Rule(name, family, severity, explanation.strip(), tuple(file_matchers), tuple(change_matchers),
+                measurement)
 
 
 def _parse_matcher(params: Any, where: str, fail: Callable[[str, str], RuleError]) -> Any:

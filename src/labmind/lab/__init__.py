@@ -1,7 +1,19 @@
-"""The lab: one working state of labmind on a task, and the loop that runs it."""
+"""The lab: one working state of labmind on a task, and the loop that runs it.
 
-from labmind.lab.loop import Lab, LabError, SessionStats
-from labmind.lab.paths import LabPaths
-from labmind.lab.settings import LabSettings
+Names are loaded on first use: `labmind.lab.paths` (used by every command) must not pull in the loop and,
+behind it, the judge's scipy."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {"Lab": "loop", "LabError": "loop", "SessionStats": "loop", "LabPaths": "paths", "LabSettings": "settings"}
 
 __all__ = ["Lab", "LabError", "LabPaths", "LabSettings", "SessionStats"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"labmind.lab.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'labmind.lab' has no attribute {name!r}")

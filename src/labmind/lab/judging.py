@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from labmind.guard.holding import allow_hint, holding
 from labmind.guard.plausibility import (
     beyond_bound,
     holdout_gap,
@@ -42,6 +43,7 @@ from labmind.judge import Judge, Noise, Scale, choose_scale, estimate, summarize
 from labmind.judge.fdr import level as fdr_level
 from labmind.judge.robust import robust_location
 from labmind.judge.scale import from_scale, to_scale
+from labmind.lab.diagnose import baseline_failed_message, holdout_problem
 from labmind.lab.paths import LabPaths
 from labmind.store import ExperimentRow, RunRow, Store
 from labmind.task import Task
@@ -181,8 +183,8 @@ class Referee:
         exp = self.refresh(exp_id)
         reason = f"{self.task.metric.name} could not be judged: {exc}"
         if exp.kind == "baseline":
-            self.fatal = (f"the baseline's values cannot be judged ({exc}). Fix the task, commit, and start over "
-                          f"(delete {self.paths.root}).")
+            self.fatal = (f"the baseline's values cannot be judged ({exc}). Fix the task, commit, and start afresh "
+                          f"with `labmind run --fresh {self.paths.task_dir}`.")
             self.host.note("error", self.fatal, experiment_id=exp_id)
             return
         if exp.status == "testing" or exp.verdict == Verdict.KEPT:
@@ -213,15 +215,23 @@ class Referee:
 
     def step_baseline(self, exp: ExperimentRow) -> None:
         runs = self.store.runs_of(exp.id)
-        if any(r.status in ("queued", "running") for r in runs):
-            return
         done = [r for r in runs if r.status == "done"]
+        # The first failed run decides (the others would fail the same way, a hanging one only after its timeout).
         failed = next((r for r in done if r.outcome != "ok"), None)
         if failed is not None:
             failure = self.failure(failed)
             self.finish(exp.id, failure.verdict, failure.reason)
-            self.fatal = (f"the baseline itself failed: {failure.reason}. Fix the task, commit, and start over "
-                          f"(delete {self.paths.root}). Log: {failed.log_path}")
+            self.fatal = baseline_failed_message(failure.reason, failed, self.paths.root)
+            return
+        held = self.task.metric.holdout
+        problem = next((p for r in done if held and (p := holdout_problem(r, self.task.metric.name, held))), None)
+        if problem is not None:
+            # Checked at the baseline: later, a silent evaluator would flag every candidate holdout_failed.
+            self.finish(exp.id, Verdict.NO_METRIC, problem.split(". Expected")[0])
+            self.fatal = (f"{problem} Fix the evaluator, commit, and start afresh with "
+                          f"`labmind run --fresh {self.paths.task_dir}`.")
+            return
+        if any(r.status in ("queued", "running") for r in runs):
             return
         values = [float(r.metric) for r in done if r.metric is not None]
         scale, why = choose_scale(self.task.metric.scale, values)
@@ -290,8 +300,9 @@ class Referee:
         flags = sorted({f for r in done for f in r.flags} | set(exp.flags))
         noise = self.noise()
         values = [(r.seed, float(r.metric)) for r in screens if r.metric is not None]
-        screen = self.judge.screen(values, reference, screens[-1].secondary, noise, flags, self.stall_below(),
-                                   self.reruns_pay())
+        # Every flag stays on record; only those that hold a gain in this task go to the judge (guard.holding).
+        screen = self.judge.screen(values, reference, screens[-1].secondary, noise, holding(self.task, flags),
+                                   self.stall_below(), self.reruns_pay())
         effect = screen.effect
         judgement = {"stage": "screen", "reference": head, "effect": effect, "scale": self.judge.scale.value,
                      "runs": len(values), "seed": values[-1][0]}
@@ -304,7 +315,7 @@ class Referee:
             extra = self.screen_plausibility(exp, values[-1][1], screens[-1], reference[values[-1][0]])
             if extra:
                 flags = sorted(set(flags) | set(extra))
-                screen = self.judge.screen(values, reference, screens[-1].secondary, noise, flags)
+                screen = self.judge.screen(values, reference, screens[-1].secondary, noise, holding(self.task, flags))
         if screen.action == "flag":
             # A person's time is worth a verification: a flagged would-be gain is verified on fresh seeds first,
             # and only a verified one is held for review. It never moves its line.
@@ -534,11 +545,13 @@ class Referee:
                    "scale": self.judge.scale.value}
         if result.result == "claim":
             flags = sorted(set(head.flags) | set(self.verify_plausibility(head, anchor_id, cand, ref)))
-            if flags:
-                rules = len({f.split(":", 1)[0] for f in flags})
+            held = holding(self.task, flags)
+            if held:
+                rules = len({f.split(":", 1)[0] for f in held})
                 self.end_verification(head, "claim", Verdict.FLAGGED,
                                       f"{result.reason}, but {rules} integrity check(s) hold it for a person's "
-                                      "review (`labmind show`)", numbers, values=list(cand.values()), flags=flags)
+                                      f"review (`labmind show`){allow_hint(held)}", numbers,
+                                      values=list(cand.values()), flags=flags)
             else:
                 self.end_verification(head, "claim", Verdict.IMPROVED, result.reason, numbers,
                                       values=list(cand.values()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import time
@@ -17,19 +18,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from labmind.brains.base import Brain, Idea
+from labmind.brains.base import NOT_TAKEN, Brain, Idea, experiments_made
 from labmind.execute.base import Executor, RunOutcome, RunSpec, Slot
 from labmind.execute.cgroups import memory_available
 from labmind.execute.limits import resolve_limits
 from labmind.execute.sandbox import default_hidden
 from labmind.guard import Finding, check_change
 from labmind.lab.judging import PROTECTED_FLAG, Referee
+from labmind.lab.overlap import KIND as OVERLAP
+from labmind.lab.overlap import overlap_text
 from labmind.lab.paths import LabPaths
 from labmind.lab.review import ReviewError, apply_review, take_posted
 from labmind.lab.settings import LabSettings
 from labmind.lab.setup import SetupFailed, run_setup
 from labmind.lab.steering import Steering
 from labmind.lab.views import best_experiment, brain_context, search_view
+from labmind.observe.progress import duration_text
 from labmind.search.base import Policy
 from labmind.store import ExperimentRow, RunRow, Store, StoreError
 from labmind.task import Task
@@ -126,11 +130,13 @@ class Lab(Steering):
         self.rows: dict[int, ExperimentRow] = {r.id: r for r in store.experiments()}
         self.referee = Referee(store, task, paths, self.rows, host=self)
         self.stopping = False
+        self.stop_signal: int | None = None  # the signal that asked the lab to stop, if one did
         self.closed = False  # the lab stopped proposing and asked for its lines' closing verifications
         self.brain_failures = 0
         self.stats = SessionStats()
         self.running: dict[int, tuple[Slot, int]] = {}  # run id -> (slot, experiment id)
         self.slot_taken: dict[int, float] = {}  # run id -> when its slot was taken (monotonic)
+        self.overlaps: dict[int, set[int]] = {}  # run id -> the other runs that ran while it did
         self.ready_worktrees: dict[int, Path] = {}  # experiment id -> its proposal's worktree, at its commit
         lookahead = settings.lookahead if settings.lookahead is not None else len(self.slots)
         self.lookahead = lookahead
@@ -237,8 +243,9 @@ class Lab(Steering):
         base = self.baseline()
         if base is not None and base.status == "done" and base.verdict is not None:
             raise LabError(f"this lab's baseline failed ({base.reason}). Its code is the lab's starting commit, so "
-                           f"the lab cannot go on: fix the task, commit, and start a new lab (delete or move "
-                           f"{self.paths.root}).")
+                           f"the lab cannot go on: fix the task, commit, and start a new lab with "
+                           f"`labmind run --fresh {self.paths.task_dir}` (or `labmind reset`; the old lab is kept "
+                           f"under {self.paths.root / 'backups'}).")
 
     def ensure_lines(self) -> None:
         """Add lines when a resumed lab is asked for more than it has."""
@@ -285,8 +292,11 @@ class Lab(Steering):
             for _ in range(self.task.noise.baseline_runs):
                 self.store.add_run(experiment_id=exp_id, purpose="baseline", seed=self.store.next_seed())
         self.refresh(exp_id)
-        self.note("baseline", f"measuring the baseline's noise with {self.task.noise.baseline_runs} runs",
-                  experiment_id=exp_id)
+        runs, timeout = self.task.noise.baseline_runs, self.task.run.timeout
+        waves = -(-runs // max(1, len(self.slots)))  # before the first run ends, the timeout bounds the wait
+        self.note("baseline", f"measuring the baseline's noise with {runs} runs (at most "
+                              f"{duration_text(waves * timeout)} at the {duration_text(timeout)} timeout on "
+                              f"{len(self.slots)} slot(s))", experiment_id=exp_id)
 
     def run_setup(self) -> None:
         """The task's setup command, once per machine and protected-files digest."""
@@ -302,9 +312,11 @@ class Lab(Steering):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.request_stop)
+                loop.add_signal_handler(sig, self.request_stop, sig)
         self.deadline = time.monotonic() + self.settings.budget_s if self.settings.budget_s else None
         self.session_start = (time.monotonic(), self.store.count_candidates())
+        # For progress displays (`labmind status` reads it from another process): when this session began, its budget.
+        self.store.set_meta("session", json.dumps({"started_at": time.time(), "budget_s": self.settings.budget_s}))
         self.recover()
         self.refuse_failed_baseline()
         mechanism = getattr(self.executor, "limits_mechanism", None)
@@ -331,7 +343,9 @@ class Lab(Steering):
             raise LabError(self.fatal)
         return self.stats
 
-    def request_stop(self) -> None:
+    def request_stop(self, sig: int | None = None) -> None:
+        if sig is not None and self.stop_signal is None:
+            self.stop_signal = sig  # Ctrl-C makes the command exit 130, as interrupted commands do
         if not self.stopping:
             self.stopping = True
             self.reporter.event("stop", "stopping: running runs are interrupted and re-queued for `labmind resume`")
@@ -340,6 +354,7 @@ class Lab(Steering):
     async def main_loop(self) -> None:
         self.apply_posted_reviews()  # decisions posted while no lab was running (or just before it stopped)
         while not self.stopping and not self.fatal:
+            self.withdraw_surplus_offers()
             self.start_proposals()
             self.close_if_done()
             self.dispatch()
@@ -398,6 +413,11 @@ class Lab(Steering):
             self.note("review", message, experiment_id=exp_id or None)
 
     async def shutdown(self) -> None:
+        # Runs still in flight held their slots until now: without this, a session stopped during its only
+        # run reported a slot duty cycle of 0.
+        now = time.monotonic()
+        self.stats.busy_s += sum(now - taken for taken in self.slot_taken.values())
+        self.slot_taken.clear()
         pending = [f for f, (kind, _, _) in self.tasks.items() if kind == "run"]
         for fut in pending:
             fut.cancel()
@@ -435,7 +455,7 @@ class Lab(Steering):
         `--max-experiments` leaves, or what the time left allows at this session's pace so far."""
         left: list[int] = []
         if self.settings.max_experiments is not None:
-            left.append(max(0, self.settings.max_experiments - self.store.count_candidates()))
+            left.append(max(0, self.settings.max_experiments - self.experiments_made()))
         start = getattr(self, "session_start", None)
         if self.deadline is not None and start is not None:
             began, count = start
@@ -451,8 +471,32 @@ class Lab(Steering):
         if self.brain_failures >= self.settings.max_brain_failures or self.brain_spent():
             return False
         if count_only and self.settings.max_experiments is not None:
-            return self.store.count_candidates() < self.settings.max_experiments
+            return self.experiments_made() < self.settings.max_experiments
         return True
+
+    def unclaimed(self) -> set[int]:
+        """Proposals in flight that no agent has claimed yet, for brains that offer work (the agent brain);
+        brains that work on what they propose have none."""
+        claimed = getattr(self.brain, "claimed", None)
+        if not callable(claimed):
+            return set()
+        in_flight = {ident for kind, ident, _ in self.tasks.values() if kind == "proposal"}
+        return in_flight - claimed()
+
+    def experiments_made(self) -> int:
+        """Candidates that count toward --max-experiments: every one a brain started work on (an agent's from
+        its claim), so that agents, not the order of offers, decide where the last experiments go."""
+        if not callable(getattr(self.brain, "claimed", None)):
+            return self.store.count_candidates()  # every proposal is work started (and one SQL count is cheap)
+        return experiments_made(self.rows.values(), self.unclaimed())
+
+    def withdraw_surplus_offers(self) -> None:
+        """Claims reached the experiment limit: offers still unclaimed are withdrawn (not counted)."""
+        limit = self.settings.max_experiments
+        withdraw = getattr(self.brain, "withdraw_unclaimed", None)
+        if limit is None or not callable(withdraw) or not self.unclaimed() or self.experiments_made() < limit:
+            return
+        withdraw(f"the lab's {limit} experiments (--max-experiments) were all claimed before this offer was")
 
     def proposals_in_flight(self) -> int:
         return sum(1 for kind, _, _ in self.tasks.values() if kind == "proposal")
@@ -547,8 +591,15 @@ class Lab(Steering):
             return
         exc = fut.exception()
         if exc is not None:
-            self.brain_failures += 1
             message = f"{type(exc).__name__}: {exc}"[:4000]
+            limit = self.settings.max_experiments
+            if NOT_TAKEN in str(exc) and limit is not None and self.experiments_made() >= limit:
+                # An offer withdrawn because claims reached the limit: neither a brain failure nor an experiment.
+                self.store.update_experiment(exp_id, status="failed", error=message, finished_at=time.time())
+                self.refresh(exp_id)
+                self.note("withdrawn", f"exp {exp_id}: {str(exc)[:300]}", experiment_id=exp_id)
+                return
+            self.brain_failures += 1
             self.store.update_experiment(exp_id, status="failed", error=message, finished_at=time.time())
             self.refresh(exp_id)
             self.note("brain_failed", f"exp {exp_id}: the brain failed: {message[:300]}", experiment_id=exp_id)
@@ -614,6 +665,8 @@ class Lab(Steering):
             available = len(self.free) - (0 if self.settings.prefetch else self.reserved)
             if self.stopping or self.fatal or available <= 0:
                 return
+            if self.task.run.exclusive and self.running:
+                return  # a timing task: each run alone on the machine
             if run.purpose == "screen" and not self.in_budget():
                 continue
             self.start_run(run, self.free.pop(0))
@@ -648,6 +701,10 @@ class Lab(Steering):
             evaluate=self.task.metric.evaluate, env=self.run_env(run.seed), token=token, limits=self.limits,
             # Runs that define a metric (baseline, verification) are also scored on held-out data.
             holdout=self.task.metric.holdout if run.purpose in ("baseline", "confirm") else None)
+        # Which runs share the machine with which: recorded per run when it ends (timings read alongside it).
+        for other in self.running:
+            self.overlaps.setdefault(other, set()).add(run.id)
+        self.overlaps[run.id] = set(self.running)
         self.running[run.id] = (slot, exp.id)
         self.slot_taken[run.id] = time.monotonic()
         fut = asyncio.ensure_future(self.run_work(spec, slot, self.commit_of(exp), prepared=ready is not None))
@@ -680,10 +737,24 @@ class Lab(Steering):
             for worktree in worktrees:
                 await asyncio.shield(asyncio.to_thread(gitops.remove_worktree, self.repo.root, worktree))
 
+    def estimate_baseline(self, run_id: int, outcome: RunOutcome) -> None:
+        """After the first baseline run, say how long the rest of the baseline will take (a GPU task's baseline
+        can take many minutes, and nothing else shows before it ends)."""
+        run = self.store.run(run_id)
+        if run.purpose != "baseline" or outcome.status != "ok":
+            return
+        left = [r for r in self.store.runs_of(run.experiment_id) if r.status in ("queued", "running")]
+        if not left or len(self.store.runs_of(run.experiment_id)) - len(left) != 1:
+            return
+        waves = -(-len(left) // max(1, len(self.slots)))
+        self.note("estimate", f"the first baseline run took {outcome.seconds:.0f}s; the other {len(left)} take about "
+                              f"{waves * outcome.seconds:.0f}s more ({len(self.slots)} slot(s), "
+                              f"timeout {self.task.run.timeout:g}s each)", experiment_id=run.experiment_id)
+
     def finish_run(self, run_id: int, fut: asyncio.Future[Any]) -> None:
         slot, exp_id = self.running.pop(run_id)
         # Duty cycle counts the whole time a slot is held for a run: worktree, run, trusted evaluation.
-        self.stats.busy_s += time.monotonic() - self.slot_taken.pop(run_id)
+        self.stats.busy_s += time.monotonic() - self.slot_taken.pop(run_id, time.monotonic())
         if fut.cancelled():
             return  # stopping: the row stays 'running' and is re-queued on resume
         exc = fut.exception()
@@ -706,6 +777,10 @@ class Lab(Steering):
         self.store.update_experiment(exp_id, gpu_seconds=exp.gpu_seconds + slot_s)
         self.refresh(exp_id)
         shown = f"{self.task.metric.name}={outcome.metric:.6g}" if outcome.metric is not None else outcome.status
-        self.note("run_done", f"run {run_id} of exp {exp_id}: {shown} in {outcome.seconds:.1f}s",
+        others = sorted(self.overlaps.pop(run_id, set()))
+        self.store.event(OVERLAP, overlap_text(run_id, others), experiment_id=exp_id, run_id=run_id)
+        self.estimate_baseline(run_id, outcome)
+        alongside = f"; ran alongside run(s) {', '.join(map(str, others))}" if others else ""
+        self.note("run_done", f"run {run_id} of exp {exp_id}: {shown} in {outcome.seconds:.1f}s{alongside}",
                   experiment_id=exp_id, run_id=run_id)
         self.advance(exp_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from labmind.store.calls import StoreCallLog
 from labmind.task import Task, load_task
 from labmind.workspace import git as gitops
 from labmind.workspace.digests import DigestCapExceeded, digest_entries, protected_entries
+from labmind.workspace.scope import matches
 
 
 @dataclass
@@ -61,7 +63,28 @@ def _check_new(task_dir: Path, flags: dict[str, Any]) -> tuple[Task, gitops.Repo
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
         raise LabError(f"{task_dir} has uncommitted changes ({shown}). Experiments start from a commit: "
                        "commit or stash them, then run again.")
+    check_editable(task_dir, task)
     return task, repo
+
+
+def check_editable(task_dir: Path, task: Task) -> None:
+    """Every `editable` glob must name a committed file: one that names nothing (a typo, a moved file) would
+    leave brains nothing to change, and every change they made would be rejected as out of scope."""
+    committed = gitops.git(task_dir, "ls-files", "-z", "--", ".").split("\0")
+    committed = [p for p in committed if p]
+    empty = [g for g in task.task.editable if not any(matches(p, [g]) for p in committed)]
+    if empty:
+        shown = ", ".join(repr(g) for g in empty)
+        raise LabError(f"[task] editable: {shown} match{'es' if len(empty) == 1 else ''} no committed file in "
+                       f"{task_dir} (globs are relative to the task directory, e.g. \"train.py\" or \"src/**/*.py\"). "
+                       "Fix the glob in labmind.toml (or --edit), or commit the file, then run again.")
+
+
+_TIME_LIKE = re.compile(r"(time|latency|seconds|duration|elapsed)|(_s|_ms|_us|_ns|_sec|_secs)$", re.IGNORECASE)
+
+
+def looks_like_time(metric: str) -> bool:
+    return bool(_TIME_LIKE.search(metric))
 
 
 def validate_settings(settings: LabSettings) -> None:
@@ -83,6 +106,8 @@ def validate_settings(settings: LabSettings) -> None:
         raise LabError(f"--llm-tokens-per-experiment must be at least 1, got {settings.llm_tokens_per_experiment}")
     if settings.director_every is not None and settings.director_every < 1:
         raise LabError(f"--director-every must be at least 1, got {settings.director_every}")
+    if settings.slots is not None and settings.slots < 1:
+        raise LabError(f"--slots must be at least 1, got {settings.slots}")
     if settings.max_repairs < 0:
         raise LabError(f"--max-repairs must be 0 or more, got {settings.max_repairs}")
 
@@ -138,9 +163,16 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
         persisted = merge_settings(stored, {k: v for k, v in given.items() if k not in SESSION_ONLY})
         settings = replace(merge_settings(persisted.to_dict(), given), **(session or {}))
         validate_settings(settings)
-        plan, slot_warning = plan_slots(gpus, slots, task.run.gpus)
+        # Slots given for this call win (`labmind check` passes them without storing them); otherwise the
+        # lab's stored `--slots`/`--gpus`, so that `resume` runs on what `run` was given.
+        plan, slot_warning = plan_slots(gpus if gpus is not None else settings.gpus,
+                                        slots if slots is not None else settings.slots, task.run.gpus)
         if slot_warning:
             warnings.append(slot_warning)
+        if len(plan) > 1 and not task.run.exclusive and looks_like_time(task.metric.name):
+            warnings.append(f"the metric {task.metric.name!r} looks like a time, and {len(plan)} slots run at once "
+                            "on this machine: runs can disturb each other's timings. Declare `[run] exclusive = "
+                            "true` in labmind.toml to run them one at a time")
         sandbox, sandbox_warning = resolve_sandbox(settings.sandbox)  # type: ignore[arg-type]
         if sandbox_warning:
             warnings.append(sandbox_warning)

@@ -13,6 +13,10 @@ class LabSettings:
     lines: int | None = None  # default: one per slot
     max_experiments: int | None = None  # candidate experiments over the lab's life
     budget_s: float | None = None  # wall-clock for this session
+    #: Where runs go (`--slots`, `--gpus`): kept with the lab so that `resume` uses the same slots; None means
+    #: the default (one CPU slot, or every GPU nvidia-smi reports).
+    slots: int | None = None
+    gpus: list[int] | None = None
     sandbox: str = "auto"
     brain_network: bool = False
     seed: int = 0

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
+from labmind.brains.agent import is_agent_spec, unclaimed_experiments
+from labmind.brains.base import experiments_made
 from labmind.lab.paths import LabPaths
 from labmind.lab.views import best_experiment
+from labmind.observe.progress import progress
 from labmind.store import ExperimentRow, Store
 from labmind.store.lock import holder_pid
 from labmind.task import Task
@@ -63,6 +67,9 @@ def lab_status(store: Store, paths: LabPaths) -> dict[str, Any]:
             "branch": lab.branch,
         }
     pid = holder_pid(paths.lock)
+    made = experiments_made(rows, unclaimed_experiments(paths, rows)
+                            if is_agent_spec(lab.settings.get("brain")) else set())
+    session = store.meta("session")
     return {
         "lab": lab.name,
         "task_dir": str(paths.task_dir),
@@ -84,7 +91,11 @@ def lab_status(store: Store, paths: LabPaths) -> dict[str, Any]:
         "min_effect_text": task.noise.parsed_min_effect().text(),
         "scale": lab.scale,
         "best": best_out,
-        "experiments": sum(1 for r in rows if r.kind == "candidate"),
+        # Those that count toward --max-experiments: offers no agent has claimed (yet, or ever) do not.
+        "experiments": made,
+        "max_experiments": lab.settings.get("max_experiments"),
+        "progress": progress(rows, made, lab.settings.get("max_experiments"),
+                             json.loads(session) if session else None, running=pid is not None, now=now),
         "verdicts": store.counts_by_verdict(),
         "in_progress": sum(1 for r in rows if r.kind == "candidate" and r.status in ("proposing", "testing")),
         "failed_proposals": sum(1 for r in rows if r.status == "failed"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labmind.brains.base import BrainContext, PastExperiment
+from labmind.brains.base import BrainContext, PastExperiment, not_taken
 from labmind.search.base import LineView, SearchView
 from labmind.store import ExperimentRow, Store
 from labmind.task import Task
@@ -48,7 +48,7 @@ def search_view(store: Store, rows: list[ExperimentRow], task: Task, min_effect:
     for line in store.lines():
         if line.status != "active" or line.incumbent_id is None:
             continue
-        mine = [r for r in rows if r.line_id == line.id and r.kind == "candidate"]
+        mine = [r for r in rows if r.line_id == line.id and r.kind == "candidate" and not not_taken(r)]
         done = [r for r in mine if r.status in ("done", "failed")]
         recent: list[tuple[float, float]] = []
         since = 0

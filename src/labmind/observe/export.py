@@ -67,9 +67,27 @@ def iter_runs(store: Store) -> Iterator[RunRow]:
         yield from store.runs_of(exp.id)
 
 
-def records(store: Store, what: str) -> tuple[list[str], Iterator[dict[str, Any]]]:
+#: CSV columns of the ideas' parameters (a knobs lab's knob values), one per name: `param.LEARNING_RATE`.
+PARAM_PREFIX = "param."
+
+
+def param_names(store: Store) -> list[str]:
+    """Every idea parameter name in the lab (labmind's own `_` ones left out), in one paged pass."""
+    names: set[str] = set()
+    for exp in iter_experiments(store):
+        names |= {str(k) for k in exp.idea.params if not str(k).startswith("_") and k != "family"}
+    return sorted(names)
+
+
+def records(store: Store, what: str, *, params: bool = False) -> tuple[list[str], Iterator[dict[str, Any]]]:
+    """Columns and rows; `params`: one column per idea parameter too (CSV, where idea_params is a JSON cell)."""
     if what == "experiments":
-        return EXPERIMENT_COLUMNS, (experiment_record(e) for e in iter_experiments(store))
+        if not params:
+            return EXPERIMENT_COLUMNS, (experiment_record(e) for e in iter_experiments(store))
+        names = param_names(store)
+        columns = EXPERIMENT_COLUMNS + [PARAM_PREFIX + n for n in names]
+        return columns, ({**experiment_record(e), **{PARAM_PREFIX + n: e.idea.params.get(n) for n in names}}
+                         for e in iter_experiments(store))
     if what == "runs":
         return RUN_COLUMNS, (run_record(r) for r in iter_runs(store))
     raise ExportError(f"cannot export {what!r}: choose experiments or runs")
@@ -101,7 +119,7 @@ def write_csv(columns: list[str], rows: Iterator[dict[str, Any]], out: TextIO) -
 
 def export(store: Store, *, what: str, fmt: str, out: TextIO) -> int:
     """Write every experiment or run of the lab to `out`; return how many rows were written."""
-    columns, rows = records(store, what)
+    columns, rows = records(store, what, params=fmt == "csv")
     if fmt == "jsonl":
         return write_jsonl(rows, out)
     if fmt == "csv":

@@ -8,14 +8,17 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from rich.columns import Columns
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 from rich.panel import Panel
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from labmind.lab.status import lab_status
 from labmind.observe.numbers import dict_figure
+from labmind.observe.progress import progress_text
 from labmind.terminal import printable
 
 if TYPE_CHECKING:
@@ -33,7 +36,17 @@ class PlainReporter:
         print(f"[{time.strftime('%H:%M:%S')}] {kind}: {printable(message)}", file=self.stream, flush=True)
 
     def tick(self, lab: Lab) -> None:
-        return None
+        if _progress_changed(self, lab):
+            self.event("progress", progress_text(lab_status(lab.store, lab.paths)["progress"]))
+
+
+def _progress_changed(reporter: Any, lab: Lab) -> bool:
+    """Whether a verdict came in since the reporter last showed progress (and once at the start)."""
+    key = (lab.stats.finished, sum(lab.stats.verdicts.values()))
+    if getattr(reporter, "_shown", None) == key:
+        return False
+    reporter._shown = key
+    return True
 
 
 class JsonReporter:
@@ -46,7 +59,10 @@ class JsonReporter:
         print(json.dumps({"at": time.time(), "kind": kind, "message": message}), file=self.stream, flush=True)
 
     def tick(self, lab: Lab) -> None:
-        return None
+        if _progress_changed(self, lab):
+            p = lab_status(lab.store, lab.paths)["progress"]
+            print(json.dumps({"at": time.time(), "kind": "progress", "message": progress_text(p), "progress": p}),
+                  file=self.stream, flush=True)
 
 
 def _safe(text: str) -> str:
@@ -65,7 +81,8 @@ def judged_text(status: dict[str, Any]) -> str:
     return text
 
 
-def status_view(status: dict[str, Any], events: list[str]) -> Group:
+def status_view(status: dict[str, Any], events: list[str], *, lines: bool = False) -> Group:
+    """The lab at a glance; `lines`: with a table of the lines and their incumbents (`labmind status`)."""
     metric = status["metric"]["name"]
     head = Table.grid(padding=(0, 2))
     base, best = status.get("baseline"), status.get("best")
@@ -74,10 +91,15 @@ def status_view(status: dict[str, Any], events: list[str]) -> Group:
     head.add_row("judged", judged_text(status))
     if best and best["confirmed"]:
         rel = f" {best['relative']:+.2%} vs baseline," if best.get("relative") is not None else ""
-        head.add_row("best", f"[green]{dict_figure(best).text()}[/]{rel} exp {best['experiment']}: "
-                             f"{_safe(best['idea'])}")
+        p_value = [f"p={best['p_value']:.3g}"] if best.get("p_value") is not None else []
+        head.add_row("best", f"[green]{dict_figure(best, extra=p_value).text()}[/]{rel} exp {best['experiment']}: "
+                             f"{_safe(best['idea'])}; branch {_safe(best['branch'])}")
     else:
         head.add_row("best", "baseline (no confirmed improvement yet)")
+    p = status.get("progress")
+    if p:
+        bar = ProgressBar(total=p["max_experiments"] or None, completed=p["finished"], width=24)
+        head.add_row("progress", Columns([bar, progress_text(p)]))
     counts = ", ".join(f"{k} {v}" for k, v in status["verdicts"].items()) or "none yet"
     head.add_row("verdicts", f"{counts}  ({status['experiments']} experiments, {status['in_progress']} in progress)")
     llm = status.get("llm") or {}
@@ -88,11 +110,20 @@ def status_view(status: dict[str, Any], events: list[str]) -> Group:
     for ln in steered:
         what = f"retired: {ln['note']}" if ln["status"] != "active" else f"direction: {ln['direction']}"
         head.add_row(f"line {ln['id']}", _safe(what[:100]))
-    slots = Table("slot", "run", "exp", "purpose", "time", "idea", box=None, header_style="bold")
-    for r in status["running"]:
-        slots.add_row(r["slot"] or "", str(r["run"]), str(r["experiment"]), r["purpose"], f"{r['seconds']:.0f}s",
-                      _safe(r["idea"][:60]))
-    parts: list[Any] = [Panel(head, title="labmind", border_style="blue"), slots]
+    parts: list[Any] = [Panel(head, title="labmind", border_style="blue")]
+    if lines and status.get("lines"):
+        table = Table("line", "incumbent", f"{metric} ± 95% CI", "status", "direction", box=None,
+                      header_style="bold")
+        for ln in status["lines"]:
+            table.add_row(str(ln["id"]), f"exp {ln['incumbent']}", dict_figure(ln).text(), ln["status"],
+                          _safe((ln.get("direction") or ln.get("note") or "")[:60]))
+        parts.append(table)
+    if status["running"]:  # no table at all when nothing runs (a bare header says nothing)
+        slots = Table("slot", "run", "exp", "purpose", "time", "idea", box=None, header_style="bold")
+        for r in status["running"]:
+            slots.add_row(r["slot"] or "", str(r["run"]), str(r["experiment"]), r["purpose"],
+                          f"{r['seconds']:.0f}s", _safe(r["idea"][:60]))
+        parts.append(slots)
     if events:
         parts.append(Panel("\n".join(events), title="recent", border_style="dim"))
     return Group(*parts)

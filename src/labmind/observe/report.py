@@ -13,6 +13,10 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
+
+import jinja2
+from markupsafe import Markup
 
 from labmind.observe.numbers import figure_text, row_figure
 from labmind.observe.report_data import (
@@ -33,29 +37,34 @@ APPENDIX_ROWS = 200  # the full list beyond this is what `labmind export` is for
 
 @dataclass(frozen=True)
 class Heading:
+    kind: ClassVar[str] = "heading"
     level: int
     text: str
 
 
 @dataclass(frozen=True)
 class Para:
+    kind: ClassVar[str] = "para"
     text: str
 
 
 @dataclass(frozen=True)
 class TableBlock:
+    kind: ClassVar[str] = "table"
     headers: list[str]
     rows: list[list[str]]
 
 
 @dataclass(frozen=True)
 class Code:
+    kind: ClassVar[str] = "code"
     lang: str
     text: str
 
 
 @dataclass(frozen=True)
 class Image:
+    kind: ClassVar[str] = "image"
     alt: str
     file: str  # relative to the report folder
 
@@ -201,6 +210,22 @@ def family_blocks(data: ReportData, plot: str | None) -> list[Block]:
     return blocks
 
 
+def importance_blocks(data: ReportData) -> list[Block]:
+    """Knobs labs: how much each knob mattered, from optuna's PED-ANOVA over the measured experiments."""
+    if data.family_kind != "knob":
+        return []
+    if not data.importance:
+        return [Heading(2, "Knob importance"),
+                Para(f"Too few measured experiments ({data.importance_trials}) to tell which knobs matter; "
+                     "importance needs at least 5.")]
+    rows = [[k.name, f"{k.importance:.0%}", k.tried, str(k.best)] for k in data.importance]
+    return [Heading(2, "Knob importance"),
+            Para(f"How much of the variation of {data.metric} each knob explains (optuna's PED-ANOVA over "
+                 f"{data.importance_trials} measured experiments, screening values; shares sum to 100%). A point "
+                 "estimate from few, correlated experiments: read it as a ranking, not a measurement."),
+            TableBlock(["knob", "importance", "tried", "in the best experiment"], rows)]
+
+
 def _failures(f: Family) -> int:
     return sum(n for v, n in f.verdicts.items() if is_failure(v))
 
@@ -237,7 +262,8 @@ def appendix(data: ReportData) -> list[Block]:
 
 def build(data: ReportData, plots: dict[str, str]) -> list[Block]:
     return [*headline(data), *progress(data, plots.get("progress")), *verdict_table(data),
-            *improvement_blocks(data), *family_blocks(data, plots.get("families")), *attention_blocks(data),
+            *improvement_blocks(data), *family_blocks(data, plots.get("families")), *importance_blocks(data),
+            *attention_blocks(data),
             *cost_blocks(data), *appendix(data)]
 
 
@@ -263,24 +289,19 @@ def _fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
+def _templates(*, html_out: bool) -> jinja2.Environment:
+    """The report's templates (observe/templates): HTML autoescaped, so no stored text can become markup;
+    markdown through filters that escape every construct."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("labmind.observe", "templates"), autoescape=html_out,
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters.update(md=md_text, md_cell=_md_cell, fence=_fence, diff_html=_diff_html)
+    return env
+
+
 def to_markdown(blocks: list[Block]) -> str:
-    """Every text (headings, paragraphs, cells, alt text) is plain text: report.md renders it, never interprets it."""
-    out: list[str] = []
-    for b in blocks:
-        if isinstance(b, Heading):
-            out.append("#" * b.level + " " + md_text(b.text))
-        elif isinstance(b, Para):
-            out.append(md_text(b.text))
-        elif isinstance(b, TableBlock):
-            out.append("\n".join(["| " + " | ".join(_md_cell(h) for h in b.headers) + " |",
-                                  "|" + "---|" * len(b.headers),
-                                  *("| " + " | ".join(_md_cell(c) for c in r) + " |" for r in b.rows)]))
-        elif isinstance(b, Code):
-            fence = _fence(b.text)  # a diff of a markdown file may contain fences of its own
-            out.append(f"{fence}{b.lang}\n{b.text}\n{fence}")
-        elif isinstance(b, Image):
-            out.append(f"![{md_text(b.alt)}]({b.file})")
-    return "\n\n".join(out) + "\n"
+    """Every text (headings, paragraphs, cells, alt text) is plain text: report.md renders it, never interprets it.
+    A code fence is longer than any run of backticks in its text (a diff of a markdown file has fences too)."""
+    return _templates(html_out=False).get_template("report.md.j2").render(blocks=blocks).rstrip("\n") + "\n"
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -289,36 +310,20 @@ text-align:left}th{background:#f4f4f4}img{max-width:100%}pre{background:#f7f7f7;
 font-size:13px}.add{color:#1a7f37}.del{color:#cf222e}.hunk{color:#6f42c1}"""
 
 
-def _diff_html(text: str) -> str:
+def _diff_html(text: str) -> Markup:
     cls = {"+": "add", "-": "del", "@": "hunk"}
     lines = []
     for ln in text.splitlines():
         kind = None if ln.startswith(("+++", "---")) else cls.get(ln[:1])
         lines.append(f'<span class="{kind}">{html.escape(ln)}</span>' if kind else html.escape(ln))
-    return "\n".join(lines)
+    return Markup("\n".join(lines))  # every line escaped above
 
 
 def to_html(blocks: list[Block], folder: Path, title: str) -> str:
     """One file with everything inline: images become base64 data URIs so the report can be mailed as is."""
-    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{_CSS}</style></head><body>"]
-    for b in blocks:
-        if isinstance(b, Heading):
-            out.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
-        elif isinstance(b, Para):
-            out.append(f"<p>{html.escape(b.text)}</p>")
-        elif isinstance(b, TableBlock):
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.headers)
-            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in b.rows)
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        elif isinstance(b, Code):
-            text = _diff_html(b.text) if b.lang == "diff" else html.escape(b.text)
-            out.append(f"<pre><code>{text}</code></pre>")
-        elif isinstance(b, Image):
-            data = base64.b64encode((folder / b.file).read_bytes()).decode("ascii")
-            out.append(f"<img alt='{html.escape(b.alt)}' src='data:image/png;base64,{data}'>")
-    out.append("</body></html>\n")
-    return "\n".join(out)
+    env = _templates(html_out=True)
+    env.filters["png_base64"] = lambda file: base64.b64encode((folder / file).read_bytes()).decode("ascii")
+    return env.get_template("report.html.j2").render(blocks=blocks, title=title, css=Markup(_CSS))
 
 
 # -------------------------------------------------------------------------------------------- entry point

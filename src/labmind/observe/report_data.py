@@ -18,6 +18,7 @@ from scipy import stats
 from labmind.lab.paths import LabPaths
 from labmind.lab.views import best_experiment
 from labmind.numeric import summarisable
+from labmind.observe.knob_analysis import KnobImportance, knob_importance
 from labmind.store import ExperimentRow, RunRow, Store
 from labmind.store.lock import holder_pid
 from labmind.task import Task
@@ -83,6 +84,9 @@ class ReportData:
     family_kind: str  # 'knob' or 'title'
     attention: list[tuple[ExperimentRow, list[str]]]  # flagged/rejected or carrying flags: (experiment, flags)
     cost: Cost
+    #: Knobs labs: how much each knob mattered (most first) and how many experiments that rests on.
+    importance: list[KnobImportance] = field(default_factory=list)
+    importance_trials: int = 0
 
     @property
     def improved(self) -> bool:
@@ -257,6 +261,7 @@ def collect(store: Store, paths: LabPaths) -> ReportData:
     if failed:
         counts["failed_proposal"] = failed
     knob_lab = any(is_knobs(r) for r in candidates)
+    importance, importance_trials = knob_importance(candidates, task.sign) if knob_lab else ([], 0)
     pid = holder_pid(paths.lock)
     now = time.time()
     return ReportData(
@@ -266,22 +271,23 @@ def collect(store: Store, paths: LabPaths) -> ReportData:
         baseline=baseline, best=best, best_p_value=best.p_value if best else None, experiments=candidates,
         counts=counts, improvements=improvements, families=build_families(candidates, by_id, task.sign),
         family_kind="knob" if knob_lab else "title", attention=_attention(candidates, runs_by_exp),
-        cost=_cost(rows, runs, bool(pid), now),
+        cost=_cost(rows, runs, bool(pid), now), importance=importance, importance_trials=importance_trials,
     )
 
 
 def running_best(data: ReportData) -> list[tuple[int, float]]:
-    """(candidate index, best confirmed metric so far) after each candidate, in id order; index 0 is the baseline.
+    """(experiment id, best confirmed metric so far) after each candidate, in id order, starting at the baseline's
+    id; the x-axis the dashboard and `labmind log` use.
 
-    An improvement counts from its own index on (its verdict came later, but the index is what the plot shows)."""
+    An improvement counts from its own id on (its verdict came later, but the id is what the plot shows)."""
     best = data.baseline.metric if data.baseline is not None else None
-    out: list[tuple[int, float]] = [] if best is None else [(0, best)]
-    for i, exp in enumerate(data.experiments, start=1):
+    out: list[tuple[int, float]] = [] if best is None or data.baseline is None else [(data.baseline.id, best)]
+    for exp in data.experiments:
         if exp.verdict == Verdict.IMPROVED and exp.metric is not None and (
                 best is None or data.sign * exp.metric > data.sign * best):
             best = exp.metric
         if best is not None:
-            out.append((i, best))
+            out.append((exp.id, best))
     return out
 
 

@@ -35,10 +35,11 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def progress_plot(data: ReportData, path: Path) -> Path:
-    """Every candidate as a point by index, coloured by verdict; running best as a step line; baseline band."""
+    """Every candidate as a point at its experiment id (as in `labmind log` and the dashboard), coloured by
+    verdict; running best as a step line; baseline band."""
     fig, ax = plt.subplots(figsize=(10, 5))
     exps = data.experiments
-    with_metric = [(i, e) for i, e in enumerate(exps, start=1) if e.metric is not None]
+    with_metric = [(e.id, e) for e in exps if e.metric is not None]
     ys = [e.metric for _, e in with_metric]
     b = data.baseline
     if b is not None and b.metric is not None:
@@ -60,10 +61,11 @@ def progress_plot(data: ReportData, path: Path) -> Path:
         if e.verdict == "improved":
             ax.annotate(f"#{e.id} {short(e.idea.title)}", (i, e.metric), textcoords="offset points", xytext=(6, 6),
                         fontsize=7, color="#1a6e1a")
-    ax.set_xlabel("candidate experiment (in order proposed)")
+    ax.set_xlabel("experiment id")
     ax.set_ylabel(f"{data.metric} ({'lower' if data.goal == 'minimize' else 'higher'} is better)")
     ax.set_title(f"{data.lab}: {len(exps)} experiment(s)")
-    ax.set_xlim(-0.5, max(1, len(exps)) + 0.5)
+    first = data.baseline.id if data.baseline is not None else min((e.id for e in exps), default=1)
+    ax.set_xlim(first - 0.5, max([first, *(e.id for e in exps)]) + 0.5)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return _save(fig, path)
@@ -72,7 +74,7 @@ def progress_plot(data: ReportData, path: Path) -> Path:
 def _plot_missing(ax: plt.Axes, exps: list, ys: list[float]) -> None:
     """Experiments without a metric (crashes, rejections) as crosses along the bottom edge: absent from the
     y-scale, but the reader still sees that a slot was spent on them."""
-    missing = [(i, e) for i, e in enumerate(exps, start=1) if e.metric is None and e.verdict is not None]
+    missing = [(e.id, e) for e in exps if e.metric is None and e.verdict is not None]
     if not missing or not ys:
         return
     low, high = min(ys), max(ys)

@@ -1,3 +1,3 @@
 """Task packs: labmind's own adapters, trusted evaluators and configs around upstream benchmark checkouts
-(DESIGN.md §7). Upstream code is never shipped: each pack reads the user's checkout at a pinned commit.
+(docs/packs/). Upstream code is never shipped: each pack reads the user's checkout at a pinned commit.
 The `labmind pack` verbs live in labmind.cli.pack."""

@@ -213,6 +213,15 @@ class Store:
         self._exec("INSERT INTO events(at, kind, experiment_id, run_id, message) VALUES (?, ?, ?, ?, ?)",
                    (time.time(), kind, experiment_id, run_id, message))
 
+    def set_meta(self, key: str, value: str) -> None:
+        """A small named value beside the tables (e.g. the current session's start and budget)."""
+        self._exec("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                   (key, value))
+
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
     def next_seed(self) -> int:
         """A seed never used before in this lab (fresh seeds for every run, including confirmations)."""
         row = self._conn.execute("SELECT COALESCE(MAX(seed), -1) + 1 AS s FROM runs").fetchone()
@@ -280,6 +289,10 @@ class Store:
         if row is None:
             raise StoreError(f"no run {run_id}")
         return run_row(row)
+
+    def events_of(self, experiment_id: int, kind: str) -> list[EventRow]:
+        return [event_row(r) for r in self._conn.execute(
+            "SELECT * FROM events WHERE experiment_id = ? AND kind = ? ORDER BY id", (experiment_id, kind))]
 
     def events(self, *, after_id: int = 0, limit: int = 200) -> list[EventRow]:
         return [event_row(r) for r in self._conn.execute(

@@ -1,4 +1,4 @@
-"""Pydantic models of labmind.toml (DESIGN.md §3). Unknown fields are errors, so typos surface early."""
+"""Pydantic models of labmind.toml (docs/task-file.md). Unknown fields are errors, so typos surface early."""
 
 from __future__ import annotations
 
@@ -83,6 +83,9 @@ class RunSection(_Section):
     processes: ProcessLimit = 4096
     file_size: FileSizeLimit = 64 << 30
     log_size: LogSizeLimit = 256 << 20
+    #: Runs that measure time: each runs alone (no other run of the lab starts while it runs, and it waits for
+    #: the others to end), so slots sharing a machine cannot disturb each other's timings.
+    exclusive: bool = False
 
     @field_validator("command")
     @classmethod
@@ -164,6 +167,10 @@ class NoiseSection(_Section):
 class GuardSection(_Section):
     #: Static rules this task allows (e.g. "precision_toggle" where changing precision is the point).
     allow: list[str] = []
+    #: Static rules whose flag holds a gain for review even when a trusted evaluator measured it (rules that
+    #: are not about the measurement do not, by default; e.g. native_call where candidate code runs inside
+    #: the evaluator's own process).
+    hold: list[str] = []
     #: A gain more than this many times the lab's largest confirmed step so far is flagged.
     gain_ratio: FiniteFloat = Field(default=10.0, gt=1)
     #: Flag a candidate whose held-out gain is below this fraction of its dev gain.

@@ -15,8 +15,11 @@ from .nckit import FAKE_UPSTREAM
 REAL_UPSTREAM = Path(os.environ.get("LABMIND_NANOCHAT_UPSTREAM", Path(__file__).resolve().parents[3] /
                                     ".upstream" / "autoresearch"))
 needs_real = pytest.mark.skipif(not (REAL_UPSTREAM / "train.py").is_file(),
-                                reason="no karpathy/autoresearch checkout at .upstream/autoresearch "
-                                       "(set LABMIND_NANOCHAT_UPSTREAM); CI has none, upstream code is not shipped")
+                                reason="checks upstream's own bytes (the pinned sha256 digests) and so needs a "
+                                       "karpathy/autoresearch checkout at .upstream/autoresearch (or "
+                                       "LABMIND_NANOCHAT_UPSTREAM); labmind does not ship upstream code, so CI has "
+                                       "none. The edits themselves run in CI on the stand-in upstream "
+                                       "(test_stand_in_upstream_takes_every_edit)")
 
 
 def test_line_edit_replaces_the_one_line_it_names() -> None:

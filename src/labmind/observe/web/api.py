@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from labmind.lab.paths import LabPaths
@@ -83,33 +84,29 @@ def _poll(paths: LabPaths, after_id: int) -> list[dict[str, Any]]:
 
 
 async def event_stream(request: Request, paths: LabPaths, after_id: int, poll_seconds: float,
-                       max_seconds: float | None = None, stop: threading.Event | None = None) -> AsyncIterator[str]:
-    """New rows of the store's `events` table as server-sent events. Each poll opens a short read-only
-    connection in a worker thread, so the event loop never waits on SQLite and the lab never waits on us."""
+                       max_seconds: float | None = None, stop: threading.Event | None = None
+                       ) -> AsyncIterator[ServerSentEvent]:
+    """New rows of the store's `events` table as server-sent events (sse-starlette encodes them and sends the
+    keep-alive pings). Each poll opens a short read-only connection in a worker thread, so the event loop
+    never waits on SQLite and the lab never waits on us."""
     loop = asyncio.get_running_loop()
-    start = last_sent = loop.time()
-    yield "retry: 2000\n\n"
+    start = loop.time()
+    yield ServerSentEvent(retry=2000)  # a dropped connection is retried after 2 s, resuming at its last id
     while True:
         if await request.is_disconnected() or (stop is not None and stop.is_set()):
             return
         rows = await run_in_threadpool(_poll, paths, after_id)
         for row in rows:
             after_id = row["id"]
-            yield f"id: {row['id']}\nevent: lab\ndata: {json.dumps(row)}\n\n"
-        now = loop.time()
-        if rows:
-            last_sent = now
-        elif now - last_sent > KEEPALIVE_SECONDS:
-            last_sent = now
-            yield ": keepalive\n\n"
-        if max_seconds is not None and now - start >= max_seconds:
+            yield ServerSentEvent(id=str(row["id"]), event="lab", data=json.dumps(row))
+        if max_seconds is not None and loop.time() - start >= max_seconds:
             return
         await asyncio.sleep(poll_seconds)
 
 
 @router.get("/stream")
 async def stream(request: Request, after_id: int | None = Query(None, ge=0),
-                 max_seconds: float | None = Query(None, gt=0, le=3600)) -> StreamingResponse:
+                 max_seconds: float | None = Query(None, gt=0, le=3600)) -> EventSourceResponse:
     paths = lab_paths(request)
     # A reconnecting EventSource resumes from the last id it saw (its header wins over the page's first
     # `after_id`); a client that gives neither starts from now.
@@ -119,10 +116,9 @@ async def stream(request: Request, after_id: int | None = Query(None, ge=0),
     elif after_id is None:
         after_id = await run_in_threadpool(_last_event_id, paths)
     settings = request.app.state.settings
-    return StreamingResponse(event_stream(request, paths, after_id, settings.poll_seconds, max_seconds,
-                                          request.app.state.stopping),
-                             media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return EventSourceResponse(event_stream(request, paths, after_id, settings.poll_seconds, max_seconds,
+                                            request.app.state.stopping),
+                               ping=KEEPALIVE_SECONDS)
 
 
 def _last_event_id(paths: LabPaths) -> int:

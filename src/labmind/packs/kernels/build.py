@@ -155,6 +155,10 @@ bound = 1.0
 [noise]
 baseline_runs = 2
 confirm_seeds = 2
+
+[guard]
+# The evaluator runs the solution in its own process: native or generated code could reach its timers.
+hold = ["native_call", "dynamic_code"]
 {knob_table}"""
 
 

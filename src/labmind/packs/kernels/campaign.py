@@ -38,6 +38,11 @@ class ProblemRow:
     experiments: int = 0
     improved: int = 0
     status: str = "not run"
+    #: 95% CIs and run counts of the starting score (repeated calibration) and of the confirmed best.
+    baseline_ci: list[float] | None = None
+    baseline_n: int = 1
+    best_ci: list[float] | None = None
+    best_n: int = 0
 
     @property
     def final_speedup(self) -> float | None:
@@ -86,7 +91,10 @@ def run_campaign(root: Path, budget_s: float, *, brain: str = "knobs", sandbox: 
         manifest["tasks"] = [t for t in manifest["tasks"] if any(fnmatch.fnmatch(t["name"], p) for p in only)]
     baseline = json.loads((root / "baseline.json").read_text()) if (root / "baseline.json").exists() else {}
     rows = {t["name"]: ProblemRow(t["name"], t["suite"], baseline.get(t["name"], {}).get("sol_score"),
-                                  baseline.get(t["name"], {}).get("speedup")) for t in manifest["tasks"]}
+                                  baseline.get(t["name"], {}).get("speedup"),
+                                  baseline_ci=baseline.get(t["name"], {}).get("sol_score_ci"),
+                                  baseline_n=int(baseline.get(t["name"], {}).get("sol_score_n") or 1))
+            for t in manifest["tasks"]}
     headroom = {n: 1.0 - r.baseline_score for n, r in rows.items() if r.baseline_score is not None}
     plan = allocate(headroom, budget_s, min_share_s)
     deadline = time.monotonic() + budget_s
@@ -121,6 +129,7 @@ def _fill(row: ProblemRow, task: Path) -> None:
     best = status.get("best") or {}
     if best.get("confirmed"):
         row.best = best.get("metric")
+        row.best_ci, row.best_n = best.get("ci"), int(best.get("n_runs") or 0)
         proc = _labmind(["show", str(best["experiment"]), str(task), "--json"])
         if proc.returncode == 0:
             runs = json.loads(proc.stdout).get("runs", [])
@@ -149,12 +158,14 @@ def report(rows: list[ProblemRow], gpu: str) -> tuple[str, dict[str, Any]]:
         "rows": [{**asdict(r), "final": r.final} for r in rows],
     }
     lines = [f"SOL score on {gpu} (not comparable with B200 leaderboard numbers)", "",
+             "S ± 95% CI half-width (runs) where a score rests on several runs.", "",
              "| problem | suite | start S | start speedup | lab baseline S | best confirmed S | best speedup | "
              "experiments | improved | budget (s) | status |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.name} | {r.suite} | {_f(r.baseline_score)} | {_f(r.start_speedup)} | "
-                     f"{_f(r.lab_baseline)} | {_f(r.best)} | {_f(r.best_speedup)} | {r.experiments} | {r.improved} | "
+        lines.append(f"| {r.name} | {r.suite} | {_fci(r.baseline_score, r.baseline_ci, r.baseline_n)} | "
+                     f"{_f(r.start_speedup)} | {_f(r.lab_baseline)} | {_fci(r.best, r.best_ci, r.best_n)} | "
+                     f"{_f(r.best_speedup)} | {r.experiments} | {r.improved} | "
                      f"{r.budget_s:.0f} | {r.status} |")
     start, final = summary["sol_score_baseline"], summary["sol_score_final"]
     lines += ["", f"mean SOL score: start {start:.4f} -> final {final:.4f}"]
@@ -166,3 +177,10 @@ def report(rows: list[ProblemRow], gpu: str) -> tuple[str, dict[str, Any]]:
 
 def _f(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _fci(value: float | None, ci: list[float] | None, n: int) -> str:
+    """A score with its 95% CI half-width and runs when it rests on several (`0.527 ± 0.052 (n=3)`)."""
+    if value is None or n < 2 or not ci or ci[0] is None or ci[1] is None:
+        return _f(value)
+    return f"{value:.3f} ± {(ci[1] - ci[0]) / 2:.2g} (n={n})"

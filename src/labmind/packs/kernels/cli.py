@@ -67,6 +67,8 @@ def create(
 def calibrate(
     root: Path = typer.Argument(..., help="A directory written by `labmind pack kernels --out`."),
     only: list[str] = typer.Option(None, "--only", help="Task names to calibrate (default: all)."),
+    repeats: int = typer.Option(3, min=1, help="Calibrations per task: bounds from their median, the starting "
+                                               "score as a mean with its 95% CI."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Measure this GPU's peaks once, write each task's bounds.json, and score the starting solutions."""
@@ -74,7 +76,7 @@ def calibrate(
 
     if not (root / "campaign.json").exists():
         fail(f"{root}/campaign.json is missing: create the tasks first with labmind pack kernels --out {root}")
-    results = calibrate_all(root, only=only or None, log=console.print)
+    results = calibrate_all(root, only=only or None, log=console.print, repeats=repeats)
     if json_out:
         print_json(results)
 
@@ -123,8 +125,13 @@ def scores(root: Path = typer.Argument(...), json_out: bool = typer.Option(False
             elif name == "campaign_result.json":
                 console.print((root / "campaign.md").read_text(), markup=False)
             else:
+                from labmind.packs.kernels.calibrate import score_text
+
                 for task, row in data.items():
-                    console.print(f"{task}: SOL score {row['sol_score']:.4f}, speedup {row['speedup']:.3f}, "
+                    if "error" in row:
+                        console.print(f"{task}: not calibrated: {row['error']}", markup=False)
+                        continue
+                    console.print(f"{task}: SOL score {score_text(row)}, speedup {row['speedup']:.3f}, "
                                   f"passed {row['passed']:.2f}", markup=False)
             return
     fail(f"no scores in {root} yet: run labmind pack kernels calibrate {root}")

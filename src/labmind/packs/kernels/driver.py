@@ -6,7 +6,7 @@ message, carrying the job's nonce, to a pipe the evaluator passed it (`--result-
 stderr, which the candidate shares, go to a side log the evaluator never parses, so a candidate that
 prints metric lines or forged results reaches nothing that counts.
 
-What it checks, per workload (DESIGN.md §6, layer 3 and 4):
+What it checks, per workload (docs/integrity.md: trusted evaluation and re-validation):
 - correctness over several rounds of fresh inputs, against a float64 reference (see checks.py), with the
   outputs read on the caller's stream *right after the call returns*, before any device-wide sync: work
   left running on a hidden stream or a background thread is not a result yet;

@@ -1,6 +1,6 @@
 """The kernels pack's trusted evaluator: `python -m labmind.packs.kernels.evaluate [TASK_DIR]`.
 
-labmind runs it after every successful run, in a fresh checkout of the experiment's commit (DESIGN.md §6).
+labmind runs it after every successful run, in a fresh checkout of the experiment's commit (docs/integrity.md).
 It starts the measurement driver in its own process (driver.py), and, for SOL-ExecBench problems when the
 upstream checkout is there and a GPU is present, the upstream harness in another; then it scores the
 candidate against the GPU's bounds (bounds.json) and prints the metric lines labmind reads:

@@ -15,9 +15,30 @@
   let last = null;
 
   const clip = (s, n) => (s.length > n ? s.slice(0, n - 1) + "…" : s);
+  // Knobs ideas are all "set NAME=value, …": the settings are what tells them apart.
+  const labelText = (s) => clip(s.replace(/^set /, ""), 44);
+  // A log-scaled y axis (for metrics whose outliers squash the rest), offered when every value is positive.
+  let logY = false;
+  function logToggle(data) {
+    const positive = data.points.length > 0 && data.points.every((p) => p[1] > 0) &&
+      (!data.baseline || data.baseline.metric - 2 * data.baseline.sd > 0);
+    let box = document.getElementById("chart-log");
+    if (!positive) { if (box) box.parentElement.remove(); logY = false; return; }
+    if (box) return;
+    const label = document.createElement("label");
+    label.className = "chart-option";
+    box = document.createElement("input");
+    box.type = "checkbox";
+    box.id = "chart-log";
+    box.addEventListener("change", () => { logY = box.checked; if (last) build(last); });
+    label.append(box, " log scale");
+    const note = document.getElementById("chart-note");
+    note.parentElement.insertBefore(label, note);
+  }
 
   function build(data) {
     last = data;
+    logToggle(data);
     const verdicts = ORDER.filter((v) => data.points.some((p) => p[2] === v));
     for (const p of data.points) if (!verdicts.includes(p[2])) verdicts.push(p[2]);
     const xsSet = new Set(data.points.map((p) => p[0]));
@@ -40,7 +61,7 @@
       scales: {
         x: { time: false },
         // Room for the band and, on the good side, for the improvement labels.
-        y: { range: (u, lo, hi) => {
+        y: logY ? { distr: 3 } : { range: (u, lo, hi) => {
           if (data.baseline) {
             lo = Math.min(lo, data.baseline.metric - 2 * data.baseline.sd);
             hi = Math.max(hi, data.baseline.metric + 2 * data.baseline.sd);
@@ -49,7 +70,8 @@
           return minimize ? [lo - 3 * pad, hi + pad] : [lo - pad, hi + 3 * pad];
         } },
       },
-      cursor: { points: { size: 9 } },
+      // Drag a box to zoom into it (x, y or both); a double click shows everything again.
+      cursor: { points: { size: 9 }, drag: { x: true, y: true, uni: 30 } },
       legend: { live: false },
       axes: [
         { label: "experiment", stroke: "#6b7280", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000], grid: { stroke: "#eef0f3" }, ticks: { stroke: "#e4e7eb" } },
@@ -65,14 +87,15 @@
         { label: "running best", stroke: "#111827", width: 2, spanGaps: true,
           paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } },
       ],
-      hooks: { drawClear: [drawBand], draw: [drawLabels] },
+      // The band and the labels go under the points and the running best, so a label never hides them.
+      hooks: { drawClear: [drawBand, drawLabels] },
     };
     if (plot) plot.destroy();
     chartEl.innerHTML = "";
     plot = new uPlot(opts, [xs, ...series, best], chartEl);
     chartEl.dataset.points = String(data.points.length);
     chartEl.dataset.total = String(data.total);
-    window.labmindChart = { points: data.points.length, total: data.total, sampled: data.sampled };
+    window.labmindChart = { points: data.points.length, total: data.total, sampled: data.sampled, logY: logY };
     const note = document.getElementById("chart-note");
     note.textContent = data.total === 0 ? "No measured experiments yet." :
       (data.sampled ? `${data.points.length} of ${data.total} points shown (min/max per bucket; every improved and flagged one kept)`
@@ -124,7 +147,7 @@
       const y = byId.get(id);
       if (y == null) return;
       const px = u.valToPos(id, "x", true), py = u.valToPos(y, "y", true);
-      const text = `#${id} ${clip(last.labels[String(id)] || "", 28)}`;
+      const text = `#${id} ${labelText(last.labels[String(id)] || "")}`;
       const w = ctx.measureText(text).width;
       const x0 = Math.max(u.bbox.left + 4 * dpr, Math.min(px + 10 * dpr, u.bbox.left + u.bbox.width - w - 4 * dpr));
       let y0 = py + dir * (18 + (k % 3) * 15) * dpr;
@@ -132,7 +155,7 @@
       ctx.strokeStyle = "rgba(18, 161, 80, 0.5)";
       ctx.lineWidth = dpr;
       ctx.beginPath(); ctx.moveTo(px, py); ctx.lineTo(x0 - 2 * dpr, y0 - 6 * dpr); ctx.stroke();
-      ctx.fillStyle = "rgba(255,255,255,0.9)";
+      ctx.fillStyle = "rgba(255,255,255,0.75)";
       ctx.fillRect(x0 - 2 * dpr, y0 - 13 * dpr, w + 4 * dpr, 15 * dpr);
       ctx.fillStyle = colour("improved");
       ctx.fillText(text, x0, y0);
