@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from labmind.cli import agent, bench, check, control, guard, mcp, pack, read, report, run, ui
+from labmind.cli import agent, bench, check, control, guard, library, mcp, pack, read, report, run, ui
 
 app = typer.Typer(
     name="labmind",
@@ -31,6 +31,7 @@ app.command()(report.export)
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(agent.agent_app, name="agent")
 app.add_typer(pack.pack_app, name="pack")
+app.add_typer(library.library_app, name="library")
 app.command()(mcp.mcp)
 
 if __name__ == "__main__":
