@@ -274,7 +274,8 @@ class Library:
         with self._lock:
             if query:
                 for row in self._conn.execute("SELECT rowid, bm25(insights_fts) AS s FROM insights_fts "
-                                              "WHERE insights_fts MATCH ? ORDER BY s LIMIT 200", (query,)):
+                                              "WHERE insights_fts MATCH ? ORDER BY s LIMIT ?",
+                                              (query, max(200, 4 * limit))):
                     bm25[int(row["rowid"])] = -float(row["s"])  # bm25() is lower-is-better; flip it
             ids = set(bm25)
             if family:
