@@ -63,6 +63,17 @@ def applied_ids(exp: ExperimentRow) -> list[int]:
     return out
 
 
+def parse_applies(raw: object, offered: set[int]) -> list[int]:
+    """The insight ids an idea says it applies, kept only when the lab offered them (no invented ids)."""
+    items = raw if isinstance(raw, list) else [raw] if raw is not None else []
+    out: list[int] = []
+    for item in items:
+        text = str(item).strip().lstrip("#")
+        if text.isdigit() and int(text) in offered and int(text) not in out:
+            out.append(int(text))
+    return out
+
+
 class Librarian:
     def __init__(self, library: Library, who: LabIdentity) -> None:
         self.library, self.who = library, who
