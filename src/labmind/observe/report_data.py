@@ -11,6 +11,7 @@ import re
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from scipy import stats
@@ -83,6 +84,8 @@ class ReportData:
     family_kind: str  # 'knob' or 'title'
     attention: list[tuple[ExperimentRow, list[str]]]  # flagged/rejected or carrying flags: (experiment, flags)
     cost: Cost
+    #: The insight library as this lab used it (recorded, applied); None when it has none.
+    library: Any = None
 
     @property
     def improved(self) -> bool:
@@ -267,7 +270,14 @@ def collect(store: Store, paths: LabPaths) -> ReportData:
         counts=counts, improvements=improvements, families=build_families(candidates, by_id, task.sign),
         family_kind="knob" if knob_lab else "title", attention=_attention(candidates, runs_by_exp),
         cost=_cost(rows, runs, bool(pid), now),
+        library=_citations(lab.settings, paths.task_dir, candidates),
     )
+
+
+def _citations(settings: dict[str, Any], task_dir: Path, candidates: list[ExperimentRow]) -> Any:
+    from labmind.library.cite import citations  # the library imports this module (idea families)
+
+    return citations(settings, task_dir, candidates)
 
 
 def running_best(data: ReportData) -> list[tuple[int, float]]:
@@ -309,4 +319,5 @@ def as_dict(data: ReportData) -> dict[str, Any]:
         "experiments": len(data.experiments), "verdicts": data.counts,
         "slot_hours": data.cost.slot_seconds / 3600.0, "brain_seconds": data.cost.brain_seconds,
         "wall_seconds": data.cost.wall_seconds,
+        "library": data.library.to_dict() if data.library is not None else None,
     }
