@@ -10,10 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from lab.toy import git, labmind, log, make_toy  # tests/ is on sys.path (rootdir import mode)
+from lab.toy import labmind, log, make_toy  # tests/ is on sys.path (rootdir import mode)
 
 from labmind.brains.base import Idea
-from labmind.library import Kind, Library, Status
+from labmind.library import Insight, Kind, Library, Provenance, Status
 from labmind.library.record import LabIdentity, Librarian
 from labmind.store import Store
 
@@ -152,4 +152,14 @@ def test_unconfirmed_flagged_and_rejected_experiments_never_become_insights_and_
         assert librarian.on_verdict(tries[103], everything) == []  # once
         kept = {**everything, 104: replace(tries[100], id=104, verdict="kept", idea=Idea(title="Add dropout later"))}
         assert librarian.dead_end("add dropout", kept) is None
-    git(task, "status")  # the task repository is still usable
+        # A step that applied an insight and was verified as part of a later head's stack counts as a hit.
+        source = lib.record(Insight(key="src", kind=Kind.INSIGHT, title="t", body="", task="o", family="toy",
+                                    provenance=Provenance(lab="o", lab_dir="/o", experiments=(1,))))[0]
+        anchor = int(improved.judgement["verify"]["anchor"])
+        step = replace(improved, id=200, verdict="kept", parent_id=anchor, flags=[],
+                       idea=Idea(title="warm start", params={"applies": [source.id]}))
+        head = replace(improved, id=201, parent_id=200, flags=[])
+        librarian.on_verdict(head, {**rows, 200: step, 201: head})
+        [app] = lib.applications_of(source.id or 0)
+        assert (app["experiment_id"], app["outcome"]) == (200, "hit") and "stack" in app["verdict"]
+        assert lib.get(source.id or 0).status == Status.VALIDATED  # confirmed in another lab

@@ -35,9 +35,7 @@ from scipy import stats
 
 from labmind.lab.open import open_lab
 from labmind.library import Library
-from labmind.library.record import applied_ids
 from labmind.observe.live import PlainReporter
-from labmind.verdicts import Verdict
 
 FAMILY = "bench/transfer"
 BASE = {"LR": 0.003, "WIDTH": 8, "DECAY": 0.5}
@@ -118,8 +116,8 @@ class TaskOutcome:
     gain: float  # true log gain of the best verified experiment (0 when none)
     first_real: int  # experiments to the first true 10% improvement (budget + 1 when none)
     reached: bool
-    applied: int  # experiments that applied a library insight
-    applied_hits: int  # of which ended improved
+    applied: int  # settled applications of library insights (warm starts) in this task's lab
+    applied_hits: int  # of which ended improved (alone, or as a step of a verified stack)
     insights_recorded: int
 
 
@@ -145,13 +143,19 @@ def run_task(root: Path, spec: TaskSpec, position: int, *, experiments: int, see
     gain = math.log(base_true / spec.true_loss(config(best))) if best is not None and best.kind == "candidate" else 0.0
     first = next((i for i, r in enumerate(cands, 1) if spec.true_loss(config(r)) <= (1 - REAL) * base_true),
                  experiments + 1)
-    applying = [r for r in cands if applied_ids(r)]
-    recorded = 0
+    recorded = applications = hits = 0
     if library is not None and library.exists():
         with Library(library, readonly=True) as lib:
-            recorded = sum(1 for i in lib.all() if i.provenance.lab_dir == str(task))
-    return TaskOutcome(position, gain, first, first <= experiments, len(applying),
-                       sum(1 for r in applying if r.verdict == Verdict.IMPROVED), recorded)
+            everything = lib.all()
+            recorded = sum(1 for i in everything if i.provenance.lab_dir == str(task))
+            # The library's own record: an application is settled when its experiment (or the stack it is
+            # part of) got its final verdict.
+            for ins in everything:
+                for app in lib.applications_of(ins.id or 0):
+                    if app["lab_dir"] == str(task):
+                        applications += 1
+                        hits += app["outcome"] == "hit"
+    return TaskOutcome(position, gain, first, first <= experiments, applications, hits, recorded)
 
 
 def run_campaign(root: Path, specs: list[TaskSpec], *, experiments: int, seed: int,

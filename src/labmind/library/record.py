@@ -91,6 +91,12 @@ class Librarian:
                 self.library.apply(insight_id, lab_dir=self.who.lab_dir, experiment_id=exp.id, verdict=verdict,
                                    hit=verdict == Verdict.IMPROVED)
         if verdict == Verdict.IMPROVED and not exp.flags:
+            # Steps verified as part of this stack stay `kept`: their applications are settled by this claim.
+            anchor = int(exp.judgement.get("verify", {}).get("anchor", exp.parent_id or 0))
+            for step in self.stack(exp, anchor, rows)[:-1]:
+                for insight_id in applied_ids(step):
+                    self.library.apply(insight_id, lab_dir=self.who.lab_dir, experiment_id=step.id,
+                                       verdict=f"kept, verified in exp {exp.id}'s stack", hit=True)
             insight, new = self.library.record(self.improvement(exp, rows))
             if new:
                 out.append(insight)
