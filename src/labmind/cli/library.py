@@ -55,7 +55,7 @@ def _table(items: list[Insight], extra: dict[int, str] | None = None) -> Table:
 def list_(
     library: Path = LibraryOpt,
     status: str = typer.Option(None, help="proposed | validated | retracted (default: all)."),
-    kind: str = typer.Option(None, help="insight | dead_end (default: both)."),
+    kind: str = typer.Option(None, help="insight | dead_end | guard (default: all)."),
     family: str = typer.Option(None, help="Only this task family, e.g. training/llm."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -64,7 +64,7 @@ def list_(
         st = Status(status) if status else None
         kd = Kind(kind) if kind else None
     except ValueError as exc:
-        fail(f"{exc}; --status takes proposed, validated or retracted and --kind insight or dead_end")
+        fail(f"{exc}; --status takes proposed, validated or retracted and --kind insight, dead_end or guard")
     lib = _open(library)
     try:
         items = lib.all(status=st, kind=kd, family=family)

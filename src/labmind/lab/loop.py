@@ -531,6 +531,8 @@ class Lab(Steering):
             problem = verify_protected(self.task_dir_in(worktree), self.task.task.protected, self.protected_digest,
                                        self.digest_caps)
             findings = self.static_findings(worktree, base, snap) if snap.commit else []
+            if snap.commit and self.librarian is not None:
+                findings += self.librarian.known_cheats(snap.diff, exp.id)
             if self.auditor is not None and snap.commit and problem is None:
                 findings += self.auditor.audit(self.task, idea, snap.diff, experiment_id=exp.id,
                                                line_id=exp.line_id, notes=self.transcript_tail(exp.id))

@@ -203,6 +203,12 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
                   auditor=auditor, librarian=librarian)
         if auditor is not None:
             auditor.brief = brief
+            if librarian is not None:
+                # Guard memory: the auditor also reads the cheats a person confirmed in the user's other labs.
+                from labmind.library.guard_memory import auditor_notes
+
+                notes = auditor_notes(librarian.library)
+                auditor.brief = f"{brief}\n\n{notes}" if notes else brief
         return Opened(lab=lab, lock=lock, store=store, created=row is None, warnings=warnings)
     except BaseException:
         if store is not None:

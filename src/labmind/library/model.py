@@ -17,6 +17,7 @@ from typing import Any
 class Kind(StrEnum):
     INSIGHT = "insight"  # a confirmed improvement
     DEAD_END = "dead_end"  # a family of ideas that kept failing
+    GUARD = "guard"  # a cheat a person confirmed (review --reject): checked against every later change
 
 
 class Status(StrEnum):

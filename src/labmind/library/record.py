@@ -9,12 +9,15 @@ Everything here is code, no LLM: the knobs brain's insights say which settings m
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from labmind.guard.findings import Finding
+from labmind.library.guard_memory import examples, known_cheats
 from labmind.library.model import Effect, Insight, Kind, KnobChange, Provenance
-from labmind.library.store import Hit, Library
+from labmind.library.store import Hit, Library, LibraryError
 from labmind.observe.report_data import title_family
 from labmind.store import ExperimentRow
 from labmind.verdicts import RUN_FAILURES, Verdict
@@ -177,6 +180,15 @@ class Librarian:
             diff_excerpt="\n".join(r.diff or "" for r in failed[:3])[:DIFF_EXCERPT], evidence=dict(counts))
 
     # -- reading -------------------------------------------------------------------------------------------
+
+    def known_cheats(self, diff: str, experiment_id: int) -> list[Finding]:
+        """Guard memory: lines of this change that a cheat a person confirmed also added (flags, never verdicts).
+        A library that cannot be read checks nothing."""
+        try:
+            guards = examples(self.library)
+        except (LibraryError, sqlite3.Error):
+            return []
+        return known_cheats(diff, guards, lab_dir=self.who.lab_dir, experiment_id=experiment_id)
 
     def relevant(self, *texts: str, limit: int = OFFERED) -> list[Hit]:
         """Insights for a proposal of this lab: same family first, then by text (BM25), never retracted.
