@@ -36,7 +36,16 @@ DECISIONS = ("accept", "reject")
 
 
 def apply_review(store: Store, paths: LabPaths, experiment_id: int, decision: str, note: str) -> str:
-    """Record the decision and act on it; returns a sentence saying what happened."""
+    """Record the decision and act on it; returns a sentence saying what happened. A rejected cheat is also kept
+    as a guard example in the lab's insight library (guard memory)."""
+    message = decide(store, paths, experiment_id, decision, note)
+    if decision == "reject":
+        message += remember_cheat_in_library(store, paths, store.experiment(experiment_id), note)
+    return message
+
+
+def decide(store: Store, paths: LabPaths, experiment_id: int, decision: str, note: str) -> str:
+    """The decision itself, in one transaction of the lab's store."""
     if decision not in DECISIONS:
         raise ReviewError(f"unknown review decision {decision!r}; expected accept or reject")
     check_reviewable(store, experiment_id)
@@ -50,8 +59,7 @@ def apply_review(store: Store, paths: LabPaths, experiment_id: int, decision: st
             # Flags stay in their own field; reasons reach brains, so they carry no evidence.
             store.update_experiment(experiment_id, verdict=Verdict.REJECTED.value,
                                     reason=f"rejected by a person after review{': ' + note if note else ''}")
-    if decision == "reject":
-        return f"experiment {experiment_id} is now rejected" + remember_cheat_in_library(store, paths, exp, note)
+            return f"experiment {experiment_id} is now rejected"
         # Flagged after verification: accepting makes the claim. Flagged at screening (one run): accepting lets
         # its line build on it, and it is verified on fresh seeds like any other provisional step.
         verified = exp.judgement.get("verify", {}).get("state") == "claim"
