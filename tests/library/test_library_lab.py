@@ -163,3 +163,30 @@ def test_unconfirmed_flagged_and_rejected_experiments_never_become_insights_and_
         [app] = lib.applications_of(source.id or 0)
         assert (app["experiment_id"], app["outcome"]) == (200, "hit") and "stack" in app["verdict"]
         assert lib.get(source.id or 0).status == Status.VALIDATED  # confirmed in another lab
+
+
+@pytest.mark.slow
+def test_two_labs_running_at_once_share_one_library(tmp_path: Path) -> None:
+    import sqlite3
+    import subprocess
+
+    from lab.toy import LABMIND
+
+    library = tmp_path / "lib.db"
+    tasks = [make_toy(tmp_path / name) for name in ("one", "two")]
+    procs = [subprocess.Popen([*LABMIND, "run", str(t), "--max-experiments", "8", "--slots", "2", "--plain",
+                               "--sandbox", "none", "--library", str(library)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for t in tasks]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+        assert "could not record" not in out and "without the insight library" not in err
+    with Library(library, readonly=True) as lib:
+        insights = lib.all()
+    for task in tasks:
+        improved = {r["id"] for r in log(task) if r["verdict"] == "improved"}
+        assert improved
+        assert {int(i.key.rsplit("#exp", 1)[1]) for i in insights if i.provenance.lab_dir == str(task)} == improved
+    conn = sqlite3.connect(library)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
