@@ -341,3 +341,24 @@ def test_the_first_proposals_warm_start_from_library_insights_once_each(tmp_path
     third = brain.propose(replace(ctx, experiment_id=ctx.experiment_id + 2))
     assert "applies" not in third.params  # TPE's own from here on
     assert WARM_STARTS >= 2
+
+
+def test_warm_starts_try_one_move_at_a_time_largest_first(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    task_dir = write(tmp_path, "LR = 0.01\nLAYERS = 4\n")
+    brain = KnobsBrain(make_task(), seed=1)
+    both = knob_insight(5, KnobChange("LAYERS", 4, 6), KnobChange("LR", 0.01, 0.1))  # LR: ×10, LAYERS: ×1.5
+    ctx = replace(make_ctx(make_task(), task_dir), insights=(both,))
+    first = brain.propose(ctx)
+    assert first.params["applies"] == [5] and first.params["_warm_knob"] == "LR"
+    assert (first.params["LR"], first.params["LAYERS"]) == (0.1, 4)  # only the largest move
+    write(tmp_path, "LR = 0.01\nLAYERS = 4\n")
+    second = brain.propose(replace(ctx, experiment_id=ctx.experiment_id + 1))
+    assert second.params["_warm_knob"] == "LAYERS" and (second.params["LR"], second.params["LAYERS"]) == (0.01, 6)
+    # A resumed brain learns which moves were tried and does not try them again.
+    fresh = KnobsBrain(make_task(), seed=1, anchor_dir=task_dir)
+    for i, idea in enumerate((first, second), start=2):
+        fresh.learn(past(i, parent_id=1, title=idea.title, params=idea.params))
+    write(tmp_path, "LR = 0.01\nLAYERS = 4\n")
+    assert "applies" not in fresh.propose(replace(ctx, experiment_id=9)).params

@@ -62,8 +62,10 @@ _MAX_ASKS = 8
 _N_STARTUP = 4
 #: Ideas carry the parent's knob values under this key too, so an insight can say where a knob moved from.
 PARENT = "_parent"
-#: Library insights tried as warm starts per lab (each a first proposal before TPE's own).
+#: Library moves tried as warm starts per lab (each a first proposal before TPE's own).
 WARM_STARTS = 3
+#: The knob a warm-start idea moved (its idea params), so a resumed lab knows which moves it tried.
+WARM_KNOB = "_warm_knob"
 
 
 # ----------------------------------------------------------------------------------------- discovery
@@ -297,6 +299,12 @@ def transfer(move: KnobChange, here: Any, dist: BaseDistribution) -> Any:
     return rounded if dist.low <= rounded <= dist.high else float(target)
 
 
+def _move_size(move: KnobChange) -> float:
+    """How far a move went: |log factor| for positive numeric moves, 1 for the rest (booleans, choices)."""
+    factor = move.factor
+    return abs(math.log(factor)) if factor else 1.0
+
+
 # -------------------------------------------------------------------------------------------- brain
 
 
@@ -330,7 +338,8 @@ class KnobsBrain:
         self._pending: dict[int, Trial] = {}  # experiment id -> the trial it was asked for
         self._seen: set[int] = set()
         self._backlog: list[PastExperiment] = []  # learned before the space was known
-        self._applied: set[int] = set()  # library insights already tried as warm starts (this lab)
+        #: (insight id, knob) moves already tried as warm starts in this lab.
+        self._tried_moves: set[tuple[int, str]] = set()
         if anchor_dir is not None:
             with self._lock:
                 self._set_space(*discover(anchor_dir, task.task.editable), baseline=True)
@@ -364,27 +373,29 @@ class KnobsBrain:
             raise BrainError(f"could not write knob values: {exc}") from exc
         return self._idea(ctx, values, changes, current, applies[0] if applies else None)
 
-    def _next_warm_start(self, ctx: BrainContext, current: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
-        """The next library insight to try, as a full configuration: the parent's values with the insight's knob
-        moves applied (see `transfer`). Each insight once per lab, at most WARM_STARTS per lab; only insights
-        whose knobs this task has."""
+    def _next_warm_start(self, ctx: BrainContext, current: dict[str, Any]
+                         ) -> tuple[tuple[int, str], dict[str, Any]] | None:
+        """The next library move to try: the parent's configuration with ONE knob move of an insight applied
+        (see `transfer`). Insights in the order retrieval ranked them; within one, the largest move first.
+
+        One move at a time, because an insight records every knob its verified stack moved: some moves carry
+        the effect that transfers, others fit only the task they came from (`labmind bench transfer` and an
+        agent session showed a whole configuration from a sibling task doing worse than its LR move alone).
+        A move that helps is kept by the line, so the next warm start builds on it. At most WARM_STARTS per
+        lab, each (insight, knob) once; only knobs this task has."""
         assert self.space is not None
-        if len(self._applied) >= WARM_STARTS:
+        if len(self._tried_moves) >= WARM_STARTS:
             return None
         for insight in ctx.insights:
-            if insight.id is None or insight.id in self._applied or insight.kind.value != "insight":
+            if insight.id is None or insight.kind.value != "insight":
                 continue
-            moves = {k.name: k for k in insight.knobs if k.name in self.space and k.name in current}
-            if not moves:
-                continue
-            seeded = dict(current)
-            for name, move in moves.items():
-                value = transfer(move, current[name], self.space[name])
-                if value is not None:
-                    seeded[name] = value
-            self._applied.add(insight.id)
-            if any(not _same(seeded[n], current[n]) for n in current):
-                return insight.id, seeded
+            moves = [k for k in insight.knobs if k.name in self.space and k.name in current
+                     and (insight.id, k.name) not in self._tried_moves]
+            for move in sorted(moves, key=lambda k: -_move_size(k)):
+                self._tried_moves.add((insight.id, move.name))
+                value = transfer(move, current[move.name], self.space[move.name])
+                if value is not None and not _same(value, current[move.name]):
+                    return (insight.id, move.name), {**current, move.name: value}
         return None
 
     def learn(self, result: PastExperiment) -> None:
@@ -422,8 +433,9 @@ class KnobsBrain:
     def _learn_locked(self, result: PastExperiment) -> None:
         value = _outcome(result)
         for insight_id in result.idea.params.get("applies") or ():
-            if isinstance(insight_id, int):
-                self._applied.add(insight_id)  # a resumed lab does not warm-start from it twice
+            knob = result.idea.params.get(WARM_KNOB)
+            if isinstance(insight_id, int) and isinstance(knob, str):
+                self._tried_moves.add((insight_id, knob))  # a resumed lab does not try the same move twice
         trial = self._pending.pop(result.id, None)
         if trial is not None:
             self._seen.add(result.id)
@@ -476,7 +488,7 @@ class KnobsBrain:
 
     def _idea(
         self, ctx: BrainContext, values: dict[str, Any], changes: dict[str, Any], current: dict[str, Any],
-        applies: int | None = None,
+        applies: tuple[int, str] | None = None,
     ) -> Idea:
         metric = f"{ctx.task.metric.name} ({ctx.task.metric.goal})"
         if changes:
@@ -497,8 +509,10 @@ class KnobsBrain:
             rationale += f" Best so far: {best.value:.6g} at {_show(best.params)}."
         params: dict[str, Any] = {MARKER: BRAIN_NAME, **values, PARENT: current}
         if applies is not None:
-            insight = next(i for i in ctx.insights if i.id == applies)
-            rationale = (f"Warm start from insight #{applies} ({insight.task}, {insight.status.value}): "
-                         f"{insight.title}. " + rationale)
-            params["applies"] = [applies]
+            insight_id, knob = applies
+            insight = next(i for i in ctx.insights if i.id == insight_id)
+            rationale = (f"Warm start from insight #{insight_id} ({insight.task}, {insight.status.value}): its "
+                         f"{knob} move, from {insight.title}. " + rationale)
+            params["applies"] = [insight_id]
+            params[WARM_KNOB] = knob
         return Idea(title=title, hypothesis=hypothesis, rationale=rationale, params=params)
