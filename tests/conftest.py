@@ -12,3 +12,9 @@ from llm_server import llm_server_url  # noqa: F401  (the local LLM server fixtu
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("LABMIND_REQUIRE_BWRAP") == "1" and shutil.which("bwrap") is None:
         raise pytest.UsageError("LABMIND_REQUIRE_BWRAP=1 but bubblewrap (bwrap) is not installed")
+
+
+@pytest.fixture(autouse=True)
+def _private_library(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Labs in tests write insights to a library of their own, never to the user's ~/.local/share one."""
+    monkeypatch.setenv("LABMIND_LIBRARY", str(tmp_path_factory.mktemp("library") / "library.db"))

@@ -12,7 +12,18 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from labmind.brains.base import BrainError, PastExperiment
-from labmind.brains.knobs import MARKER, KnobsBrain, build_space, discover, scan_file, write_values
+from labmind.brains.knobs import (
+    MARKER,
+    PARENT,
+    WARM_STARTS,
+    KnobsBrain,
+    build_space,
+    discover,
+    scan_file,
+    transfer,
+    write_values,
+)
+from labmind.library import Insight, Kind, KnobChange, Provenance
 
 from .brainkit import BASELINE, make_ctx, make_task, past
 
@@ -129,7 +140,8 @@ def test_propose_edits_files_and_describes_the_change(tmp_path: Path) -> None:
     brain = KnobsBrain(make_task(), seed=1)
     idea = brain.propose(make_ctx(make_task(), task_dir))
     assert idea.params[MARKER] == "knobs"
-    assert set(idea.params) == {MARKER, "LR", "LAYERS"}
+    assert set(idea.params) == {MARKER, "LR", "LAYERS", PARENT}
+    assert idea.params[PARENT] == {"LR": 0.01, "LAYERS": 4}  # where each knob moved from (for insights)
     assert idea.title.startswith("set ")
     knobs, _ = discover(task_dir, ["train.py"])
     assert {n: knobs[n].value for n in ("LR", "LAYERS")} == {n: idea.params[n] for n in ("LR", "LAYERS")}
@@ -277,7 +289,7 @@ def test_declared_space_is_respected(tmp_path: Path) -> None:
     brain = KnobsBrain(task, seed=0)
     for exp_id in range(1, 8):
         idea = brain.propose(make_ctx(task, task_dir, experiment_id=exp_id))
-        assert set(idea.params) == {MARKER, "X", "Y"}
+        assert set(idea.params) == {MARKER, PARENT, "X", "Y"}
         assert 0.5 <= idea.params["X"] <= 2.0 and 10 <= idea.params["Y"] <= 20
         assert isinstance(idea.params["Y"], int)
         brain.learn(past(exp_id, params=idea.params, metric=idea.params["X"]))
@@ -291,3 +303,62 @@ def test_copy_is_independent(tmp_path: Path) -> None:
     shutil.copytree(a, b)
     KnobsBrain(make_task(), seed=0).propose(make_ctx(make_task(), a))
     assert (b / "train.py").read_text() == OBJECTIVE_SOURCE
+
+
+def knob_insight(iid: int, *moves: KnobChange, kind: Kind = Kind.INSIGHT) -> Insight:
+    return Insight(key=f"k{iid}", kind=kind, title=f"insight {iid}", body="", task="other", family="f",
+                   provenance=Provenance(lab="other", lab_dir="/other", experiments=(1,)), knobs=moves, id=iid)
+
+
+def test_transfer_takes_the_value_where_the_start_matches_and_the_factor_elsewhere() -> None:
+    lr = FloatDistribution(1e-4, 1e-1, log=True)
+    assert transfer(KnobChange("LR", 0.001, 0.004), 0.001, lr) == 0.004
+    assert transfer(KnobChange("LR", 0.001, 0.004), 0.002, lr) == pytest.approx(0.008)
+    assert transfer(KnobChange("LR", 0.001, 1.0), 0.01, lr) == 0.1  # clipped into this task's range
+    layers = IntDistribution(1, 16)
+    assert transfer(KnobChange("LAYERS", 4, 6), 8, layers) == 12
+    assert transfer(KnobChange("ACT", "relu", "gelu"), "relu", CategoricalDistribution(["relu", "gelu"])) == "gelu"
+    assert transfer(KnobChange("ACT", "relu", "swish"), "relu", CategoricalDistribution(["relu", "gelu"])) is None
+
+
+def test_the_first_proposals_warm_start_from_library_insights_once_each(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    task_dir = write(tmp_path, "LR = 0.01\nLAYERS = 4\n")
+    brain = KnobsBrain(make_task(), seed=1)
+    insights = (knob_insight(7, KnobChange("LR", 0.01, 0.03)),
+                knob_insight(8, KnobChange("DROPOUT", 0.1, 0.0)),  # a knob this task lacks: skipped
+                knob_insight(9, KnobChange("LAYERS", 4, 8)),
+                knob_insight(10, KnobChange("LR", 0.01, 0.001), kind=Kind.DEAD_END))  # dead ends are no seeds
+    ctx = replace(make_ctx(make_task(), task_dir), insights=insights)
+    first = brain.propose(ctx)
+    assert first.params["applies"] == [7] and first.params["LR"] == 0.03 and first.params["LAYERS"] == 4
+    assert "insight #7" in first.rationale
+    write(tmp_path, "LR = 0.01\nLAYERS = 4\n")
+    second = brain.propose(replace(ctx, experiment_id=ctx.experiment_id + 1))
+    assert second.params["applies"] == [9] and second.params["LAYERS"] == 8 and second.params["LR"] == 0.01
+    write(tmp_path, "LR = 0.01\nLAYERS = 4\n")
+    third = brain.propose(replace(ctx, experiment_id=ctx.experiment_id + 2))
+    assert "applies" not in third.params  # TPE's own from here on
+    assert WARM_STARTS >= 2
+
+
+def test_warm_starts_try_one_move_at_a_time_largest_first(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    task_dir = write(tmp_path, "LR = 0.01\nLAYERS = 4\n")
+    brain = KnobsBrain(make_task(), seed=1)
+    both = knob_insight(5, KnobChange("LAYERS", 4, 6), KnobChange("LR", 0.01, 0.1))  # LR: ×10, LAYERS: ×1.5
+    ctx = replace(make_ctx(make_task(), task_dir), insights=(both,))
+    first = brain.propose(ctx)
+    assert first.params["applies"] == [5] and first.params["_warm_knob"] == "LR"
+    assert (first.params["LR"], first.params["LAYERS"]) == (0.1, 4)  # only the largest move
+    write(tmp_path, "LR = 0.01\nLAYERS = 4\n")
+    second = brain.propose(replace(ctx, experiment_id=ctx.experiment_id + 1))
+    assert second.params["_warm_knob"] == "LAYERS" and (second.params["LR"], second.params["LAYERS"]) == (0.01, 6)
+    # A resumed brain learns which moves were tried and does not try them again.
+    fresh = KnobsBrain(make_task(), seed=1, anchor_dir=task_dir)
+    for i, idea in enumerate((first, second), start=2):
+        fresh.learn(past(i, parent_id=1, title=idea.title, params=idea.params))
+    write(tmp_path, "LR = 0.01\nLAYERS = 4\n")
+    assert "applies" not in fresh.propose(replace(ctx, experiment_id=9)).params

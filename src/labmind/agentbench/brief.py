@@ -102,6 +102,10 @@ def render_offer(d: dict[str, Any], how: str = "cli") -> str:
         for p in d["recent_failures"]:
             out.append(_past_line(p))
             out += _tail(p.get("log_tail", ""))
+    if d.get("insights"):
+        out += ["", "From your other labs (insight library; they may or may not transfer):"]
+        out += [f"- #{i['id']} [{'DEAD END' if i['kind'] == 'dead_end' else 'insight'}, {i['status']}, from "
+                f"{i['task']} ({i['family']})] {i['title']}" for i in d["insights"]]
     if d.get("also_holding"):
         out += ["", "You also hold, unsubmitted: " + ", ".join(f"exp {i}" for i in d["also_holding"])]
     out += ["", "What to do now:", *_offer_steps(d, how)]

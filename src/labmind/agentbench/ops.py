@@ -165,6 +165,7 @@ class Bench:
             **{key: past_with_ci(brief[key], by_id) for key in ("parent", "incumbent", "best", "baseline")},
             **{key: [past_with_ci(p, by_id) for p in brief[key]]
                for key in ("history", "near_misses", "recent_failures")},
+            "insights": brief.get("insights") or [],  # from the user's insight library (other labs)
             # What the lab's search asks of this experiment, when it asks something (a line's direction, a
             # repair or combination request): passed through as the lab wrote it.
             "direction": brief.get("direction") or None,

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from labmind.library.model import Insight
 from labmind.task import Task
 
 
@@ -79,6 +80,9 @@ class BrainContext:
     #: worktree's own `.git` (brains and runs can rewrite it). None outside a lab (tests).
     worktree: Path | None = None
     repo_root: Path | None = None
+    #: The most relevant live insights and dead ends from the user's library (other labs), same task family
+    #: first. An idea that applies one says so: `Idea.params["applies"] = [id, ...]`.
+    insights: tuple[Insight, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON brief handed to external brains."""
@@ -104,7 +108,18 @@ class BrainContext:
             "history": [p.to_dict() for p in self.history],
             "near_misses": [p.to_dict() for p in self.near_misses],
             "recent_failures": [p.to_dict() for p in self.recent_failures],
+            "insights": [brief_insight(i) for i in self.insights],
         }
+
+
+def brief_insight(insight: Insight) -> dict[str, Any]:
+    """An insight as external brains read it (the JSON brief): what it says, its evidence and its record."""
+    return {"id": insight.id, "kind": insight.kind.value, "status": insight.status.value, "title": insight.title,
+            "body": insight.body[:2000], "task": insight.task, "family": insight.family,
+            "effect": insight.effect.text() if insight.effect else None, "applications": insight.applications,
+            "hits": insight.hits, "diff_excerpt": insight.diff_excerpt[:1500],
+            "knobs": [{"name": k.name, "before": k.before, "after": k.after} for k in insight.knobs],
+            "how_to_apply": 'say so in your idea: "applies": [' + str(insight.id) + "]"}
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from typing import Protocol
 
 from labmind.brains.base import BrainContext, BrainError, Idea, PastExperiment
 from labmind.execute.local import with_interpreter
+from labmind.library.record import insight_lines, parse_applies
 from labmind.observe.numbers import bar_text, figure_text, spread_of
 from labmind.task.model import Task
 from labmind.workspace.scope import hide_targets
@@ -142,6 +143,9 @@ def render_prompt(ctx: BrainContext, idea_path: Path) -> str:
     ):
         if items:
             parts += ["", heading, *(_line(p) for p in items)]
+    if ctx.insights:
+        parts += ["", "From your other labs (insight library; they may or may not transfer):",
+                  *(f"- {line}" for line in insight_lines(ctx.insights))]
     parts += [
         "",
         "Rules:",
@@ -149,7 +153,8 @@ def render_prompt(ctx: BrainContext, idea_path: Path) -> str:
         f"- Never modify protected files ({protected}) or anything else; do not commit.",
         "- Make ONE focused change that tests a clear hypothesis; do not run the full experiment.",
         f"- When done, write your idea as JSON to {idea_path} (also in $LABMIND_IDEA):",
-        '  {"title": "<short>", "hypothesis": "...", "rationale": "...", "expected_effect": "..."}',
+        '  {"title": "<short>", "hypothesis": "...", "rationale": "...", "expected_effect": "...", "applies": []}',
+        '  ("applies": the numbers of the library insights your change builds on, if any)',
     ]
     return "\n".join(parts) + "\n"
 
@@ -173,8 +178,9 @@ def _title_from_stdout(stdout: str) -> str:
     return _first_line("\n".join(plain))
 
 
-def parse_idea(idea_path: Path, stdout: str) -> Idea:
-    """The program's idea from its idea file (JSON or text), else from its stdout."""
+def parse_idea(idea_path: Path, stdout: str, offered: set[int] | None = None) -> Idea:
+    """The program's idea from its idea file (JSON or text), else from its stdout. `offered`: the library
+    insights the brief listed; an idea's "applies" may name only those."""
     text = idea_path.read_text(errors="replace") if idea_path.is_file() else ""
     fallback = _title_from_stdout(stdout) or "command edit"
     if not text.strip():
@@ -187,7 +193,8 @@ def parse_idea(idea_path: Path, stdout: str) -> Idea:
         keys = ("title", "hypothesis", "rationale", "expected_effect")
         fields = {k: str(data[k]) for k in keys if k in data}
         fields["title"] = _first_line(fields.get("title", "")) or fallback
-        return Idea(**fields)
+        applies = parse_applies(data.get("applies"), offered) if offered else []
+        return Idea(**fields, params={"applies": applies} if applies else {})
     title, _, rest = text.strip().partition("\n")
     return Idea(title=title.strip()[:_TITLE_MAX] or fallback, hypothesis=rest.strip())
 
@@ -282,7 +289,7 @@ class CommandBrain:
                 )
             if code != 0:
                 raise BrainError(f"brain command exited with {code}; output tail:\n{_tail(transcript)}")
-            return parse_idea(paths["LABMIND_IDEA"], stdout)
+            return parse_idea(paths["LABMIND_IDEA"], stdout, {i.id for i in ctx.insights if i.id is not None})
 
     # ---- steps of propose
 

@@ -49,6 +49,7 @@ from optuna.trial import Trial, TrialState
 
 from labmind import pyast
 from labmind.brains.base import BrainContext, BrainError, Idea, PastExperiment
+from labmind.library.model import KnobChange
 from labmind.task.model import KnobSpec, Task
 from labmind.verdicts import RUN_FAILURES, Verdict
 
@@ -59,6 +60,12 @@ _UNTRUSTED = RUN_FAILURES | {Verdict.NO_CHANGE, Verdict.REJECTED, Verdict.FLAGGE
 #: How often to re-ask TPE when it suggests exactly the parent's configuration.
 _MAX_ASKS = 8
 _N_STARTUP = 4
+#: Ideas carry the parent's knob values under this key too, so an insight can say where a knob moved from.
+PARENT = "_parent"
+#: Library moves tried as warm starts per lab (each a first proposal before TPE's own).
+WARM_STARTS = 3
+#: The knob a warm-start idea moved (its idea params), so a resumed lab knows which moves it tried.
+WARM_KNOB = "_warm_knob"
 
 
 # ----------------------------------------------------------------------------------------- discovery
@@ -265,6 +272,39 @@ def _show(values: dict[str, Any]) -> str:
     )
 
 
+# ------------------------------------------------------------------------------------- transfer
+
+
+def transfer(move: KnobChange, here: Any, dist: BaseDistribution) -> Any:
+    """The value an insight's knob move suggests for this task, inside this task's range, or None.
+
+    Where this task's value is the one the insight moved from, the insight's value is taken as is. Elsewhere a
+    positive numeric move transfers as its factor (×3 stays ×3 from a different starting point), other moves
+    as the insight's value. Out-of-range values are clipped to the range; categorical values must be choices."""
+    if isinstance(dist, CategoricalDistribution):
+        return move.after if move.after in dist.choices else None
+    if not isinstance(dist, FloatDistribution | IntDistribution):
+        return None
+    factor = move.factor
+    if _same(here, move.before) or factor is None or isinstance(here, bool) or not isinstance(here, int | float):
+        target = move.after
+    else:
+        target = here * factor
+    if isinstance(target, bool) or not isinstance(target, int | float) or not math.isfinite(target):
+        return None
+    target = min(max(target, dist.low), dist.high)
+    if isinstance(dist, IntDistribution):
+        return round(target)
+    rounded = float(f"{float(target):.4g}")  # readable diffs, as `compact` writes TPE's values
+    return rounded if dist.low <= rounded <= dist.high else float(target)
+
+
+def _move_size(move: KnobChange) -> float:
+    """How far a move went: |log factor| for positive numeric moves, 1 for the rest (booleans, choices)."""
+    factor = move.factor
+    return abs(math.log(factor)) if factor else 1.0
+
+
 # -------------------------------------------------------------------------------------------- brain
 
 
@@ -298,6 +338,8 @@ class KnobsBrain:
         self._pending: dict[int, Trial] = {}  # experiment id -> the trial it was asked for
         self._seen: set[int] = set()
         self._backlog: list[PastExperiment] = []  # learned before the space was known
+        #: (insight id, knob) moves already tried as warm starts in this lab.
+        self._tried_moves: set[tuple[int, str]] = set()
         if anchor_dir is not None:
             with self._lock:
                 self._set_space(*discover(anchor_dir, task.task.editable), baseline=True)
@@ -312,7 +354,14 @@ class KnobsBrain:
                 self._set_space(knobs, ambiguous, baseline=from_baseline)
             assert self.space is not None
             current = {n: knobs[n].value for n in self.space if n in knobs}
-            trial, values = self._ask_distinct(current, ctx.parent)
+            applies = self._next_warm_start(ctx, current)
+            if applies is not None:
+                _, seeded = applies
+                self.study.enqueue_trial(seeded)
+                trial = self.study.ask(self.space)
+                values = {n: compact(trial.params[n], d) for n, d in self.space.items()}
+            else:
+                trial, values = self._ask_distinct(current, ctx.parent)
             self._pending[ctx.experiment_id] = trial
         changes = {n: v for n, v in values.items() if n in current and not _same(v, current[n])}
         try:
@@ -322,7 +371,32 @@ class KnobsBrain:
                 self._pending.pop(ctx.experiment_id, None)
                 self.study.tell(trial, state=TrialState.FAIL)
             raise BrainError(f"could not write knob values: {exc}") from exc
-        return self._idea(ctx, values, changes, current)
+        return self._idea(ctx, values, changes, current, applies[0] if applies else None)
+
+    def _next_warm_start(self, ctx: BrainContext, current: dict[str, Any]
+                         ) -> tuple[tuple[int, str], dict[str, Any]] | None:
+        """The next library move to try: the parent's configuration with ONE knob move of an insight applied
+        (see `transfer`). Insights in the order retrieval ranked them; within one, the largest move first.
+
+        One move at a time, because an insight records every knob its verified stack moved: some moves carry
+        the effect that transfers, others fit only the task they came from (`labmind bench transfer` and an
+        agent session showed a whole configuration from a sibling task doing worse than its LR move alone).
+        A move that helps is kept by the line, so the next warm start builds on it. At most WARM_STARTS per
+        lab, each (insight, knob) once; only knobs this task has."""
+        assert self.space is not None
+        if len(self._tried_moves) >= WARM_STARTS:
+            return None
+        for insight in ctx.insights:
+            if insight.id is None or insight.kind.value != "insight":
+                continue
+            moves = [k for k in insight.knobs if k.name in self.space and k.name in current
+                     and (insight.id, k.name) not in self._tried_moves]
+            for move in sorted(moves, key=lambda k: -_move_size(k)):
+                self._tried_moves.add((insight.id, move.name))
+                value = transfer(move, current[move.name], self.space[move.name])
+                if value is not None and not _same(value, current[move.name]):
+                    return (insight.id, move.name), {**current, move.name: value}
+        return None
 
     def learn(self, result: PastExperiment) -> None:
         with self._lock:
@@ -358,6 +432,10 @@ class KnobsBrain:
 
     def _learn_locked(self, result: PastExperiment) -> None:
         value = _outcome(result)
+        for insight_id in result.idea.params.get("applies") or ():
+            knob = result.idea.params.get(WARM_KNOB)
+            if isinstance(insight_id, int) and isinstance(knob, str):
+                self._tried_moves.add((insight_id, knob))  # a resumed lab does not try the same move twice
         trial = self._pending.pop(result.id, None)
         if trial is not None:
             self._seen.add(result.id)
@@ -409,7 +487,8 @@ class KnobsBrain:
         raise AssertionError("unreachable")
 
     def _idea(
-        self, ctx: BrainContext, values: dict[str, Any], changes: dict[str, Any], current: dict[str, Any]
+        self, ctx: BrainContext, values: dict[str, Any], changes: dict[str, Any], current: dict[str, Any],
+        applies: tuple[int, str] | None = None,
     ) -> Idea:
         metric = f"{ctx.task.metric.name} ({ctx.task.metric.goal})"
         if changes:
@@ -428,5 +507,12 @@ class KnobsBrain:
             rationale = f"TPE suggestion after {len(done)} completed trials."
         if best is not None:
             rationale += f" Best so far: {best.value:.6g} at {_show(best.params)}."
-        params = {MARKER: BRAIN_NAME, **values}
+        params: dict[str, Any] = {MARKER: BRAIN_NAME, **values, PARENT: current}
+        if applies is not None:
+            insight_id, knob = applies
+            insight = next(i for i in ctx.insights if i.id == insight_id)
+            rationale = (f"Warm start from insight #{insight_id} ({insight.task}, {insight.status.value}): its "
+                         f"{knob} move, from {insight.title}. " + rationale)
+            params["applies"] = [insight_id]
+            params[WARM_KNOB] = knob
         return Idea(title=title, hypothesis=hypothesis, rationale=rationale, params=params)

@@ -54,6 +54,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
          "labmind runs and judges them. See docs/agent.md."),
     "pack": ("pack", "pack_app",
              "Make labmind tasks from upstream benchmark checkouts (docs/packs/)."),
+    "library": ("library", "library_app",
+             "The insight library: lessons with evidence, shared by all your labs."),
     "mcp": ("mcp", "mcp",
              "Serve the lab's agent tools over stdio (for Claude Code, Codex, Cursor): start_lab, status, "
          "next_experiment, submit_experiment, results, history, stop_lab. See docs/agent.md."),

@@ -111,6 +111,13 @@ def summary(status: dict[str, Any], stats: Any, n_slots: int, output: str) -> No
                   "`labmind show EXP`, `labmind resume`.")
 
 
+def library_setting(spec: str | None) -> str | None:
+    """`--library` as stored with the lab: "off", an absolute path, or None (the user's default)."""
+    if spec is None or spec == "off":
+        return spec
+    return str(Path(spec).expanduser().resolve())
+
+
 def run(
     task_dir: Path = TaskDirArg,
     brain: str = typer.Option(None, help="knobs (default, no LLM) | anthropic:MODEL | openai:MODEL | "
@@ -144,6 +151,8 @@ def run(
     timeout: str = typer.Option(None, help="Run timeout, e.g. 10m."),
     gpus_per_run: int = typer.Option(None, min=0, max=1024, help="GPUs per run (0 = CPU task)."),
     setup: str = typer.Option(None, help="Setup command, run once before the baseline."),
+    library: str = typer.Option(None, help="Insight library: a path, or off (default: $LABMIND_LIBRARY, else "
+                                           "~/.local/share/labmind/library.db)."),
     plain: bool = typer.Option(False, "--plain", help="One line per event instead of the live view."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per event, then a summary object."),
     fresh: bool = typer.Option(False, "--fresh", help="Start a new lab: move the existing one to "
@@ -160,7 +169,7 @@ def run(
              "policy": policy, "sandbox": sandbox, "brain_network": brain_network, "seed": seed,
              "ideas_model": ideas_model, "review_model": review_model, "llm_budget_usd": llm_budget_usd,
              "llm_tokens_per_experiment": llm_tokens_per_experiment, "max_repairs": max_repairs,
-             "director_every": director_every}
+             "director_every": director_every, "library": library_setting(library)}
     output = "json" if json_out else "plain" if plain else "live"
     if fresh:
         start_afresh(task_dir, to_stderr=True)  # stdout may be JSON lines
@@ -177,6 +186,8 @@ def resume(
     sandbox: str = typer.Option(None, help="auto | bwrap | none"),
     llm_budget_usd: float = typer.Option(None, min=0.0, help="Raise or lower the lab's LLM spending cap (US dollars)."),
     review_model: str = typer.Option(None, help="Turn on (or change) the guard's LLM auditor."),
+    library: str = typer.Option(None, help="Insight library: a path, or off (default: $LABMIND_LIBRARY, else "
+                                           "~/.local/share/labmind/library.db)."),
     plain: bool = typer.Option(False, "--plain", help="One line per event."),
     json_out: bool = typer.Option(False, "--json", help="JSON lines."),
 ) -> None:
@@ -186,6 +197,6 @@ def resume(
     except ValueError as exc:
         fail(f"--budget: {exc}")
     given = {"brain": brain, "max_experiments": max_experiments, "budget_s": budget_s, "sandbox": sandbox,
-             "llm_budget_usd": llm_budget_usd, "review_model": review_model}
+             "llm_budget_usd": llm_budget_usd, "review_model": review_model, "library": library_setting(library)}
     output = "json" if json_out else "plain" if plain else "live"
     execute(task_dir, flags={}, given=given, gpus=gpus, slots=slots, output=output, require_existing=True)

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -113,7 +114,7 @@ class Lab(Steering):
     def __init__(self, *, paths: LabPaths, task: Task, repo: gitops.RepoInfo, store: Store, executor: Executor,
                  brain: Brain, policy: Policy, settings: LabSettings, reporter: Reporter,
                  protected_digest: dict[str, str], brief_text: str = "", auditor: Any = None,
-                 protected_bytes: int | None = None) -> None:
+                 protected_bytes: int | None = None, librarian: Any = None) -> None:
         self.paths, self.task, self.repo, self.store = paths, task, repo, store
         self.executor, self.brain, self.policy, self.settings = executor, brain, policy, settings
         self.reporter = reporter
@@ -122,6 +123,7 @@ class Lab(Steering):
         self.digest_caps = DigestCaps.after_changes(len(protected_digest), protected_bytes)
         self.brief_text = brief_text
         self.auditor = auditor  # the guard's LLM reviewer (layer 6), when --review-model is set
+        self.librarian = librarian  # the insight library's writer and retriever (labmind.library), when on
         self.since_director = 0  # candidate verdicts since the director last reviewed the lines
         self.slots = list(executor.slots)
         self.free: list[Slot] = list(self.slots)
@@ -202,8 +204,23 @@ class Lab(Steering):
         if promoted or exp.verdict == Verdict.KEPT:
             self.announce_promotion(exp)
         self.brain.learn(exp.past())
+        self.record_insights(exp)
         if not previous:
             self.after_verdict(exp)
+
+    def record_insights(self, exp: ExperimentRow) -> None:
+        """The library learns from the verdict: a confirmed gain or a dead end becomes an insight, and an idea
+        that applied insights updates their record. A library that cannot be written never stops the lab."""
+        if self.librarian is None:
+            return
+        from labmind.library import LibraryError
+
+        try:
+            for insight in self.librarian.on_verdict(exp, self.rows):
+                self.note("insight", f"exp {exp.id}: recorded {insight.kind.value.replace('_', ' ')} "
+                                     f"#{insight.id} in the library: {insight.title}", experiment_id=exp.id)
+        except (LibraryError, OSError, sqlite3.Error) as exc:
+            self.note("warning", f"could not record exp {exp.id} in the insight library: {exc}", experiment_id=exp.id)
 
     def baseline_measured(self, exp: ExperimentRow) -> None:
         self.brain.learn(exp.past())
@@ -545,8 +562,19 @@ class Lab(Steering):
             self.store, list(self.rows.values()), self.task, experiment_id=exp_id, line_id=exp.line_id,
             parent_id=exp.parent_id, min_effect=self.min_effect(), task_dir_in_worktree=self.task_dir_in(worktree),
             brief_text=self.brief_text, directive=exp.directive, worktree=worktree, repo_root=self.repo.root)
+        ctx = replace(ctx, insights=self.offered_insights(ctx.direction))
         fut = asyncio.wrap_future(self.pool.submit(self.propose_work, exp, ctx, worktree))
         self.tasks[fut] = ("proposal", exp_id, None)
+
+    def offered_insights(self, direction: str) -> tuple[Any, ...]:
+        """The library's most relevant live insights for a proposal (same family first); none when off."""
+        if self.librarian is None:
+            return ()
+        try:
+            return tuple(h.insight for h in self.librarian.relevant(self.brief_text[:4000], direction))
+        except sqlite3.Error as exc:
+            self.note("warning", f"could not read the insight library: {exc}")
+            return ()
 
     def propose_work(self, exp: ExperimentRow, ctx: Any, worktree: Path) -> Proposal:
         """Runs in a brain thread: worktree from the parent's commit, brain edits, labmind snapshots."""
@@ -563,6 +591,8 @@ class Lab(Steering):
             problem = verify_protected(self.task_dir_in(worktree), self.task.task.protected, self.protected_digest,
                                        self.digest_caps)
             findings = self.static_findings(worktree, base, snap) if snap.commit else []
+            if snap.commit and self.librarian is not None:
+                findings += self.librarian.known_cheats(snap.diff, exp.id)
             if self.auditor is not None and snap.commit and problem is None:
                 findings += self.auditor.audit(self.task, idea, snap.diff, experiment_id=exp.id,
                                                line_id=exp.line_id, notes=self.transcript_tail(exp.id))

@@ -18,6 +18,9 @@ from labmind.guard.audit import Auditor
 from labmind.lab.loop import Lab, LabError, Reporter, hidden_paths
 from labmind.lab.paths import LabPaths
 from labmind.lab.settings import LabSettings
+from labmind.library import Library, LibraryError
+from labmind.library import resolve as resolve_library
+from labmind.library.record import LabIdentity, Librarian
 from labmind.search import POLICIES, make_policy
 from labmind.store import LabLock, Store
 from labmind.store.calls import StoreCallLog
@@ -37,7 +40,24 @@ class Opened:
 
     def close(self) -> None:
         self.store.close()
+        if self.lab.librarian is not None:
+            self.lab.librarian.library.close()
         self.lock.release()
+
+
+def open_librarian(spec: str | None, task: Task, paths: LabPaths) -> tuple[Librarian | None, str | None]:
+    """The lab's librarian over the library `spec` names (a path, "off", None: the user's default). A library
+    that cannot be opened leaves the lab without one, with a warning: insights are worth less than the lab."""
+    path = resolve_library(spec)
+    if path is None:
+        return None, None
+    try:
+        library = Library(path)
+    except LibraryError as exc:
+        return None, f"running without the insight library: {exc}"
+    who = LabIdentity(task=task.name, lab_dir=str(paths.task_dir), family=task.task.family or task.name,
+                      tags=tuple(task.task.tags), metric=task.metric.name, goal=task.metric.goal)
+    return Librarian(library, who), None
 
 
 def baseline_digest(repo: gitops.RepoInfo, paths: LabPaths, task: Task) -> tuple[dict[str, str], int]:
@@ -191,6 +211,9 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
                                     hidden=hidden_paths(paths, repo.root, task), llm=llm,
                                     ideas_model=settings.ideas_model, max_repairs=settings.max_repairs)
         auditor = Auditor(llm.get(settings.review_model)) if llm and settings.review_model else None
+        librarian, library_warning = open_librarian(settings.library, task, paths)
+        if library_warning:
+            warnings.append(library_warning)
         policy = make_policy(settings.policy, settings.seed)
         # Only now, with everything valid, does anything get written.
         if row is None:
@@ -209,9 +232,15 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
         lab = Lab(paths=paths, task=task, repo=repo, store=store, executor=executor, brain=brain, policy=policy,
                   settings=settings, reporter=reporter, protected_digest=protected, brief_text=brief,
                   protected_bytes=protected_bytes,
-                  auditor=auditor)
+                  auditor=auditor, librarian=librarian)
         if auditor is not None:
             auditor.brief = brief
+            if librarian is not None:
+                # Guard memory: the auditor also reads the cheats a person confirmed in the user's other labs.
+                from labmind.library.guard_memory import auditor_notes
+
+                notes = auditor_notes(librarian.library)
+                auditor.brief = f"{brief}\n\n{notes}" if notes else brief
         return Opened(lab=lab, lock=lock, store=store, created=row is None, warnings=warnings)
     except BaseException:
         if store is not None:

@@ -8,13 +8,14 @@ it itself. Both paths use `apply_review`.
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from pathlib import Path
 
 from labmind.lab.paths import LabPaths
 from labmind.lab.views import best_experiment
-from labmind.store import Store
+from labmind.store import ExperimentRow, Store
 from labmind.task import Task
 from labmind.verdicts import Verdict
 from labmind.workspace import git as gitops
@@ -35,7 +36,16 @@ DECISIONS = ("accept", "reject")
 
 
 def apply_review(store: Store, paths: LabPaths, experiment_id: int, decision: str, note: str) -> str:
-    """Record the decision and act on it; returns a sentence saying what happened."""
+    """Record the decision and act on it; returns a sentence saying what happened. A rejected cheat is also kept
+    as a guard example in the lab's insight library (guard memory)."""
+    message = decide(store, paths, experiment_id, decision, note)
+    if decision == "reject":
+        message += remember_cheat_in_library(store, paths, store.experiment(experiment_id), note)
+    return message
+
+
+def decide(store: Store, paths: LabPaths, experiment_id: int, decision: str, note: str) -> str:
+    """The decision itself, in one transaction of the lab's store."""
     if decision not in DECISIONS:
         raise ReviewError(f"unknown review decision {decision!r}; expected accept or reject")
     check_reviewable(store, experiment_id)
@@ -91,6 +101,27 @@ def post_review(paths: LabPaths, experiment_id: int, decision: str, note: str) -
     tmp.write_text(json.dumps({"experiment": experiment_id, "decision": decision, "note": note, "at": time.time()}))
     tmp.rename(path)  # atomic: the lab never reads half a file
     return path
+
+
+def remember_cheat_in_library(store: Store, paths: LabPaths, exp: ExperimentRow, note: str) -> str:
+    """A confirmed cheat becomes a guard example in the lab's library (guard memory); a library that cannot be
+    written leaves the rejection as it is. Returns what to add to the review's message."""
+    from labmind.library import Library, LibraryError
+    from labmind.library.cite import library_of
+    from labmind.library.guard_memory import remember_cheat
+
+    lab = store.lab()
+    path = library_of(lab.settings if lab else {})
+    if lab is None or path is None:
+        return ""
+    task = Task.model_validate_json(lab.task_json)
+    try:
+        with Library(path) as library:
+            example = remember_cheat(library, exp, lab=lab.name, lab_dir=str(paths.task_dir),
+                                     family=task.task.family or task.name, note=note)
+    except (LibraryError, OSError, sqlite3.Error) as exc:
+        return f" (it could not be kept as a guard example in the library: {exc})"
+    return f"; kept as guard example #{example.id} in the library, checked against every later change"
 
 
 def take_posted(paths: LabPaths) -> list[tuple[Path, dict]]:

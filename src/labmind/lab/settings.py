@@ -33,6 +33,9 @@ class LabSettings:
     llm_tokens_per_experiment: int | None = None
     max_repairs: int = 2  # repair attempts (child experiments) per crashed experiment, for brains that repair
     director_every: int | None = None  # candidate verdicts between director reviews; default 2 × active lines
+    #: The insight library: a path, "off", or None for the user's default ($LABMIND_LIBRARY, else
+    #: ~/.local/share/labmind/library.db).
+    library: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -240,6 +240,31 @@ def attention_blocks(data: ReportData) -> list[Block]:
             TableBlock(["exp", "verdict", "flags", "reason"], rows)]
 
 
+def library_blocks(data: ReportData) -> list[Block]:
+    """The insights this lab recorded in the library, and the library insights its experiments applied."""
+    cites = data.library
+    if cites is None:
+        return []
+    blocks: list[Block] = [Heading(2, "Insight library"), Para(f"Library: {cites.library}.")]
+    if cites.recorded:
+        rows = [[f"#{i.id}", i.kind.value, i.status.value, short(i.title, 80), i.effect.text() if i.effect else "–",
+                 ", ".join(map(str, i.provenance.experiments))] for i in cites.recorded]
+        blocks += [Para("Recorded by this lab (from verified gains and dead ends):"),
+                   TableBlock(["insight", "kind", "status", "title", "effect (95% CI, n)", "experiments"], rows)]
+    else:
+        blocks.append(Para("This lab has recorded no insight yet (only verified gains and dead ends are recorded)."))
+    if cites.applied:
+        rows = [[str(a.experiment_id), f"#{a.insight_id}", a.insight.task if a.insight else "–",
+                 short(a.insight.title, 70) if a.insight else "(not in this library)", a.verdict or "in progress"]
+                for a in cites.applied]
+        hits = sum(1 for a in cites.applied if a.verdict == Verdict.IMPROVED)
+        judged = sum(1 for a in cites.applied if a.verdict and a.verdict != Verdict.KEPT)
+        blocks += [Para(f"Applied from the library: {len(cites.applied)} experiment(s); {hits} of {judged} judged "
+                        "ended `improved`."),
+                   TableBlock(["exp", "insight", "from task", "insight title", "verdict"], rows)]
+    return blocks
+
+
 def cost_blocks(data: ReportData) -> list[Block]:
     c = data.cost
     rows = [["slot time (all runs)", hours(c.slot_seconds)]]
@@ -263,8 +288,7 @@ def appendix(data: ReportData) -> list[Block]:
 def build(data: ReportData, plots: dict[str, str]) -> list[Block]:
     return [*headline(data), *progress(data, plots.get("progress")), *verdict_table(data),
             *improvement_blocks(data), *family_blocks(data, plots.get("families")), *importance_blocks(data),
-            *attention_blocks(data),
-            *cost_blocks(data), *appendix(data)]
+            *attention_blocks(data), *library_blocks(data), *cost_blocks(data), *appendix(data)]
 
 
 # -------------------------------------------------------------------------------------------- renderers

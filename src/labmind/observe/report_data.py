@@ -11,6 +11,7 @@ import re
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from scipy import stats
@@ -87,6 +88,8 @@ class ReportData:
     #: Knobs labs: how much each knob mattered (most first) and how many experiments that rests on.
     importance: list[KnobImportance] = field(default_factory=list)
     importance_trials: int = 0
+    #: The insight library as this lab used it (recorded, applied); None when it has none.
+    library: Any = None
 
     @property
     def improved(self) -> bool:
@@ -272,7 +275,14 @@ def collect(store: Store, paths: LabPaths) -> ReportData:
         counts=counts, improvements=improvements, families=build_families(candidates, by_id, task.sign),
         family_kind="knob" if knob_lab else "title", attention=_attention(candidates, runs_by_exp),
         cost=_cost(rows, runs, bool(pid), now), importance=importance, importance_trials=importance_trials,
+        library=_citations(lab.settings, paths.task_dir, candidates),
     )
+
+
+def _citations(settings: dict[str, Any], task_dir: Path, candidates: list[ExperimentRow]) -> Any:
+    from labmind.library.cite import citations  # the library imports this module (idea families)
+
+    return citations(settings, task_dir, candidates)
 
 
 def running_best(data: ReportData) -> list[tuple[int, float]]:
@@ -315,4 +325,5 @@ def as_dict(data: ReportData) -> dict[str, Any]:
         "experiments": len(data.experiments), "verdicts": data.counts,
         "slot_hours": data.cost.slot_seconds / 3600.0, "brain_seconds": data.cost.brain_seconds,
         "wall_seconds": data.cost.wall_seconds,
+        "library": data.library.to_dict() if data.library is not None else None,
     }

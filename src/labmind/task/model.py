@@ -57,6 +57,11 @@ class TaskSection(_Section):
     editable: Globs = Field(min_length=1)
     protected: Globs = []
     setup: str | None = None
+    #: The task family insights are shared under (e.g. "training/llm", "kernel/reduction"); default: the name.
+    family: str | None = Field(default=None, max_length=100,
+                               pattern=r"^[a-z0-9][a-z0-9_.\-]*(/[a-z0-9][a-z0-9_.\-]*)*$")
+    #: Free words that help retrieve this task's insights elsewhere (e.g. ["attention", "optimizer"]).
+    tags: list[Annotated[str, Field(min_length=1, max_length=40)]] = []
 
     @field_validator("brief")
     @classmethod

@@ -152,3 +152,27 @@ def test_json_answers_with_lone_surrogates_become_storable_text() -> None:
     value = extract_json('{"reason": "bad \\ud83d char"}')
     assert value == {"reason": "bad ? char"}
     value["reason"].encode("utf-8")  # would raise on a lone surrogate
+
+
+def test_ideate_offers_library_insights_and_keeps_only_offered_ids_in_applies(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from labmind.library import Insight, Kind, Provenance
+
+    offered = (Insight(key="a", kind=Kind.INSIGHT, title="warmup then LR x3 lowered loss", body="", task="other-task",
+                       family="training/llm", provenance=Provenance(lab="o", lab_dir="/o", experiments=(4,)), id=12),
+               Insight(key="b", kind=Kind.DEAD_END, title="dead end: add dropout (4 tries, none better)", body="",
+                       task="other-task", family="training/llm",
+                       provenance=Provenance(lab="o", lab_dir="/o", experiments=(5,)), id=13))
+    answer = json.dumps({"ideas": [
+        {"title": "Warm up, then raise LR", "hypothesis": "h", "rationale": "r", "expected_effect": "-",
+         "applies": [12]},
+        {"title": "Invented link", "hypothesis": "h2", "rationale": "r", "expected_effect": "-",
+         "applies": [99, "#12"]},
+        {"title": "Plain idea", "hypothesis": "h3", "rationale": "r", "expected_effect": "-"}]})
+    client = ScriptedClient([reply(text=answer)])
+    kept, _ = ideate.ideate(client, replace(context(tmp_path), insights=offered), n=3, tried=[])
+    assert [i.params.get("applies") for i in kept] == [[12], [12], None]
+    prompt = client.requests[0].messages[0].content
+    assert "#12 [insight, proposed, from other-task (training/llm)" in prompt and "DEAD END" in prompt
+    assert '"applies"' in prompt

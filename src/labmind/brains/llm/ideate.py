@@ -15,6 +15,7 @@ from labmind.brains.base import BrainContext, BrainError, Idea
 from labmind.brains.llm.jsonout import ask_json
 from labmind.brains.llm.state import editable_files, state_values
 from labmind.brains.llm.templates import render
+from labmind.library.record import insight_lines, parse_applies
 from labmind.llm.base import CallContext, LLMClient
 
 SIMILAR = 0.6
@@ -38,8 +39,10 @@ IDEAS_SCHEMA = {
                     "hypothesis": {"type": "string"},
                     "rationale": {"type": "string"},
                     "expected_effect": {"type": "string"},
+                    # Ids of library insights the idea applies (from the prompt's list); [] for none.
+                    "applies": {"type": "array", "items": {"type": "integer"}},
                 },
-                "required": ["title", "hypothesis", "rationale", "expected_effect"],
+                "required": ["title", "hypothesis", "rationale", "expected_effect", "applies"],
                 "additionalProperties": False,
             },
         }
@@ -78,7 +81,7 @@ def distinct(candidates: Iterable[Idea], tried: Iterable[Idea]) -> tuple[list[Id
     return kept, dropped
 
 
-def parse_ideas(value: dict) -> list[Idea]:
+def parse_ideas(value: dict, offered: set[int] | None = None) -> list[Idea]:
     raw = value.get("ideas")
     if not isinstance(raw, list):
         raise BrainError("ideate: the answer has no list of ideas")
@@ -89,10 +92,12 @@ def parse_ideas(value: dict) -> list[Idea]:
         title = str(item.get("title") or "").strip()
         if not title:
             continue  # an idea without a title cannot be told apart from others or shown
+        applies = parse_applies(item.get("applies"), offered or set())
         ideas.append(Idea(
             title=title[:120], hypothesis=str(item.get("hypothesis") or "").strip()[:2000],
             rationale=str(item.get("rationale") or "").strip()[:2000],
             expected_effect=str(item.get("expected_effect") or "").strip()[:500],
+            params={"applies": applies} if applies else {},
         ))  # fmt: skip
     return ideas
 
@@ -103,10 +108,10 @@ def ideate(client: LLMClient, ctx: BrainContext, *, n: int, tried: list[Idea],
     mine = {p.idea.title for p in ctx.history}
     elsewhere = [i.title for i in tried if i.title and i.title not in mine][-ELSEWHERE:]
     prompt = render("ideate", **state_values(ctx), files=editable_files(ctx.task_dir, ctx.task), n=n,
-                    elsewhere=elsewhere)
+                    elsewhere=elsewhere, insights=insight_lines(ctx.insights))
     value = ask_json(client, prompt, system=render("ideate_system"), schema=IDEAS_SCHEMA, temperature=temperature,
                      context=CallContext(role="ideate", experiment_id=ctx.experiment_id, line_id=ctx.line_id))
-    ideas = parse_ideas(value)
+    ideas = parse_ideas(value, {i.id for i in ctx.insights if i.id is not None})
     if not ideas:
         raise BrainError("ideate: the model proposed no usable idea (each needs a title)")
     kept, dropped = distinct(ideas, tried)

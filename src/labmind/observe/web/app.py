@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from labmind.lab.paths import LabPaths
-from labmind.observe.web import api, pages
+from labmind.observe.web import api, library_pages, pages
 
 HERE = Path(__file__).parent
 COOKIE = "labmind_token"
@@ -101,4 +101,5 @@ def create_app(task_dir: Path, *, token: str | None = None, poll_seconds: float 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(library_pages.router)
     return app

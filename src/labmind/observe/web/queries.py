@@ -330,3 +330,21 @@ def tree(conn: sqlite3.Connection, line: int | None = None, limit: int = TREE_MA
         ordered.append(node)
         stack.extend((c, depth + 1) for c in reversed(kids.get(node_id, [])))
     return {"total": total, "shown": len(ordered), "nodes": ordered}
+
+
+def applications(conn: sqlite3.Connection, library: Any) -> list[dict[str, Any]]:
+    """This lab's experiments whose idea applied library insights, with their verdicts (newest first)."""
+    from labmind.library import LibraryError
+
+    out: list[dict[str, Any]] = []
+    rows = conn.execute("SELECT id, verdict, idea_json FROM experiments WHERE idea_json LIKE '%\"applies\"%' "
+                        "ORDER BY id DESC LIMIT 200").fetchall()
+    for r in rows:
+        params = (json.loads(r["idea_json"] or "{}") or {}).get("params") or {}
+        for iid in params.get("applies") or []:
+            try:
+                ins = library.get(int(iid))
+            except (LibraryError, ValueError, TypeError):
+                ins = None
+            out.append({"experiment": r["id"], "verdict": r["verdict"], "insight_id": iid, "insight": ins})
+    return out

@@ -134,6 +134,7 @@ def task_toml(name: str, knobs: bool) -> str:
 [task]
 name = "{name}"
 brief = "brief.md"
+family = "kernel/gpu"  # insights are shared between the pack's problems (docs/library.md)
 editable = ["solution/*"]
 protected = ["problem/*", "kernels.json", "bounds.json"]
 
