@@ -1,4 +1,5 @@
-"""LocalExecutor with real subprocesses; the bwrap variants use a real bubblewrap."""
+"""PreparedRunner (how both executors run a prepared run) with real subprocesses; the bwrap variants use a
+real bubblewrap."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from labmind.execute.base import Slot
-from labmind.execute.local import EVAL_SEPARATOR, LocalExecutor, scrub_env
+from labmind.execute.prepared import EVAL_SEPARATOR, PreparedRunner, scrub_env
 from labmind.execute.procs import find_by_token
 from labmind.execute.sandbox import Sandbox
 
@@ -117,7 +118,7 @@ def test_sigterm_ignored_gets_sigkill_after_grace(tree: Tree) -> None:
 def test_cancellation_kills_the_run(tree: Tree) -> None:
     token = f"test-{uuid.uuid4().hex}"
     spec = tree.spec(DAEMON, token=token)
-    executor = LocalExecutor([Slot(0)], Sandbox("none"))
+    executor = PreparedRunner([Slot(0)], Sandbox("none"))
 
     async def scenario() -> None:
         task = asyncio.create_task(executor.run(spec, Slot(0)))

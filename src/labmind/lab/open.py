@@ -11,6 +11,7 @@ from labmind.brains.base import Brain, IdleBrain
 from labmind.brains.llm.clients import LLMClients, is_llm_spec
 from labmind.brains.registry import make_brain
 from labmind.execute.local import LocalExecutor
+from labmind.execute.materialise import Checkouts
 from labmind.execute.sandbox import resolve_sandbox
 from labmind.execute.slots import plan_slots
 from labmind.guard.audit import Auditor
@@ -144,7 +145,7 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
         sandbox, sandbox_warning = resolve_sandbox(settings.sandbox)  # type: ignore[arg-type]
         if sandbox_warning:
             warnings.append(sandbox_warning)
-        executor = LocalExecutor(plan, sandbox)
+        executor = LocalExecutor(plan, sandbox, Checkouts(repo.root, paths.worktrees))
         llm = None
         if is_llm_spec(settings.brain) or settings.review_model or settings.ideas_model:
             llm = LLMClients(log=StoreCallLog(paths.db), budget_usd=settings.llm_budget_usd,
