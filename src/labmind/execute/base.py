@@ -71,7 +71,7 @@ class RunRequest:
     #: Task-relative globs: read-only in the sandbox and digested after the run against `protected_digest`.
     protected: tuple[str, ...] = ()
     protected_digest: dict[str, str] = field(default_factory=dict)
-    digest_caps: DigestCaps | None = None
+    digest_caps: DigestCaps = field(default_factory=DigestCaps)
     hide: tuple[str, ...] = ()  # `[run] hide` globs: hidden from the run command, not from evaluators
     #: Lab-host paths hidden from runs (the lab's store, credentials); a remote worker hides its own.
     hidden: tuple[Path, ...] = ()
