@@ -139,6 +139,11 @@ class RunOutcome:
         return self.ended_at - self.started_at
 
 
+class SlotLost(Exception):
+    """A run's slot went away mid-run (its cluster worker or node died): not the run's doing, so the lab
+    re-queues it, once."""
+
+
 class Executor(Protocol):
     """Runs RunRequests on slots. The lab never runs two runs on one slot at a time."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from labmind.brains.base import Brain, Idea
-from labmind.execute.base import Change, Executor, RunOutcome, RunRequest, Slot
+from labmind.execute.base import Change, Executor, RunOutcome, RunRequest, Slot, SlotLost
 from labmind.execute.cgroups import memory_available
 from labmind.execute.limits import resolve_limits
 from labmind.execute.sandbox import default_hidden
@@ -667,6 +667,20 @@ class Lab(Steering):
         change = await asyncio.to_thread(self.change_of, request.change.commit)
         return await self.executor.run(replace(request, change=change), slot)
 
+    def requeue_lost(self, run_id: int, exp_id: int, why: str) -> bool:
+        """Re-queue a run whose slot was lost mid-run (a dead cluster node), exactly once: a re-queued run
+        that loses its slot again is recorded as crashed (False)."""
+        run = self.store.run(run_id)
+        if run.requeued_from is not None and any(f.startswith("slot_lost")
+                                                 for f in self.store.run(run.requeued_from).flags):
+            return False
+        with self.store.transaction():
+            self.store.update_run(run_id, status="interrupted", ended_at=time.time(), flags=[f"slot_lost: {why}"])
+            new = self.store.add_run(experiment_id=exp_id, purpose=run.purpose, seed=run.seed, requeued_from=run_id)
+        self.note("requeued", f"run {run_id} lost its slot ({why}); queued again as run {new}",
+                  experiment_id=exp_id, run_id=new)
+        return True
+
     def finish_run(self, run_id: int, fut: asyncio.Future[Any]) -> None:
         slot, exp_id = self.running.pop(run_id)
         # Duty cycle counts the whole time a slot is held for a run: worktree, run, trusted evaluation.
@@ -674,6 +688,8 @@ class Lab(Steering):
         if fut.cancelled():
             return  # stopping: the row stays 'running' and is re-queued on resume
         exc = fut.exception()
+        if isinstance(exc, SlotLost) and self.requeue_lost(run_id, exp_id, str(exc)):
+            return
         if exc is not None:
             now = time.time()
             outcome = RunOutcome(status="crashed", exit_code=None, metric=None, secondary={}, flags=(),
