@@ -44,12 +44,32 @@ class Node:
     cache: Path
 
     def kill(self) -> None:
-        """The node dies at once, as a machine that loses power: every process of it, SIGKILL."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """The node dies at once, as a machine that loses power: every process of it (its raylet, its workers
+        and what they started, whatever their process group), SIGKILL."""
+        for pid in [*descendants(self.proc.pid), self.proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.wait(timeout=30)
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` in the process tree, now."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 @dataclass
@@ -99,16 +119,18 @@ class Cluster:
 
     def stop(self) -> None:
         for node in reversed(list(self.nodes.values())):
+            left = descendants(node.proc.pid)
             if node.proc.poll() is None:
                 try:
                     os.killpg(node.proc.pid, signal.SIGTERM)
                     node.proc.wait(timeout=20)
                 except (ProcessLookupError, subprocess.TimeoutExpired):
                     node.kill()
-            try:  # whatever of it is left (workers that outlived their raylet)
-                os.killpg(node.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            for pid in [node.proc.pid, *left]:  # whatever of it is left (workers that outlived their raylet)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         shutil.rmtree(self.root, ignore_errors=True)
 
 
