@@ -303,3 +303,19 @@ def test_wall_clock_excludes_evaluation(tree: Tree) -> None:
     out = tree.run("none", "echo score: 1", evaluate="sleep 1; echo score: 1")
     assert out.status == "ok"
     assert out.seconds < 0.9
+
+
+def test_a_multi_gpu_run_gets_its_devices_and_a_rendezvous(tree):
+    command = 'echo "devices=$CUDA_VISIBLE_DEVICES nproc=$LABMIND_NPROC pet=$PET_NPROC_PER_NODE ' \
+              'addr=$MASTER_ADDR port=$MASTER_PORT"; echo score: 1'
+    outcome = tree.run("none", command, slot=Slot(0, gpus=(2, 3)))
+    assert outcome.status == "ok"
+    line = next(x for x in tree.log_text().splitlines() if x.startswith("devices="))
+    fields = dict(part.split("=", 1) for part in line.split())
+    assert fields["devices"] == "2,3" and fields["nproc"] == "2" and fields["pet"] == "2"
+    assert fields["addr"] == "127.0.0.1" and 0 < int(fields["port"]) < 65536
+
+
+def test_a_single_gpu_run_gets_no_rendezvous(tree):
+    outcome = tree.run("none", 'echo "port=${MASTER_PORT:-none}"; echo score: 1', slot=Slot(0, gpus=(1,)))
+    assert outcome.status == "ok" and "port=none" in tree.log_text()
