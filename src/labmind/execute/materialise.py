@@ -27,10 +27,11 @@ class Checkouts:
     """Worktrees of one git repository, made from Changes. `repo` is the user's repository on the lab host
     or a worker's cached copy; `directory` is where the worktrees go."""
 
-    def __init__(self, repo: Path, directory: Path) -> None:
+    def __init__(self, repo: Path, directory: Path, made: dict[tuple[str, str], str] | None = None) -> None:
         self.repo, self.directory = repo, directory
         self._adopted: dict[str, Path] = {}
-        self._made: dict[tuple[str, str], str] = {}  # (base, tree) -> a commit made here from the patch
+        #: (base, tree) -> a commit made in `repo` from the patch; may be shared by several Checkouts of one repo.
+        self._made: dict[tuple[str, str], str] = {} if made is None else made
         self._lock = threading.Lock()
 
     def adopt(self, commit: str, worktree: Path) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -89,6 +90,26 @@ def _remote_run(request: RunRequest, sandbox_mode: str, bundle_box: list[Any], s
                              where)
 
 
+def cluster_messages_to_stderr(ray: Any) -> None:
+    """Ray prints the cluster's warnings (from raylets) on the driver's stdout, which is labmind's event stream
+    (`--json` is read by programs): send them to stderr instead. Ray's own hook; left alone where a Ray version
+    has none."""
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "_labmind", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if data.get("pid") == "raylet":
+            for line in data.get("lines", []):
+                print(f"ray cluster: {line}", file=sys.stderr)
+            return
+        original(data, ignore_prefix)
+
+    to_stderr._labmind = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
+
+
 class RayExecutor:
     """Runs RunRequests as Ray tasks; see the module docstring and docs/ray.md."""
 
@@ -97,6 +118,7 @@ class RayExecutor:
                  setup: str | None = None) -> None:
         self.ray = import_ray()
         self.address = address or "auto"
+        cluster_messages_to_stderr(self.ray)
         try:
             self.ray.init(address=self.address, namespace="labmind", log_to_driver=False,
                           ignore_reinit_error=True, configure_logging=False)

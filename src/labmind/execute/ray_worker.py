@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import hashlib
 import io
 import os
@@ -27,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from labmind.execute.base import RunOutcome, RunRequest, Slot
+from labmind.execute.cgroups import Cgroups, find_cgroups
 from labmind.execute.materialise import Checkouts, run_request
 from labmind.execute.prepared import PreparedRunner, with_interpreter
 from labmind.execute.procs import kill_by_token
@@ -43,6 +45,16 @@ class WorkerResult:
     log: bytes
     holdout_log: bytes | None
     artifacts: bytes | None  # a tar of the declared artifacts, when the request asked for them
+
+
+#: Per worker process: commits made from patches, by repository (runs of one experiment reuse its commit).
+_MADE: dict[Path, dict[tuple[str, str], str]] = {}
+
+
+@functools.cache
+def _cgroups() -> Cgroups | None:
+    """This worker process's cgroups for runs, looked for once."""
+    return find_cgroups()
 
 
 def cache_root() -> Path:
@@ -126,7 +138,7 @@ def execute_on_worker(request: RunRequest, slot: Slot, sandbox_mode: str, fetch_
         ensure_setup(setup, setup_key(setup, request.protected_digest), repo, request.change.base, request.subdir,
                      root)
     sandbox, _ = resolve_sandbox(sandbox_mode)  # type: ignore[arg-type]
-    runner = PreparedRunner([slot], sandbox)
+    runner = PreparedRunner([slot], sandbox, cgroups=_cgroups())
     scratch = Path(tempfile.mkdtemp(prefix=f"run-{request.run_id}-", dir=root))
     try:
         log = scratch / "logs" / "run.log"
@@ -134,7 +146,7 @@ def execute_on_worker(request: RunRequest, slot: Slot, sandbox_mode: str, fetch_
         # Hidden here: this cache (it holds every committed file) and whatever of the lab host's list exists
         # on this host too (when a worker shares the lab's machine).
         hidden = (*default_hidden(root), *(p for p in request.hidden if os.path.lexists(p)))
-        checkouts = Checkouts(repo, scratch / "worktrees")
+        checkouts = Checkouts(repo, scratch / "worktrees", made=_MADE.setdefault(repo, {}))
         outcome = asyncio.run(run_request(replace(request, bring_back=back), slot, runner, checkouts,
                                           hidden=tuple(hidden), log_path=log))
         holdout = log.with_name(log.name + ".holdout")
@@ -143,8 +155,6 @@ def execute_on_worker(request: RunRequest, slot: Slot, sandbox_mode: str, fetch_
                             artifacts=_tar(back) if back is not None and back.exists() else None)
     finally:
         gitops.force_rmtree(scratch)
-        with contextlib.suppress(gitops.GitError):
-            gitops.git(repo, "worktree", "prune", check=False)
 
 
 def kill_tokens(tokens: list[str]) -> int:
