@@ -56,3 +56,18 @@ def test_resources_are_parsed_with_errors_that_name_the_flag():
             assert "--resources" in str(exc)
         else:
             raise AssertionError(f"{bad} was accepted")
+
+
+def test_bad_ray_options_are_refused_before_anything_is_written(tmp_path):
+    from lab.toy import labmind, make_toy
+
+    task = make_toy(tmp_path / "task")
+    proc = labmind("run", str(task), "--executor", "ray", "--ray-address", "127.0.0.1:1", "--plain", check=False,
+                   timeout=120)
+    assert proc.returncode == 1
+    assert "no Ray cluster answers at --ray-address 127.0.0.1:1" in proc.stderr or "needs Ray" in proc.stderr
+    proc = labmind("run", str(task), "--ray-address", "127.0.0.1:1", "--plain", check=False)
+    assert proc.returncode == 1 and "add --executor ray" in proc.stderr
+    proc = labmind("run", str(task), "--executor", "slurm", "--plain", check=False)
+    assert proc.returncode == 1 and "--executor must be local or ray" in proc.stderr
+    assert not (task / ".labmind" / "lab.db").exists()

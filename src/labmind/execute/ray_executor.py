@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import socket
 import sys
 import threading
 import time
@@ -90,6 +91,19 @@ def _remote_run(request: RunRequest, sandbox_mode: str, bundle_box: list[Any], s
                              where)
 
 
+def unreachable(address: str, timeout_s: float = 5.0) -> str | None:
+    """Why nothing listens at a HOST:PORT or ray://HOST:PORT address, or None (`auto` is Ray's to find)."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return None
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+
+
 def cluster_messages_to_stderr(ray: Any) -> None:
     """Ray prints the cluster's warnings (from raylets) on the driver's stdout, which is labmind's event stream
     (`--json` is read by programs): send them to stderr instead. Ray's own hook; left alone where a Ray version
@@ -119,6 +133,11 @@ class RayExecutor:
         self.ray = import_ray()
         self.address = address or "auto"
         cluster_messages_to_stderr(self.ray)
+        problem = unreachable(self.address)
+        if problem is not None:  # Ray itself would retry for minutes
+            raise RayUnavailable(f"no Ray cluster answers at --ray-address {self.address} ({problem}). Start one "
+                                 "with `ray start --head` (see docs/ray.md) or pass its address, e.g. "
+                                 "--ray-address ray://HOST:10001")
         try:
             self.ray.init(address=self.address, namespace="labmind", log_to_driver=False,
                           ignore_reinit_error=True, configure_logging=False)
