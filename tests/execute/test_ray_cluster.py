@@ -103,7 +103,8 @@ def test_tiny_lm_runs_through_the_ray_executor_with_its_trusted_evaluator(cluste
     for run in runs:  # the log came back to the lab host, with the evaluator's part
         text = Path(run["log_path"]).read_text()
         assert "labmind: trusted evaluation" in text and "val_bpb:" in text
-    assert all("on 127.0.0.1 node" in m for m in _events(task, "run_done"))
+    done = _events(task, "run_done")
+    assert done and all(re.search(r" on \S+ node [0-9a-f]{8}$", m) for m in done), done
     worktrees = task / ".labmind" / "worktrees"
     assert not worktrees.exists() or not any(worktrees.iterdir()), "no checkout of a run on the lab host"
 
