@@ -23,6 +23,7 @@ class Host:
     def __init__(self) -> None:
         self.notes: list[tuple[str, str]] = []
         self.verdicts: list[tuple[int, str | None, str | None]] = []
+        self.left: int | None = None  # what experiments_left answers
 
     def note(self, kind: str, message: str, *, experiment_id: int | None = None, run_id: int | None = None) -> None:
         self.notes.append((kind, message))
@@ -32,6 +33,9 @@ class Host:
 
     def baseline_measured(self, exp: ExperimentRow) -> None:
         pass
+
+    def experiments_left(self) -> int | None:
+        return self.left
 
 
 class Lab:
@@ -139,6 +143,46 @@ def test_a_claim_leaves_a_line_that_built_on_it_where_it_is(tmp_path: Path) -> N
     assert step.verdict == "not_improved" and step.judgement["verify"]["anchor"] == head
     assert lab.points() == (head, head)
     assert any(kind == "rebase" and f"exp {head}" in message for kind, message in lab.host.notes)
+
+
+def test_a_stack_that_fails_is_bisected_down_to_the_step_that_verifies(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    # A real step, then two that only looked better on the screening seed (0); the last one is the line's head.
+    real = lab.candidate(lab.base, noisy(0.9))
+    lab.run_queued()
+    lucky = lab.candidate(real, lambda seed: 0.85 if seed == 0 else 1.05)
+    lab.run_queued()
+    head = lab.candidate(lucky, lambda seed: 0.8 if seed == 0 else 1.06)
+    lab.run_queued()
+    assert [lab.exp(e).verdict for e in (real, lucky, head)] == ["kept"] * 3
+    assert lab.points() == (head, lab.base)
+    # The close verifies the head against the baseline: it fails. Rather than drop all three steps, the line
+    # bisects: the middle (lucky) is verified next and fails too, then the step below it, which is claimed.
+    lab.referee.close_lines()
+    lab.run_queued()
+    assert lab.exp(head).verdict == "not_improved"
+    assert lab.exp(lucky).verdict == "not_improved" and lab.exp(lucky).judgement["verify"]["anchor"] == lab.base
+    assert lab.exp(real).verdict == "improved" and lab.points() == (real, real)
+    rebases = [message for kind, message in lab.host.notes if kind == "rebase"]
+    assert any(f"goes back to exp {lucky}" in m for m in rebases) and any(f"goes back to exp {real}" in m
+                                                                          for m in rebases)
+
+
+def test_a_periodic_verification_waits_for_a_close_that_is_near(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    lab.referee.verify_every = 1
+    # Fewer experiments left than a period: the close will verify the head anyway, so no runs are spent now.
+    lab.host.left = 0
+    head = lab.candidate(lab.base, noisy(0.9))
+    lab.run_queued(only=head, purpose="screen")
+    assert lab.exp(head).verdict == "kept" and "verify" not in lab.exp(head).judgement
+    assert not [r for r in lab.store.runs(status="queued")]
+    # With experiments left for another period, the same step is verified now.
+    lab.host.left = 1
+    lab.referee.maybe_verify(lab.line)
+    assert lab.exp(head).judgement["verify"]["state"] == "running"
+    lab.run_queued()
+    assert lab.exp(head).verdict == "improved"
 
 
 @pytest.mark.parametrize(("bound", "verdict"), [(0.005, "flagged"), (None, "bad_metric")])

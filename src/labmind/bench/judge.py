@@ -8,7 +8,9 @@ exactly as many runs as labmind used:
 
 - **ratchet** (autoresearch's rule): one run per idea on a fixed seed, kept if it beats the best value so far;
 - **previous** (labmind before Judge 2.0): 3 baseline runs, minimum effect 2 × their sd, one screening run on
-  a fresh seed, then 3 confirmation seeds and a one-sided Welch test against the incumbent's runs.
+  a fresh seed, then 3 confirmation seeds and a one-sided Welch test against the incumbent's runs;
+- **perfect** (a ceiling, not a rule anyone can run): one run per idea and it keeps exactly the ideas that truly
+  help, with no baseline or verification runs: the most true gain any rule can reach with these runs.
 
 Reported per regime, over repetitions (mean with a 95% t-interval): the true gain of what each rule hands
 the user as its result (labmind: its best *verified* experiment; the ratchet: its last keep; previous: its
@@ -235,6 +237,15 @@ def run_ratchet(regime: Regime, rep: int, brain: ScriptedBrain, budget: int, see
     return Outcome("ratchet", brain.gain(config), brain.gain(config), keeps, false, runs, k)
 
 
+def run_perfect(regime: Regime, rep: int, brain: ScriptedBrain, budget: int) -> Outcome:
+    """Knows the truth: every run tries one idea and keeps it exactly when it truly helps."""
+    config: tuple[int, ...] = ()
+    for k in range(budget):
+        if brain.effect(k) > 0:
+            config = (*config, k)
+    return Outcome("perfect", brain.gain(config), brain.gain(config), len(config), 0, budget, budget)
+
+
 def _welch_greater(a: list[float], b: list[float]) -> float:
     """One-sided p that mean(a) > mean(b) (values in 'higher is better' units)."""
     if statistics.variance(a) == 0 and statistics.variance(b) == 0:
@@ -300,11 +311,12 @@ class RegimeResult:
 
 
 def run_regime(regime: Regime, *, reps: int, experiments: int, first_rep: int = 0) -> RegimeResult:
-    result = RegimeResult(regime.name, regime.about, {"labmind": [], "ratchet": [], "previous": []})
+    result = RegimeResult(regime.name, regime.about, {"labmind": [], "ratchet": [], "previous": [], "perfect": []})
     with tempfile.TemporaryDirectory(prefix="labmind-judge-bench-") as tmp:
         for rep in range(first_rep, first_rep + reps):
             mine, brain = run_labmind(Path(tmp), regime, rep, experiments)
             result.outcomes["labmind"].append(mine)
             result.outcomes["ratchet"].append(run_ratchet(regime, rep, brain, mine.runs))
             result.outcomes["previous"].append(run_previous(regime, rep, brain, mine.runs))
+            result.outcomes["perfect"].append(run_perfect(regime, rep, brain, mine.runs))
     return result

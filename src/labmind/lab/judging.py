@@ -68,6 +68,9 @@ class Host(Protocol):
 
     def baseline_measured(self, exp: ExperimentRow) -> None: ...
 
+    def experiments_left(self) -> int | None:
+        """Candidate experiments still to come in this session, when a limit says so (None: no limit)."""
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -397,6 +400,10 @@ class Referee:
                 return  # verified once already at a close, undecided: not again in this lab
         elif state.get("state") == "undecided" or self.since_verified(line_id, anchor_id) < self.verify_every:
             return
+        elif (left := self.host.experiments_left()) is not None and left < self.verify_every:
+            # The close verifies every head within fewer experiments than a period: a verification now would
+            # spend runs on a claim the close makes anyway (and makes against a nearer anchor, at more cost).
+            return
         why = "the lab stops proposing" if closing else f"{self.verify_every} experiments since its last verification"
         self.start_verification(head_id, anchor_id, closing=closing, why=why)
 
@@ -575,15 +582,37 @@ class Referee:
                                                           f"{head.id}'s stack")
                 self.refresh(step)
             return
+        # The line may have kept steps on top of the head while it was verified: they carry its change too.
+        # (A candidate flagged at screening never moved its line.)
+        on_stack = head.verdict == Verdict.KEPT and self.descends(self.store.line(line_id).incumbent_id, head.id)
+        if steps and on_stack and verdict != Verdict.FLAGGED:
+            self.bisect(line_id, head.id, anchor_id, steps, closing=bool(record.get("closing")))
+            return
         for step in steps:
             self.finish(step, Verdict.INCONCLUSIVE, f"{self.rows[step].reason}; reverted: the stack it belongs to "
                                                     f"(up to exp {head.id}) was not verified against exp {anchor_id}",
                         quiet=True)
-        # The line may have kept steps on top of the head while it was verified: they carry its change too.
-        # (A candidate flagged at screening never moved its line.)
-        if head.verdict == Verdict.KEPT and self.descends(self.store.line(line_id).incumbent_id, head.id):
+        if on_stack:
             self.rebase(line_id, f"exp {head.id} was not verified" if verdict != Verdict.FLAGGED
                         else f"exp {head.id} is held for a person's review")
+
+    def bisect(self, line_id: int, failed_id: int, anchor_id: int, steps: list[int], *, closing: bool) -> None:
+        """A stack failed its verification: find the step(s) responsible rather than drop every step. The line
+        goes back to the middle of the stack below the failed head, which is verified against the same anchor
+        next; the steps above the middle go with the head. A middle that fails bisects again (its own stack is
+        shorter); one that verifies is claimed and kept; with no step left the line is back at the anchor. A
+        binary search for the longest part of the stack that verifies, one verification per halving."""
+        middle = steps[len(steps) // 2]
+        for step in steps[len(steps) // 2 + 1:]:
+            self.finish(step, Verdict.INCONCLUSIVE, f"{self.rows[step].reason}; reverted: the stack it belongs to "
+                                                    f"(up to exp {failed_id}) was not verified against exp "
+                                                    f"{anchor_id}", quiet=True)
+        self.store.set_incumbent(line_id, middle)
+        self.host.note("rebase", f"line {line_id} goes back to exp {middle}, the middle of the stack whose head "
+                                 f"(exp {failed_id}) was not verified, to find the step(s) responsible")
+        self.supersede(line_id)
+        self.start_verification(middle, anchor_id, closing=closing,
+                                why=f"bisecting the stack of exp {failed_id}, which was not verified")
 
     def rebase(self, line_id: int, why: str) -> None:
         line = self.store.line(line_id)

@@ -304,6 +304,7 @@ class Lab(Steering):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
         self.deadline = time.monotonic() + self.settings.budget_s if self.settings.budget_s else None
+        self.session_start = (time.monotonic(), self.store.count_candidates())
         self.recover()
         self.refuse_failed_baseline()
         self.note("limits", f"per run: {self.limits.describe()}; {self.executor.limits_mechanism}")
@@ -428,6 +429,21 @@ class Lab(Steering):
 
     def in_budget(self) -> bool:
         return self.deadline is None or time.monotonic() < self.deadline
+
+    def experiments_left(self) -> int | None:
+        """How many more candidate experiments this session will propose, when a limit says so: what
+        `--max-experiments` leaves, or what the time left allows at this session's pace so far."""
+        left: list[int] = []
+        if self.settings.max_experiments is not None:
+            left.append(max(0, self.settings.max_experiments - self.store.count_candidates()))
+        start = getattr(self, "session_start", None)
+        if self.deadline is not None and start is not None:
+            began, count = start
+            done = self.store.count_candidates() - count
+            if done > 0:
+                pace = (time.monotonic() - began) / done
+                left.append(max(0, int((self.deadline - time.monotonic()) / pace)))
+        return min(left) if left else None
 
     def may_propose(self, count_only: bool = True) -> bool:
         if self.stopping or self.fatal or not self.in_budget():
