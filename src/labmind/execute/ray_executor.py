@@ -153,7 +153,10 @@ class RayExecutor:
         self._bundles: dict[str, Any] = {}
         self._bundle_lock = threading.Lock()
         self._checked = (0.0, None)  # (when, answer) of the last availability check
-        self._task = self.ray.remote(max_retries=0)(_remote_run)
+        # max_calls=0: a worker process serves run after run. Ray's default for GPU tasks is one call per
+        # process (to free GPU memory the task held), but the run's GPU work happens in its own subprocess,
+        # so that default would only add a Python + Ray + labmind start to every run.
+        self._task = self.ray.remote(max_retries=0, max_calls=0)(_remote_run)
         self._killer = self.ray.remote(max_retries=0, num_cpus=0)(kill_tokens)
         self._slots = [Slot(i, cluster_gpus=gpus_per_run) for i in range(slots or self.cluster_slots())]
         if not self._slots:
