@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bwrap chromium llm-server packs
+.PHONY: demo test lint bwrap chromium llm-server packs ray
 
 # The local LLM server tier (tests marked llm_server): llama-cpp-python is sdist-only, so it is compiled once
 # into a wheel cache keyed by its version and CMake flags. GGML_NATIVE=OFF keeps the build portable: a native
@@ -70,7 +70,11 @@ packs: $(VENV)/.dev
 	  $(BIN)/python -m pip install -q torch
 	@$(BIN)/python -c "import pyarrow, tiktoken, rustbpe" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[dev,nanochat]"
 
-test: $(VENV)/.dev bwrap chromium llm-server packs
+# The ray executor's tests start a real local Ray cluster (tests marked ray): Ray comes from labmind's [ray] extra.
+ray: $(VENV)/.dev
+	@$(BIN)/python -c "import ray" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[dev,ray]"
+
+test: $(VENV)/.dev bwrap chromium llm-server packs ray
 	$(BIN)/ruff check src tests
 	$(BIN)/pytest -q -m "slow or not slow" tests
 

@@ -1,4 +1,5 @@
-"""Suite-wide settings. CI sets LABMIND_REQUIRE_BWRAP=1 so a missing sandbox fails instead of skipping."""
+"""Suite-wide settings. CI sets LABMIND_REQUIRE_BWRAP=1 (and LABMIND_REQUIRE_RAY=1) so a missing sandbox (or
+Ray) fails instead of skipping."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from llm_server import llm_server_url  # noqa: F401  (the local LLM server fixtu
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.environ.get("LABMIND_REQUIRE_BWRAP") == "1" and shutil.which("bwrap") is None:
         raise pytest.UsageError("LABMIND_REQUIRE_BWRAP=1 but bubblewrap (bwrap) is not installed")
+    if os.environ.get("LABMIND_REQUIRE_RAY") == "1" and any(item.get_closest_marker("ray") for item in items):
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise pytest.UsageError("LABMIND_REQUIRE_RAY=1 but Ray is not installed (make ray installs it)") from None
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from labmind.execute.base import RunOutcome, RunSpec, Slot
-from labmind.execute.local import LocalExecutor
+from labmind.execute.prepared import PreparedRunner
 from labmind.execute.sandbox import Sandbox
 
 #: The real interpreter: a venv's python may live under /tmp, which the sandbox replaces with a tmpfs.
@@ -52,7 +52,7 @@ class Tree:
         self, mode: str, command: str, *, slot: Slot = Slot(0), grace_s: float = 0.5, network: bool = False,
         **kwargs: object,
     ) -> RunOutcome:  # fmt: skip
-        executor = LocalExecutor([slot], Sandbox(mode), grace_s=grace_s, network=network)  # type: ignore[arg-type]
+        executor = PreparedRunner([slot], Sandbox(mode), grace_s=grace_s, network=network)  # type: ignore[arg-type]
         return asyncio.run(executor.run(self.spec(command, **kwargs), slot))
 
     def log_text(self) -> str:

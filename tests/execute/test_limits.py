@@ -13,7 +13,7 @@ import pytest
 from labmind.execute.base import RunOutcome, Slot
 from labmind.execute.cgroups import find_cgroups
 from labmind.execute.limits import RunLimits, resolve_limits
-from labmind.execute.local import LocalExecutor
+from labmind.execute.prepared import PreparedRunner
 from labmind.execute.sandbox import resolve_sandbox
 from labmind.task.model import RunSection
 
@@ -34,7 +34,7 @@ def run(tree: Tree, mode: str, backend: str, command: str, limits: RunLimits, ti
     else:
         cgroups = None
     sandbox = resolve_sandbox("bwrap")[0] if mode == "bwrap" else resolve_sandbox("none")[0]
-    executor = LocalExecutor([Slot(0)], sandbox, grace_s=0.5, cgroups=cgroups)
+    executor = PreparedRunner([Slot(0)], sandbox, grace_s=0.5, cgroups=cgroups)
     spec = tree.spec(command, limits=limits, timeout_s=timeout_s)
     return asyncio.run(executor.run(spec, Slot(0)))
 

@@ -1,4 +1,5 @@
-"""LocalExecutor with real subprocesses; the bwrap variants use a real bubblewrap."""
+"""PreparedRunner (how both executors run a prepared run) with real subprocesses; the bwrap variants use a
+real bubblewrap."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from labmind.execute.base import Slot
-from labmind.execute.local import EVAL_SEPARATOR, LocalExecutor, scrub_env
+from labmind.execute.prepared import EVAL_SEPARATOR, PreparedRunner, scrub_env
 from labmind.execute.procs import find_by_token
 from labmind.execute.sandbox import Sandbox
 
@@ -117,7 +118,7 @@ def test_sigterm_ignored_gets_sigkill_after_grace(tree: Tree) -> None:
 def test_cancellation_kills_the_run(tree: Tree) -> None:
     token = f"test-{uuid.uuid4().hex}"
     spec = tree.spec(DAEMON, token=token)
-    executor = LocalExecutor([Slot(0)], Sandbox("none"))
+    executor = PreparedRunner([Slot(0)], Sandbox("none"))
 
     async def scenario() -> None:
         task = asyncio.create_task(executor.run(spec, Slot(0)))
@@ -302,3 +303,19 @@ def test_wall_clock_excludes_evaluation(tree: Tree) -> None:
     out = tree.run("none", "echo score: 1", evaluate="sleep 1; echo score: 1")
     assert out.status == "ok"
     assert out.seconds < 0.9
+
+
+def test_a_multi_gpu_run_gets_its_devices_and_a_rendezvous(tree):
+    command = 'echo "devices=$CUDA_VISIBLE_DEVICES nproc=$LABMIND_NPROC pet=$PET_NPROC_PER_NODE ' \
+              'addr=$MASTER_ADDR port=$MASTER_PORT"; echo score: 1'
+    outcome = tree.run("none", command, slot=Slot(0, gpus=(2, 3)))
+    assert outcome.status == "ok"
+    line = next(x for x in tree.log_text().splitlines() if x.startswith("devices="))
+    fields = dict(part.split("=", 1) for part in line.split())
+    assert fields["devices"] == "2,3" and fields["nproc"] == "2" and fields["pet"] == "2"
+    assert fields["addr"] == "127.0.0.1" and 0 < int(fields["port"]) < 65536
+
+
+def test_a_single_gpu_run_gets_no_rendezvous(tree):
+    outcome = tree.run("none", 'echo "port=${MASTER_PORT:-none}"; echo score: 1', slot=Slot(0, gpus=(1,)))
+    assert outcome.status == "ok" and "port=none" in tree.log_text()

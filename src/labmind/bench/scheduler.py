@@ -3,12 +3,17 @@
 Runs last R seconds (`sleep`), the brain takes L seconds per proposal, S CPU slots. The same lab code is
 measured twice in one process: with proposals prepared ahead of free slots (labmind's scheduler) and as
 a sequential propose-then-run loop per slot (autoresearch's shape, where a slot waits for its brain).
+
+With `--executor ray` it measures scale-out instead: labmind's scheduler on the local executor (S CPU slots)
+and on a Ray cluster (S slots of one logical GPU each), for each S asked, with the scheduling overhead per
+run (slot time not spent running the command) and the lab host's CPU per run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import resource
 import subprocess
 import tempfile
 import threading
@@ -28,6 +33,7 @@ editable = ["score.txt"]
 [run]
 command = "sleep {r} && cat score.txt"
 timeout = "{timeout}s"
+gpus = {gpus}
 
 [metric]
 name = "score"
@@ -72,11 +78,16 @@ class BenchResult:
     window_s: float
     duty_cycle: float
     experiments_per_hour: float
+    executor: str = "local"
+    overhead_s: float = 0.0  # per run: slot time held by the lab minus the command's own time
+    cpu_per_run_s: float = 0.0  # the lab process's CPU (itself and its children) per run
 
 
-def _make_task(root: Path, run_s: float) -> None:
+
+
+def _make_task(root: Path, run_s: float, gpus: int = 0) -> None:
     root.mkdir(parents=True)
-    (root / "labmind.toml").write_text(TOML.format(r=run_s, timeout=max(60, int(run_s * 20))))
+    (root / "labmind.toml").write_text(TOML.format(r=run_s, timeout=max(60, int(run_s * 20)), gpus=gpus))
     (root / "score.txt").write_text("score: 0.5\n")
     for args in (["init", "-q"], ["add", "-A"],
                  ["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench"]):
@@ -98,20 +109,49 @@ def measure(store: Store, mode: str, slots: int, run_s: float, brain_s: float) -
 
 
 def bench_once(workdir: Path, *, prefetch: bool, slots: int, run_s: float, brain_s: float, experiments: int,
-               sandbox: str, seed: int = 0) -> BenchResult:
-    task_dir = workdir / ("prefetch" if prefetch else "sequential")
-    _make_task(task_dir, run_s)
-    given = {"max_experiments": experiments, "sandbox": sandbox, "prefetch": prefetch, "seed": seed}
+               sandbox: str, seed: int = 0, executor: str = "local", ray_address: str | None = None) -> BenchResult:
+    task_dir = workdir / f"{'prefetch' if prefetch else 'sequential'}-{executor}-{slots}"
+    # On Ray each run takes one (logical) GPU, as a GPU task would; locally a CPU slot.
+    _make_task(task_dir, run_s, gpus=1 if executor == "ray" else 0)
+    given = {"max_experiments": experiments, "sandbox": sandbox, "prefetch": prefetch, "seed": seed,
+             "executor": executor, "ray_address": ray_address if executor == "ray" else None}
     opened = open_lab(task_dir, flags={}, given=given, reporter=_Quiet(), gpus=None, slots=slots,
                       brain=SleepBrain(brain_s, seed))
     try:
-        asyncio.run(opened.lab.run())
-        return measure(opened.store, "labmind (prefetch)" if prefetch else "sequential", slots, run_s, brain_s)
+        cpu_before = _cpu_s()
+        stats = asyncio.run(opened.lab.run())
+        cpu = _cpu_s() - cpu_before
+        mode = "labmind (prefetch)" if prefetch else "sequential"
+        result = measure(opened.store, mode, slots, run_s, brain_s)
+        runs = [r for r in opened.store.runs() if r.status == "done" and r.ended_at and r.started_at]
+        command_s = sum((r.ended_at or 0.0) - (r.started_at or 0.0) for r in runs)
+        return BenchResult(**{**result.__dict__, "executor": executor,
+                              "overhead_s": max(0.0, stats.busy_s - command_s) / max(1, len(runs)),
+                              "cpu_per_run_s": cpu / max(1, len(runs))})
     finally:
         opened.close()
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (git, the runs' shells)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def run_bench(*, slots: int, run_s: float, brain_s: float, experiments: int, sandbox: str) -> list[BenchResult]:
     with tempfile.TemporaryDirectory(prefix="labmind-bench-") as tmp:
         return [bench_once(Path(tmp), prefetch=p, slots=slots, run_s=run_s, brain_s=brain_s,
                            experiments=experiments, sandbox=sandbox) for p in (True, False)]
+
+
+def run_scale_bench(*, slot_counts: list[int], run_s: float, brain_s: float, experiments_per_slot: int,
+                    sandbox: str, ray_address: str | None) -> list[BenchResult]:
+    """labmind's scheduler on the local executor and on Ray, at each slot count (experiments scale with S)."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="labmind-bench-") as tmp:
+        for slots in slot_counts:
+            for executor in ("local", "ray"):
+                out.append(bench_once(Path(tmp), prefetch=True, slots=slots, run_s=run_s, brain_s=brain_s,
+                                      experiments=experiments_per_slot * slots, sandbox=sandbox, executor=executor,
+                                      ray_address=ray_address))
+    return out

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Protocol
 
 from labmind.brains.base import BrainContext, BrainError, Idea, PastExperiment
-from labmind.execute.local import with_interpreter
+from labmind.execute.prepared import with_interpreter
 from labmind.library.record import insight_lines, parse_applies
 from labmind.observe.numbers import bar_text, figure_text, spread_of
 from labmind.task.model import Task

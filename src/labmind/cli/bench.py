@@ -6,34 +6,57 @@ import typer
 from rich.table import Table
 
 from labmind.cli.common import console, fail, print_json
+from labmind.lab import LabError
 
 bench_app = typer.Typer(help="Benchmarks that ship with labmind.", no_args_is_help=True)
 
 
 @bench_app.command("scheduler")
 def scheduler(
-    slots: int = typer.Option(4, min=1, help="Slots (S)."),
+    slots: str = typer.Option("4", help="Slots (S); with --executor ray a list such as 4,8,16."),
     run_s: float = typer.Option(2.0, "--run", min=0.01, help="Seconds per run (R): 60 s scaled down."),
     brain_s: float = typer.Option(None, "--brain", min=0.0, help="Seconds per proposal (L); default R/2."),
-    experiments: int = typer.Option(40, min=1, help="Experiments per mode."),
+    experiments: int = typer.Option(None, min=1, help="Experiments per mode (default 40; with --executor ray, "
+                                                      "4 per slot)."),
     sandbox: str = typer.Option("none", help="Sandbox for the simulated runs (none measures scheduling only)."),
+    executor: str = typer.Option("local", help="local: labmind vs a sequential loop; ray: local vs a Ray cluster "
+                                               "at each slot count (docs/ray.md)."),
+    ray_address: str = typer.Option(None, help="--executor ray: the cluster (default: auto)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Slot duty cycle and experiments/hour: labmind's scheduler vs a sequential propose-then-run loop."""
-    from labmind.bench.scheduler import run_bench
+    """Slot duty cycle and experiments/hour: labmind's scheduler vs a sequential propose-then-run loop, or
+    (--executor ray) the local executor vs a Ray cluster at several slot counts."""
+    from labmind.bench.scheduler import run_bench, run_scale_bench
 
-    if slots < 1:
+    try:
+        counts = [int(x) for x in slots.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--slots expects a number or a list such as 4,8,16, got {slots!r}")
+    if not counts or min(counts) < 1:
         fail("--slots must be at least 1")
-    results = run_bench(slots=slots, run_s=run_s, brain_s=run_s / 2 if brain_s is None else brain_s,
-                        experiments=experiments, sandbox=sandbox)
+    if executor not in ("local", "ray"):
+        fail(f"--executor must be local or ray, got {executor!r}")
+    brain = run_s / 2 if brain_s is None else brain_s
+    try:
+        if executor == "ray":
+            results = run_scale_bench(slot_counts=counts, run_s=run_s, brain_s=brain,
+                                      experiments_per_slot=experiments or 4, sandbox=sandbox, ray_address=ray_address)
+        else:
+            if len(counts) > 1:
+                fail("a list of slot counts needs --executor ray; give one number")
+            results = run_bench(slots=counts[0], run_s=run_s, brain_s=brain, experiments=experiments or 40,
+                                sandbox=sandbox)
+    except LabError as exc:
+        fail(str(exc))
     if json_out:
         print_json([r.__dict__ for r in results])
         return
-    table = Table("mode", "S", "R (s)", "L (s)", "experiments", "window (s)", "slot duty cycle", "experiments/hour",
-                  header_style="bold")
+    table = Table("mode", "executor", "S", "R (s)", "L (s)", "experiments", "window (s)", "slot duty cycle",
+                  "experiments/hour", "overhead/run (s)", "lab CPU/run (s)", header_style="bold")
     for r in results:
-        table.add_row(r.mode, str(r.slots), f"{r.run_s:g}", f"{r.brain_s:g}", str(r.experiments), f"{r.window_s:.1f}",
-                      f"{r.duty_cycle:.3f}", f"{r.experiments_per_hour:.0f}")
+        table.add_row(r.mode, r.executor, str(r.slots), f"{r.run_s:g}", f"{r.brain_s:g}", str(r.experiments),
+                      f"{r.window_s:.1f}", f"{r.duty_cycle:.3f}", f"{r.experiments_per_hour:.0f}",
+                      f"{r.overhead_s:.3f}", f"{r.cpu_per_run_s:.3f}")
     console.print(table)
 
 

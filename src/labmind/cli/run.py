@@ -140,6 +140,11 @@ def run(
     lines: int = typer.Option(None, min=1, help="Research lines (default: one per slot)."),
     policy: str = typer.Option(None, help="Search policy: greedy (per-line ratchet) or tree (UCB over lines)."),
     sandbox: str = typer.Option(None, help="auto | bwrap | none (auto: bwrap when it works)."),
+    executor: str = typer.Option(None, help="local (default: this machine) | ray (a Ray cluster; docs/ray.md)."),
+    ray_address: str = typer.Option(None, help="--executor ray: the cluster, e.g. auto or ray://HOST:10001 "
+                                               "(default: auto)."),
+    resources: list[str] = typer.Option(None, help="--executor ray: a custom Ray resource each run needs, e.g. "
+                                                   "H100=1 (repeatable)."),
     brain_network: bool = typer.Option(None, "--brain-network/--no-brain-network",
                                        help="Let a command brain use the network and your environment."),
     seed: int = typer.Option(None, min=0, max=2**31 - 1, help="Seed for the brain and the search policy."),
@@ -169,7 +174,8 @@ def run(
              "policy": policy, "sandbox": sandbox, "brain_network": brain_network, "seed": seed,
              "ideas_model": ideas_model, "review_model": review_model, "llm_budget_usd": llm_budget_usd,
              "llm_tokens_per_experiment": llm_tokens_per_experiment, "max_repairs": max_repairs,
-             "director_every": director_every, "library": library_setting(library)}
+             "director_every": director_every, "executor": executor, "ray_address": ray_address,
+             "ray_resources": tuple(resources) if resources else None, "library": library_setting(library)}
     output = "json" if json_out else "plain" if plain else "live"
     if fresh:
         start_afresh(task_dir, to_stderr=True)  # stdout may be JSON lines
@@ -184,6 +190,7 @@ def resume(
     gpus: str = typer.Option(None, help="GPUs to use, e.g. 0,1."),
     slots: int = typer.Option(None, min=1, help="CPU slots for CPU tasks."),
     sandbox: str = typer.Option(None, help="auto | bwrap | none"),
+    ray_address: str = typer.Option(None, help="--executor ray: the cluster's address, when it changed."),
     llm_budget_usd: float = typer.Option(None, min=0.0, help="Raise or lower the lab's LLM spending cap (US dollars)."),
     review_model: str = typer.Option(None, help="Turn on (or change) the guard's LLM auditor."),
     library: str = typer.Option(None, help="Insight library: a path, or off (default: $LABMIND_LIBRARY, else "
@@ -197,6 +204,7 @@ def resume(
     except ValueError as exc:
         fail(f"--budget: {exc}")
     given = {"brain": brain, "max_experiments": max_experiments, "budget_s": budget_s, "sandbox": sandbox,
-             "llm_budget_usd": llm_budget_usd, "review_model": review_model, "library": library_setting(library)}
+             "llm_budget_usd": llm_budget_usd, "review_model": review_model, "ray_address": ray_address,
+             "library": library_setting(library)}
     output = "json" if json_out else "plain" if plain else "live"
     execute(task_dir, flags={}, given=given, gpus=gpus, slots=slots, output=output, require_existing=True)

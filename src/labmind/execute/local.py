@@ -1,352 +1,53 @@
-"""The local executor: runs on this machine's GPUs/CPUs, one run per slot, sandboxed, scrubbed env."""
+"""The local executor: runs on this machine's GPUs/CPUs, one run per slot, each run request materialised as
+worktrees of the user's repository (see materialise.py) and run by `PreparedRunner`."""
 
 from __future__ import annotations
 
-import errno
-import math
-import os
-import re
-import shutil
-import sys
-import tempfile
-import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from labmind.execute.base import RunOutcome, RunSpec, RunStatus, Slot
-from labmind.execute.cgroups import Cgroups, find_cgroups
-from labmind.execute.limits import RunLimits
-from labmind.execute.metric import ParsedMetrics, is_usable, parse_log
-from labmind.execute.procs import TOKEN_VAR, kill_by_token
-from labmind.execute.runner import Ended, run_confined
+from labmind.execute.base import RunOutcome, RunRequest, Slot
+from labmind.execute.cgroups import Cgroups
+from labmind.execute.materialise import Checkouts, run_request
+from labmind.execute.prepared import EVAL_SEPARATOR, PreparedRunner, scrub_env, with_interpreter
+from labmind.execute.procs import kill_by_token
 from labmind.execute.sandbox import Sandbox
-from labmind.execute.slots import gpu_device_nodes
-from labmind.numeric import why_unusable
 
-EVAL_SEPARATOR = "----- labmind: trusted evaluation -----"
-TAIL_LINES = 40
-TAIL_BYTES = 4096
-#: Relative difference between a self-reported and an evaluated metric that counts as a mismatch.
-MISMATCH_REL_TOL = 1e-6
-
-#: Copied from labmind's environment into every run; nothing else is.
-_ALLOWED_PARENT_VARS = ("PATH", "LANG", "LC_ALL", "TERM", "TZ")
-#: GPU hosts need these to keep NCCL/PyTorch/NVSHMEM off NVLink multicast; copied when set.
-_GPU_HOST_VARS = ("NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS")
-_SECRET_NAME = re.compile(
-    r"API_?KEY|ACCESS_KEY|PRIVATE_KEY|_TOKEN$|^TOKEN$|SECRET|PASSWORD|PASSWD|CREDENTIAL|^AWS_",
-    re.IGNORECASE,
-)
-
-
-def is_secret_name(name: str) -> bool:
-    return bool(_SECRET_NAME.search(name))
-
-
-def scrub_env(mapping: dict[str, str]) -> dict[str, str]:
-    """`mapping` without variables that look like credentials (API keys, tokens, secrets, AWS_*)."""
-    return {k: v for k, v in mapping.items() if not is_secret_name(k)}
-
-
-def with_interpreter(path: str) -> str:
-    """PATH with labmind's own interpreter directory first, so `python` in a task command means the
-    environment labmind was installed into (its virtualenv), as it would in an activated shell."""
-    bindir = os.path.dirname(sys.executable)
-    parts = [p for p in path.split(os.pathsep) if p and p != bindir]
-    return os.pathsep.join([bindir, *parts])
-
-
-def run_env(spec_env: dict[str, str], slot: Slot, token: str, home: str) -> dict[str, str]:
-    """The whole environment of a run: an allow-list of ours, the task's (scrubbed), then the fixed
-    variables that the task may not override (token and device assignment)."""
-    env = {k: os.environ[k] for k in (*_ALLOWED_PARENT_VARS, *_GPU_HOST_VARS) if k in os.environ}
-    env["PATH"] = with_interpreter(env.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
-    env["HOME"] = home
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(scrub_env(spec_env))
-    env[TOKEN_VAR] = token
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, slot.gpus))
-    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-    return env
-
-
-def log_tail(path: Path, start: int = 0, max_lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> str:
-    """The last lines of a log written since byte `start`, at most max_bytes."""
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(start, size - max_bytes))
-            data = f.read()
-    except OSError:
-        return ""
-    return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-max_lines:])
+__all__ = ["EVAL_SEPARATOR", "LocalExecutor", "scrub_env", "with_interpreter"]
 
 
 class LocalExecutor:
-    """Runs RunSpecs as local subprocesses; see docs/architecture.md and docs/integrity.md (trusted evaluation)."""
+    """Runs RunRequests on this machine's slots; see docs/architecture.md (executor)."""
 
-    def __init__(self, slots: list[Slot], sandbox: Sandbox, *, grace_s: float = 5.0, network: bool = False,
-                 cgroups: Cgroups | Literal["auto"] | None = "auto"):
-        self._slots = list(slots)
-        #: Where runs get their cgroups; "auto": found on first use (see cgroups.py), None: never.
-        self._cgroups = cgroups
-        self._sandbox = sandbox
-        self._grace_s = grace_s
-        self._network = network
-        # Under bwrap a GPU run gets only its own /dev/nvidia<minor> nodes (when they can be mapped).
-        wants_gpus = sandbox.name == "bwrap" and any(slot.gpus for slot in slots)
-        self._gpu_nodes = gpu_device_nodes() if wants_gpus else {}
-
-    def _devices(self, slot: Slot) -> tuple[str, ...] | bool:
-        if slot.gpus and all(g in self._gpu_nodes for g in slot.gpus):
-            return tuple(self._gpu_nodes[g] for g in slot.gpus)
-        return bool(slot.gpus)
+    def __init__(self, slots: list[Slot], sandbox: Sandbox, checkouts: Checkouts, *, grace_s: float = 5.0,
+                 network: bool = False, cgroups: Cgroups | Literal["auto"] | None = "auto") -> None:
+        self.runner = PreparedRunner(slots, sandbox, grace_s=grace_s, network=network, cgroups=cgroups)
+        self.checkouts = checkouts
 
     @property
     def slots(self) -> list[Slot]:
-        return list(self._slots)
-
-    @property
-    def cgroups(self) -> Cgroups | None:
-        if self._cgroups == "auto":
-            self._cgroups = find_cgroups()
-        return self._cgroups
-
-    @property
-    def limits_mechanism(self) -> str:
-        """How memory and process limits are enforced here, for people."""
-        found = self.cgroups
-        if found is not None:
-            return f"{found.describe()}, enforced by the kernel"
-        return ("rlimits and a watchdog polling the runs' memory and threads every 0.5 s (no writable cgroup; "
-                "see docs/integrity.md)")
+        return self.runner.slots
 
     @property
     def sandbox_name(self) -> str:
-        return self._sandbox.name
+        return self.runner.sandbox_name
+
+    @property
+    def limits_mechanism(self) -> str:
+        return self.runner.limits_mechanism
+
+    async def run(self, request: RunRequest, slot: Slot) -> RunOutcome:
+        return await run_request(request, slot, self.runner, self.checkouts)
+
+    def adopt(self, commit: str, worktree: Path) -> bool:
+        self.checkouts.adopt(commit, worktree)
+        return True
 
     def kill_leftovers(self, tokens: list[str]) -> int:
         return kill_by_token(tokens)
 
-    async def run(self, spec: RunSpec, slot: Slot) -> RunOutcome:
-        token = spec.token or f"labmind-{uuid.uuid4().hex}"
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        start_offset = _size(spec.log_path)
-        scratch = tempfile.mkdtemp(prefix="labmind-home-")
-        started = time.time()
-        try:
-            home = "/tmp" if self._sandbox.name == "bwrap" else scratch  # bwrap's /tmp is a private tmpfs
-            env = run_env(spec.env, slot, token, home)
-            if isinstance(self._devices(slot), tuple):
-                # Only the slot's GPUs exist inside the sandbox, numbered from 0 there.
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(slot.gpus)))
-                env["LABMIND_GPUS"] = ",".join(map(str, slot.gpus))
-            command_spec = replace(spec, hidden=(*spec.hidden, *spec.run_hidden))
-            proc = await self._exec(spec.command, command_spec, slot, env, token, spec.timeout_s)
-            # The candidate's wall clock, measured here and excluding the trusted evaluation.
-            times = (started, time.time())
-            run_end = _size(spec.log_path)
-            if proc.timed_out or proc.exit_code != 0 or proc.breach:
-                status: RunStatus = "timed_out" if proc.timed_out else "crashed"
-                return self._outcome(spec, status, proc.exit_code, times, start_offset)
-            run_metrics = parse_log(spec.log_path, [spec.metric, *spec.secondary], start_offset, run_end)
-            if spec.evaluate is None:
-                outcome = self._judge_metrics(spec, run_metrics, None, times, start_offset)
-                return await self._with_holdout(outcome, spec, slot, env, token)
-            _append(spec.log_path, f"\n{EVAL_SEPARATOR}\n")
-            eval_spec = _evaluation_spec(spec)
-            eval_start = _size(spec.log_path)
-            evaluation = await self._exec(spec.evaluate, eval_spec, slot, env, token, spec.timeout_s)
-            if evaluation.timed_out or evaluation.exit_code != 0 or evaluation.breach:
-                # Flagged so people can tell the trusted evaluator's failure from the candidate's.
-                status = "timed_out" if evaluation.timed_out else "crashed"
-                flag = "evaluator_timed_out" if evaluation.timed_out else "evaluator_failed"
-                return self._outcome(spec, status, evaluation.exit_code, times, start_offset, (flag,))
-            eval_metrics = parse_log(spec.log_path, [spec.metric, *spec.secondary], eval_start)
-            outcome = self._judge_metrics(spec, eval_metrics, run_metrics, times, start_offset)
-            return await self._with_holdout(outcome, spec, slot, env, token)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+    def unavailable(self) -> str | None:
+        return None
 
-    async def _with_holdout(self, outcome: RunOutcome, spec: RunSpec, slot: Slot, env: dict[str, str],
-                            token: str) -> RunOutcome:
-        """Score the run's artifacts on held-out data too (pristine checkout, separate log)."""
-        if spec.holdout is None or outcome.status != "ok":
-            return outcome
-        held = replace(_evaluation_spec(spec), log_path=spec.log_path.with_name(spec.log_path.name + ".holdout"))
-        proc = await self._exec(spec.holdout, held, slot, env, token, spec.timeout_s)
-        if proc.timed_out or proc.exit_code != 0 or proc.breach:
-            return replace(outcome, flags=(*outcome.flags, "holdout_failed"))
-        value = parse_log(held.log_path, [spec.metric]).get(spec.metric)
-        return replace(outcome, holdout=value if is_usable(value) else None)
-
-    async def _exec(
-        self, command: str, spec: RunSpec, slot: Slot, env: dict[str, str], token: str, timeout_s: float
-    ) -> Ended:
-        """Run `bash -c command` sandboxed and under the run's limits, output appended to the log."""
-        limits = spec.limits or RunLimits()
-        argv = self._sandbox.wrap(
-            ["bash", "-c", command],
-            workdir=spec.workdir,
-            writable=[spec.writable],
-            readonly=list(spec.protected),
-            hidden=list(spec.hidden),
-            gpus=self._devices(slot),
-            network=self._network,
-            env=env,
-            tmp_size=limits.memory,
-        )
-        cgroups = self.cgroups if limits.memory is not None or limits.processes is not None else None
-        return await run_confined(argv, cwd=spec.workdir, env=env, log_path=spec.log_path, token=token,
-                                  timeout_s=timeout_s, limits=limits, cgroups=cgroups, grace_s=self._grace_s)
-
-    def _judge_metrics(
-        self,
-        spec: RunSpec,
-        metrics: ParsedMetrics,
-        self_reported_from: ParsedMetrics | None,
-        times: tuple[float, float],
-        start_offset: int,
-    ) -> RunOutcome:
-        """Status, metric and flags from the parsed part of the log that counts."""
-        flags: list[str] = []
-        value = metrics.get(spec.metric)
-        if metrics.count(spec.metric) > 1:
-            flags.append("metric_repeated")
-        secondary = _secondary(spec, metrics, self_reported_from)
-        self_reported = None
-        if self_reported_from is not None and (claimed := self_reported_from.get(spec.metric)) is not None:
-            self_reported = claimed if is_usable(claimed) else None
-            if value is not None and _mismatch(claimed, value):
-                flags.append("self_reported_mismatch")
-        if value is None:
-            status: RunStatus = "no_metric"
-        elif not is_usable(value):
-            # Said in the log, whose last line the verdict's reason quotes.
-            _append(spec.log_path, f"\nlabmind: {spec.metric} = {value!r} {why_unusable(value)}: bad_metric\n")
-            status, value = "bad_metric", None
-        else:
-            status = "ok"
-        return self._outcome(
-            spec, status, 0, times, start_offset, tuple(flags), value, secondary, self_reported
-        )
-
-    def _outcome(
-        self,
-        spec: RunSpec,
-        status: RunStatus,
-        exit_code: int | None,
-        times: tuple[float, float],
-        start_offset: int,
-        flags: tuple[str, ...] = (),
-        metric: float | None = None,
-        secondary: dict[str, float] | None = None,
-        self_reported: float | None = None,
-    ) -> RunOutcome:
-        return RunOutcome(
-            status=status,
-            exit_code=exit_code,
-            metric=metric,
-            secondary=secondary or {},
-            flags=flags,
-            log_tail=log_tail(spec.log_path, start_offset),
-            started_at=times[0],
-            ended_at=times[1],
-            sandbox=self._sandbox.name,
-            self_reported=self_reported,
-        )
-
-
-def _evaluation_spec(spec: RunSpec) -> RunSpec:
-    """The spec the trusted evaluator runs under: in the pristine checkout when there is one, with the
-    run's declared artifacts (regular files only, never symlinks) copied in."""
-    if spec.eval_workdir is None or spec.eval_writable is None:
-        return spec
-    for pattern in spec.artifacts:
-        for src in spec.workdir.glob(pattern):
-            if src.is_symlink() or not src.is_file() or _through_symlink(spec.workdir, src):
-                continue
-            dst = spec.eval_workdir / src.relative_to(spec.workdir)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            copy_sparse(src, dst)
-    protected = tuple(spec.eval_workdir / p.relative_to(spec.workdir) for p in spec.protected
-                      if p.is_relative_to(spec.workdir))
-    return replace(spec, workdir=spec.eval_workdir, writable=spec.eval_writable, protected=protected)
-
-
-def _through_symlink(root: Path, path: Path) -> bool:
-    """Whether a path below root passes through a symlinked directory: an artifact reached that way is a
-    host file the run pointed at (a hidden one, say), never something the run made."""
-    current = root
-    for part in path.relative_to(root).parts[:-1]:
-        current = current / part
-        if current.is_symlink():
-            return True
-    return False
-
-
-def copy_sparse(src: Path, dst: Path) -> None:
-    """Copy a file keeping its holes: a run's 64 GiB sparse artifact stays a few blocks on disk, instead of
-    64 GiB of zeros written by labmind (SEEK_DATA/SEEK_HOLE; a plain copy where they are unsupported)."""
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        size = os.fstat(fin.fileno()).st_size
-        try:
-            regions = list(_data_regions(fin.fileno(), size))
-        except OSError:  # no SEEK_DATA on this file system: all of it is data
-            regions = [(0, size)]
-        for start, end in regions:
-            fin.seek(start)
-            fout.seek(start)
-            remaining = end - start
-            while remaining > 0 and (block := fin.read(min(remaining, 1 << 20))):
-                fout.write(block)
-                remaining -= len(block)
-        fout.truncate(size)
-    shutil.copymode(src, dst)
-
-
-def _data_regions(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    offset = 0
-    while offset < size:
-        try:
-            start = os.lseek(fd, offset, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:  # only a hole is left
-                return
-            raise
-        end = os.lseek(fd, start, os.SEEK_HOLE)
-        yield start, end
-        offset = end
-
-
-def _secondary(spec: RunSpec, primary: ParsedMetrics, fallback: ParsedMetrics | None) -> dict[str, float]:
-    """Finite secondary values, from the trusted part first and the run's own output otherwise."""
-    out = {}
-    for name in spec.secondary:
-        value = primary.get(name)
-        if value is None and fallback is not None:
-            value = fallback.get(name)
-        if is_usable(value):
-            out[name] = value
-    return out
-
-
-def _mismatch(claimed: float, evaluated: float) -> bool:
-    if not (math.isfinite(claimed) and math.isfinite(evaluated)):
-        return not (claimed == evaluated or (math.isnan(claimed) and math.isnan(evaluated)))
-    return not math.isclose(claimed, evaluated, rel_tol=MISMATCH_REL_TOL, abs_tol=1e-12)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _append(path: Path, text: str) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(text)
+    def close(self) -> None:
+        self.checkouts.clear()

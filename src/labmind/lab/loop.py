@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from labmind.brains.base import NOT_TAKEN, Brain, Idea, experiments_made
-from labmind.execute.base import Executor, RunOutcome, RunSpec, Slot
+from labmind.execute.base import Change, Executor, RunOutcome, RunRequest, Slot, SlotLost
 from labmind.execute.cgroups import memory_available
 from labmind.execute.limits import resolve_limits
 from labmind.execute.sandbox import default_hidden
@@ -43,7 +43,6 @@ from labmind.workspace import git as gitops
 from labmind.workspace.scope import (
     DigestCaps,
     hide_targets,
-    protected_files,
     scope_violation,
     to_task_relative,
     verify_protected,
@@ -139,7 +138,8 @@ class Lab(Steering):
         self.running: dict[int, tuple[Slot, int]] = {}  # run id -> (slot, experiment id)
         self.slot_taken: dict[int, float] = {}  # run id -> when its slot was taken (monotonic)
         self.overlaps: dict[int, set[int]] = {}  # run id -> the other runs that ran while it did
-        self.ready_worktrees: dict[int, Path] = {}  # experiment id -> its proposal's worktree, at its commit
+        self.changes: dict[str, Change] = {}  # commit -> the change runs of it are shipped as
+        self.paused = False  # no run can start on the executor now (a cluster without GPU workers)
         lookahead = settings.lookahead if settings.lookahead is not None else len(self.slots)
         self.lookahead = lookahead
         self.pool = ThreadPoolExecutor(max_workers=len(self.slots) + lookahead + 1, thread_name_prefix="brain")
@@ -336,8 +336,7 @@ class Lab(Steering):
         self.store.set_meta("session", json.dumps({"started_at": time.time(), "budget_s": self.settings.budget_s}))
         self.recover()
         self.refuse_failed_baseline()
-        mechanism = getattr(self.executor, "limits_mechanism", None)
-        self.note("limits", f"per run: {self.limits.describe()}" + (f"; {mechanism}" if mechanism else ""))
+        self.note("limits", f"per run: {self.limits.describe()}; {self.executor.limits_mechanism}")
         await asyncio.to_thread(self.run_setup)
         self.ensure_baseline()
         self.ensure_lines()
@@ -376,7 +375,7 @@ class Lab(Steering):
             self.close_if_done()
             self.dispatch()
             self.reporter.tick(self)
-            if not self.tasks or self.budget_spent():
+            if (not self.tasks and not self.paused) or self.budget_spent():
                 break
             self._wake.clear()
             waker = asyncio.ensure_future(self._wake.wait())
@@ -440,6 +439,7 @@ class Lab(Steering):
             fut.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        self.executor.close()
         close = getattr(self.brain, "close", None)
         if callable(close):
             close()  # lets a brain that waits (an external agent, say) give up its wait
@@ -653,11 +653,11 @@ class Lab(Steering):
                 self.store.update_experiment(
                     exp_id, flags=sorted(set(rule_flags) | {f.flag_text() for f in p.findings}))
         self.refresh(exp_id)
-        if p.worktree is not None:
-            if verdict is None:
-                self.ready_worktrees[exp_id] = p.worktree
-            else:
-                gitops.remove_worktree(self.repo.root, p.worktree)
+        # The proposal's worktree is exactly at the new commit: the executor may run the screen in it, which
+        # keeps worktree creation off the slot's critical path.
+        if p.worktree is not None and (verdict is not None or snap.commit is None
+                                       or not self.executor.adopt(snap.commit, p.worktree)):
+            gitops.remove_worktree(self.repo.root, p.worktree)
         if verdict is not None:
             self.referee.finish(exp_id, verdict, reason)
         else:
@@ -691,6 +691,8 @@ class Lab(Steering):
 
     def dispatch(self) -> None:
         queued = sorted(self.store.runs(status="queued"), key=lambda r: (RUN_PRIORITY[r.purpose], r.id))
+        if queued and not self.wait_for_executor():
+            return
         for run in queued:
             available = len(self.free) - (0 if self.settings.prefetch else self.reserved)
             if self.stopping or self.fatal or available <= 0:
@@ -700,6 +702,18 @@ class Lab(Steering):
             if run.purpose == "screen" and not self.in_budget():
                 continue
             self.start_run(run, self.free.pop(0))
+
+    def wait_for_executor(self) -> bool:
+        """Whether runs can start; while the executor cannot take any (a cluster that lost its GPU workers),
+        the lab pauses, says why once, and goes on by itself when they return."""
+        why = self.executor.unavailable()
+        if why is not None and not self.paused:
+            self.note("paused", f"paused: {why}. Queued runs wait and start when it can run them again; "
+                                "`labmind stop` re-queues the running ones for `labmind resume`")
+        elif why is None and self.paused:
+            self.note("resumed", "the executor can run again: queued runs start")
+        self.paused = why is not None
+        return not self.paused
 
     def run_env(self, seed: int) -> dict[str, str]:
         env: dict[str, str] = {}
@@ -719,53 +733,56 @@ class Lab(Steering):
         log = self.paths.run_log(exp.id, run.id)
         self.store.update_run(run.id, status="running", slot=slot.label, token=token, started_at=time.time(),
                               log_path=str(log), sandbox=self.executor.sandbox_name)
-        ready = self.ready_worktrees.pop(exp.id, None) if run.purpose == "screen" else None
-        worktree = ready or self.paths.worktrees / f"run-{run.id}"
-        task_dir = self.task_dir_in(worktree)
-        spec = RunSpec(
-            run_id=run.id, command=self.task.run.command, workdir=task_dir, writable=worktree, log_path=log,
-            timeout_s=self.task.run.timeout, metric=self.task.metric.name,
+        request = RunRequest(
+            run_id=run.id, change=Change(base="", patch=b"", commit=self.commit_of(exp), tree=""),
+            subdir=self.repo.subdir, command=self.task.run.command, timeout_s=self.task.run.timeout,
+            metric=self.task.metric.name, log_path=log,
             secondary=tuple(self.task.metric.secondary) + ((self.task.metric.self_time,) if self.task.metric.self_time
                                                             else ()),
-            hidden=tuple(hidden_paths(self.paths, self.repo.root, self.task)),
-            evaluate=self.task.metric.evaluate, env=self.run_env(run.seed), token=token, limits=self.limits,
+            env=self.run_env(run.seed), token=token, limits=self.limits, evaluate=self.task.metric.evaluate,
             # Runs that define a metric (baseline, verification) are also scored on held-out data.
-            holdout=self.task.metric.holdout if run.purpose in ("baseline", "confirm") else None)
+            holdout=self.task.metric.holdout if run.purpose in ("baseline", "confirm") else None,
+            artifacts=tuple(self.task.run.artifacts), protected=tuple(self.task.task.protected),
+            protected_digest=self.protected_digest, digest_caps=self.digest_caps, hide=tuple(self.task.run.hide),
+            hidden=tuple(hidden_paths(self.paths, self.repo.root, self.task)))
         # Which runs share the machine with which: recorded per run when it ends (timings read alongside it).
         for other in self.running:
             self.overlaps.setdefault(other, set()).add(run.id)
         self.overlaps[run.id] = set(self.running)
         self.running[run.id] = (slot, exp.id)
         self.slot_taken[run.id] = time.monotonic()
-        fut = asyncio.ensure_future(self.run_work(spec, slot, self.commit_of(exp), prepared=ready is not None))
+        fut = asyncio.ensure_future(self.run_work(request, slot))
         self.tasks[fut] = ("run", run.id, slot)
         self.note("run", f"run {run.id} of exp {exp.id} ({run.purpose}, seed {run.seed}) on {slot.label}",
                   experiment_id=exp.id, run_id=run.id)
 
-    async def run_work(self, spec: RunSpec, slot: Slot, commit: str, *, prepared: bool
-                       ) -> tuple[RunOutcome, str | None]:
-        """One run in its own worktree (made from `commit` unless `prepared`). A trusted evaluator gets a
-        second, pristine checkout of the commit holding only the run's declared artifacts."""
-        worktrees = [spec.writable]
-        try:
-            if not prepared:
-                await asyncio.to_thread(gitops.add_worktree, self.repo.root, spec.writable, commit)
-            if spec.evaluate or spec.holdout:
-                pristine = self.paths.worktrees / f"eval-{spec.run_id}"
-                worktrees.append(pristine)
-                await asyncio.to_thread(gitops.add_worktree, self.repo.root, pristine, commit)
-                spec = replace(spec, eval_workdir=self.task_dir_in(pristine), eval_writable=pristine,
-                               artifacts=tuple(self.task.run.artifacts))
-            # Protected files are bound read-only inside the sandbox, and digested again afterwards.
-            spec = replace(spec, protected=tuple(protected_files(spec.workdir, self.task.task.protected)),
-                           run_hidden=tuple(hide_targets(spec.workdir, self.task.run.hide)))
-            outcome = await self.executor.run(spec, slot)
-            problem = await asyncio.to_thread(verify_protected, spec.workdir, self.task.task.protected,
-                                              self.protected_digest, self.digest_caps)
-            return outcome, problem
-        finally:
-            for worktree in worktrees:
-                await asyncio.shield(asyncio.to_thread(gitops.remove_worktree, self.repo.root, worktree))
+    def change_of(self, commit: str) -> Change:
+        """The change runs of `commit` are shipped as: the lab's starting commit (which every executor can
+        have, a ray worker from the bundle it caches) plus the patch from it, and the tree it must give."""
+        if commit not in self.changes:
+            base = self.repo.head  # the lab's starting commit
+            self.changes[commit] = Change(base=base, patch=gitops.binary_diff(self.repo.root, base, commit),
+                                          commit=commit, tree=gitops.tree_of(self.repo.root, commit))
+        return self.changes[commit]
+
+    async def run_work(self, request: RunRequest, slot: Slot) -> RunOutcome:
+        """One run on the executor, its change computed off the event loop (git)."""
+        change = await asyncio.to_thread(self.change_of, request.change.commit)
+        return await self.executor.run(replace(request, change=change), slot)
+
+    def requeue_lost(self, run_id: int, exp_id: int, why: str) -> bool:
+        """Re-queue a run whose slot was lost mid-run (a dead cluster node), exactly once: a re-queued run
+        that loses its slot again is recorded as crashed (False)."""
+        run = self.store.run(run_id)
+        if run.requeued_from is not None and any(f.startswith("slot_lost")
+                                                 for f in self.store.run(run.requeued_from).flags):
+            return False
+        with self.store.transaction():
+            self.store.update_run(run_id, status="interrupted", ended_at=time.time(), flags=[f"slot_lost: {why}"])
+            new = self.store.add_run(experiment_id=exp_id, purpose=run.purpose, seed=run.seed, requeued_from=run_id)
+        self.note("requeued", f"run {run_id} lost its slot ({why}); queued again as run {new}",
+                  experiment_id=exp_id, run_id=new)
+        return True
 
     def estimate_baseline(self, run_id: int, outcome: RunOutcome) -> None:
         """After the first baseline run, say how long the rest of the baseline will take (a GPU task's baseline
@@ -788,6 +805,8 @@ class Lab(Steering):
         if fut.cancelled():
             return  # stopping: the row stays 'running' and is re-queued on resume
         exc = fut.exception()
+        if isinstance(exc, SlotLost) and self.requeue_lost(run_id, exp_id, str(exc)):
+            return
         if exc is not None:
             now = time.time()
             outcome = RunOutcome(status="crashed", exit_code=None, metric=None, secondary={}, flags=(),
@@ -795,14 +814,15 @@ class Lab(Steering):
                                  started_at=now, ended_at=now, sandbox=self.executor.sandbox_name)
             problem = None
         else:
-            outcome, problem = fut.result()
+            outcome = fut.result()
+            problem = outcome.tampered
         flags = list(outcome.flags) + ([f"{PROTECTED_FLAG}: {problem} during the run"] if problem else [])
         self.store.update_run(run_id, status="done", outcome=outcome.status, exit_code=outcome.exit_code,
                               metric=outcome.metric, secondary=outcome.secondary, flags=flags,
                               log_tail=outcome.log_tail, started_at=outcome.started_at,
                               ended_at=outcome.ended_at, self_reported=outcome.self_reported, holdout=outcome.holdout,
                               sandbox=outcome.sandbox)
-        slot_s = outcome.seconds * max(1, len(slot.gpus))
+        slot_s = outcome.seconds * max(1, slot.gpu_count)
         exp = self.rows[exp_id]
         self.store.update_experiment(exp_id, gpu_seconds=exp.gpu_seconds + slot_s)
         self.refresh(exp_id)
@@ -811,6 +831,7 @@ class Lab(Steering):
         self.store.event(OVERLAP, overlap_text(run_id, others), experiment_id=exp_id, run_id=run_id)
         self.estimate_baseline(run_id, outcome)
         alongside = f"; ran alongside run(s) {', '.join(map(str, others))}" if others else ""
-        self.note("run_done", f"run {run_id} of exp {exp_id}: {shown} in {outcome.seconds:.1f}s{alongside}",
+        where = f" on {outcome.where}" if outcome.where else ""
+        self.note("run_done", f"run {run_id} of exp {exp_id}: {shown} in {outcome.seconds:.1f}s{where}{alongside}",
                   experiment_id=exp_id, run_id=run_id)
         self.advance(exp_id)

@@ -11,7 +11,9 @@ from typing import Any
 from labmind.brains.base import Brain, IdleBrain
 from labmind.brains.llm.clients import LLMClients, is_llm_spec
 from labmind.brains.registry import make_brain
+from labmind.execute.base import Executor
 from labmind.execute.local import LocalExecutor
+from labmind.execute.materialise import Checkouts
 from labmind.execute.sandbox import resolve_sandbox
 from labmind.execute.slots import plan_slots
 from labmind.guard.audit import Auditor
@@ -114,6 +116,10 @@ def validate_settings(settings: LabSettings) -> None:
         raise LabError(f"--max-experiments must be 0 or more, got {settings.max_experiments}")
     if settings.policy not in POLICIES:
         raise LabError(f"unknown policy {settings.policy!r}; choose one of: {', '.join(POLICIES)}")
+    if settings.executor not in ("local", "ray"):
+        raise LabError(f"--executor must be local or ray, got {settings.executor!r}")
+    if settings.executor != "ray" and (settings.ray_address or settings.ray_resources):
+        raise LabError("--ray-address and --resources apply to --executor ray only; add --executor ray")
     if settings.sandbox not in ("auto", "bwrap", "none"):
         raise LabError(f"--sandbox must be auto, bwrap or none, got {settings.sandbox!r}")
     for name, spec in (("--ideas-model", settings.ideas_model), ("--review-model", settings.review_model)):
@@ -136,6 +142,22 @@ def merge_settings(stored: dict[str, Any], given: dict[str, Any]) -> LabSettings
     names = {f.name for f in fields(LabSettings)}
     base = LabSettings(**{k: v for k, v in stored.items() if k in names})
     return replace(base, **{k: v for k, v in given.items() if k in names and v is not None})
+
+
+def ray_executor(settings: LabSettings, task: Task, repo: gitops.RepoInfo, paths: LabPaths, slots: int | None
+                 ) -> Executor:
+    """The ray executor for this lab (Ray is imported only here, so the local path never needs it)."""
+    from labmind.execute.ray_executor import RayExecutor, RayUnavailable, parse_resources
+    try:
+        resources = parse_resources(list(settings.ray_resources))
+    except ValueError as exc:
+        raise LabError(str(exc)) from exc
+    try:
+        return RayExecutor(repo_root=repo.root, bundle_dir=paths.root / "bundles", address=settings.ray_address,
+                           gpus_per_run=task.run.gpus, slots=slots, resources=resources, sandbox=settings.sandbox,
+                           setup=task.task.setup)
+    except RayUnavailable as exc:
+        raise LabError(str(exc)) from exc
 
 
 #: Options that apply to one session only and are never stored with the lab.
@@ -183,20 +205,26 @@ def open_lab(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], re
         persisted = merge_settings(stored, {k: v for k, v in given.items() if k not in SESSION_ONLY})
         settings = replace(merge_settings(persisted.to_dict(), given), **(session or {}))
         validate_settings(settings)
-        # Slots given for this call win (`labmind check` passes them without storing them); otherwise the
-        # lab's stored `--slots`/`--gpus`, so that `resume` runs on what `run` was given.
-        plan, slot_warning = plan_slots(gpus if gpus is not None else settings.gpus,
-                                        slots if slots is not None else settings.slots, task.run.gpus)
-        if slot_warning:
-            warnings.append(slot_warning)
-        if len(plan) > 1 and not task.run.exclusive and looks_like_time(task.metric.name):
-            warnings.append(f"the metric {task.metric.name!r} looks like a time, and {len(plan)} slots run at once "
-                            "on this machine: runs can disturb each other's timings. Declare `[run] exclusive = "
-                            "true` in labmind.toml to run them one at a time")
         sandbox, sandbox_warning = resolve_sandbox(settings.sandbox)  # type: ignore[arg-type]
         if sandbox_warning:
             warnings.append(sandbox_warning)
-        executor = LocalExecutor(plan, sandbox)
+        # Slots given for this call win (`labmind check` passes them without storing them); otherwise the
+        # lab's stored `--slots`/`--gpus`, so that `resume` runs on what `run` was given.
+        slots = slots if slots is not None else settings.slots
+        if settings.executor == "ray":
+            if gpus is not None:
+                raise LabError("--gpus names this machine's GPUs; with --executor ray the cluster assigns them "
+                               "(use --slots for how many runs at once)")
+            executor: Executor = ray_executor(settings, task, repo, paths, slots)
+        else:
+            plan, slot_warning = plan_slots(gpus if gpus is not None else settings.gpus, slots, task.run.gpus)
+            if slot_warning:
+                warnings.append(slot_warning)
+            if len(plan) > 1 and not task.run.exclusive and looks_like_time(task.metric.name):
+                warnings.append(f"the metric {task.metric.name!r} looks like a time, and {len(plan)} slots run at "
+                                "once on this machine: runs can disturb each other's timings. Declare `[run] "
+                                "exclusive = true` in labmind.toml to run them one at a time")
+            executor = LocalExecutor(plan, sandbox, Checkouts(repo.root, paths.worktrees))
         llm = None
         if is_llm_spec(settings.brain) or settings.review_model or settings.ideas_model:
             llm = LLMClients(log=StoreCallLog(paths.db), budget_usd=settings.llm_budget_usd,

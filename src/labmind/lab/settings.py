@@ -18,6 +18,11 @@ class LabSettings:
     slots: int | None = None
     gpus: list[int] | None = None
     sandbox: str = "auto"
+    #: Where runs happen: "local" (this machine's slots) or "ray" (a Ray cluster at ray_address, each run
+    #: asking for the task's GPUs plus ray_resources such as "H100=1").
+    executor: str = "local"
+    ray_address: str | None = None
+    ray_resources: tuple[str, ...] = ()
     brain_network: bool = False
     seed: int = 0
     #: Prepare proposals ahead of free slots (True), or let each slot wait for its own proposal, as a

@@ -8,7 +8,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from labmind.execute.local import with_interpreter
+from labmind.execute.prepared import with_interpreter
 from labmind.lab.paths import LabPaths
 
 

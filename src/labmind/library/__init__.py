@@ -1,4 +1,4 @@
-"""The library: insights and dead ends with provenance, shared by every lab of a user (see DESIGN.md)."""
+"""The library: insights and dead ends with provenance, shared by every lab of a user (see docs/library.md)."""
 
 from labmind.library.model import Effect, Insight, Kind, KnobChange, Provenance, Status
 from labmind.library.store import ENV, OFF, Hit, Library, LibraryError, default_path, resolve

@@ -17,6 +17,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,3 +292,42 @@ def keep(root: Path, lab: str, experiment_id: int, commit: str, *, best: bool) -
         git(root, "update-ref", f"refs/labmind/{lab}/kept/{experiment_id}", commit)
         if best:
             git(root, "update-ref", f"refs/heads/labmind/{lab}", commit)
+
+
+def binary_diff(root: Path, base: str, commit: str) -> bytes:
+    """The change from `base` to `commit` as a patch `git apply` can replay exactly (binary files, modes,
+    symlinks), whatever the user's diff settings (prefixes, colours, renames)."""
+    proc = subprocess.run(["git", *_HARDENED, "diff", "--binary", "--full-index", "--no-renames", "--no-color",
+                           "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/", base, commit],
+                          cwd=root, capture_output=True, env=_env())
+    if proc.returncode != 0:
+        raise GitError(f"git diff {base} {commit} failed in {root}: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+def tree_of(root: Path, commit: str) -> str:
+    return git(root, "rev-parse", "--verify", f"{commit}^{{tree}}").strip()
+
+
+def has_commit(root: Path, sha: str) -> bool:
+    proc = subprocess.run(["git", *_HARDENED, "cat-file", "-e", f"{sha}^{{commit}}"], cwd=root, capture_output=True,
+                          env=_env())
+    return proc.returncode == 0
+
+
+def commit_patch(root: Path, base: str, patch: bytes, tree: str) -> str:
+    """A commit of `base` with `patch` applied, made in the repository's object store only (a private index,
+    no worktree involved), after checking that it gives exactly `tree`. Returns the new commit."""
+    with tempfile.TemporaryDirectory(prefix="labmind-apply-") as tmp:
+        index_env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+        patch_file = os.path.join(tmp, "change.patch")
+        with open(patch_file, "wb") as f:
+            f.write(patch)
+        _run(root, ("read-tree", base), check=True, env=index_env)
+        if patch:
+            _run(root, ("apply", "--cached", "--binary", "--whitespace=nowarn", patch_file), check=True, env=index_env)
+        made = _run(root, ("write-tree",), check=True, env=index_env).strip()
+        if made != tree:
+            raise GitError(f"the patch on {base[:12]} gives tree {made[:12]}, not the expected {tree[:12]}: "
+                           "the change did not arrive intact")
+        return _run(root, ("commit-tree", made, "-p", base, "-m", "labmind run"), check=True).strip()

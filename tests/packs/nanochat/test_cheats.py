@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from labmind.execute.base import RunSpec, Slot
-from labmind.execute.local import LocalExecutor
+from labmind.execute.prepared import PreparedRunner
 from labmind.execute.sandbox import Sandbox
 from labmind.guard.rules import check_change
 from labmind.task import load_task
@@ -47,7 +47,7 @@ def _run(mode: str, packed: Path, trained: Path, tmp_path: Path):
         eval_writable=eval_tree, artifacts=tuple(task.run.artifacts),
         protected=tuple(protected_files(run_tree, task.task.protected)),
         run_hidden=tuple(protected_files(run_tree, task.run.hide)), token=f"nanochat-{uuid.uuid4().hex}")
-    executor = LocalExecutor([Slot(0)], Sandbox(mode))  # type: ignore[arg-type]
+    executor = PreparedRunner([Slot(0)], Sandbox(mode))  # type: ignore[arg-type]
     return asyncio.run(executor.run(spec, Slot(0))), (tmp_path / "run.log").read_text()
 
 

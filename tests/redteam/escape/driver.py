@@ -27,7 +27,7 @@ from typing import Any
 from labmind.execute.base import RunSpec, Slot
 from labmind.execute.cgroups import find_cgroups
 from labmind.execute.limits import RunLimits
-from labmind.execute.local import LocalExecutor
+from labmind.execute.prepared import PreparedRunner
 from labmind.execute.sandbox import resolve_sandbox
 from labmind.workspace.digests import DigestCapExceeded, DigestCaps, digest, verify_protected
 
@@ -206,7 +206,7 @@ def executor_cases(base: Path) -> None:
     cgroups = find_cgroups()
     record(6, "limits enforced by " + (cgroups.describe().split(" (")[0] if cgroups else "rlimits and the watchdog"),
            True)
-    executor = LocalExecutor([Slot(0)], sandbox, grace_s=0.5, cgroups=cgroups)
+    executor = PreparedRunner([Slot(0)], sandbox, grace_s=0.5, cgroups=cgroups)
     work = base / "limits"
     py = os.path.realpath(sys.executable)
 
