@@ -26,7 +26,7 @@ from labmind.brains.agent import (
     parse_timeout,
 )
 from labmind.lab.paths import LabPaths
-from labmind.store import Store, StoreError
+from labmind.store import Store
 from labmind.store.lock import holder_pid
 
 START_WAIT_S = 60.0
@@ -34,17 +34,8 @@ _LOG_TAIL = 3000
 
 
 def _stored_brain(paths: LabPaths) -> str | None:
-    if not paths.db.exists():
-        return None
-    try:
-        store = Store.open(paths.db, readonly=True)
-    except StoreError:
-        return None
-    try:
-        lab = store.lab()
-        return str(lab.settings.get("brain")) if lab is not None else None
-    finally:
-        store.close()
+    lab = Store.peek_lab(paths.db)
+    return str(lab.settings.get("brain")) if lab is not None else None
 
 
 def brain_spec(paths: LabPaths, claim_timeout: str | None, submit_timeout: str | None) -> str:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from labmind.lab.paths import LabPaths
-from labmind.store import LabLock, Store, StoreError
+from labmind.store import LabLock, Store
 from labmind.workspace import git as gitops
 
 #: Kept inside `.labmind/`, so that backups stay hidden from runs and brains like the lab itself.
@@ -41,17 +41,8 @@ def reset_lab(task_dir: Path) -> Path | None:
 
 
 def _lab_name(paths: LabPaths) -> str | None:
-    if not paths.db.exists():
-        return None
-    try:
-        store = Store.open(paths.db, readonly=True)
-    except StoreError:
-        return None
-    try:
-        row = store.lab()
-        return row.name if row else None
-    finally:
-        store.close()
+    row = Store.peek_lab(paths.db)
+    return row.name if row else None
 
 
 def _move_refs(task_dir: Path, lab: str, stamp: str) -> None:

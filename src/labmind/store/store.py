@@ -91,6 +91,20 @@ class Store:
                              "or restore it from a backup.") from exc
         return store
 
+    @classmethod
+    def peek_lab(cls, path: Path) -> LabRow | None:
+        """The lab row of the store at `path`, read-only; None when there is no readable store there."""
+        if not path.exists():
+            return None
+        try:
+            store = cls.open(path, readonly=True)
+        except StoreError:
+            return None
+        try:
+            return store.lab()
+        finally:
+            store.close()
+
     def _check_schema(self) -> None:
         has_meta = self._conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
