@@ -69,6 +69,8 @@ def test_log_shows_ideas_in_full(tmp_path: Path) -> None:
     for title in titles:
         assert title in wide and "…" not in wide
         assert title.replace(" ", "") in "".join(narrow.split())  # wrapped at 80 columns, never clipped
+        # ... and wrapped between settings, not inside one (the idea column keeps room for a setting).
+        assert all(word in narrow.split() for word in title.split() if len(word) <= 24)
     assert "…" not in narrow
 
 

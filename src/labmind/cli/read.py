@@ -124,6 +124,10 @@ def judgement_text(exp: ExperimentRow) -> str:
     return "; ".join(parts)
 
 
+#: The narrowest the idea column of `log` gets: a knob setting such as LEARNING_RATE=0.002553 fits on a line.
+IDEA_MIN = 24
+
+
 def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, min=1, help="Show only the last N experiments."),
         line: int = typer.Option(None, help="Only this line's experiments."),
         wide: bool = typer.Option(False, "--wide", help="One line per experiment, however wide (ideas in full)."),
@@ -136,19 +140,22 @@ def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, min=1, help
             print_json([experiment_dict(r) for r in rows])
             return
         metric = store.lab().name if store.lab() else ""
-    table = Table(header_style="bold", title=f"{metric}: {len(rows)} experiment(s)", box=box.SIMPLE_HEAD)
-    for name in ("exp", "line", "parent", "verdict", "metric ± 95% CI", "n", "flags"):
+    table = Table(header_style="bold", title=f"{metric}: {len(rows)} experiment(s)", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
+    flagged = any(r.flags for r in rows)  # an always-empty flags column took the idea's room
+    for name in ("exp", "line", "parent", "verdict", "metric ± 95% CI", "n", *(("flags",) if flagged else ())):
         table.add_column(name, no_wrap=True)
-    # The idea takes what the other columns leave and wraps there (a clipped "set LEARNIN…" said nothing);
+    # The idea takes what the other columns leave, at least IDEA_MIN characters, and wraps at its spaces (a
+    # clipped "set LEARNIN…" said nothing; a 10-character column cut every setting in three);
     # --wide keeps every row on one line, for wide terminals and for grep.
-    table.add_column("idea", no_wrap=wide, overflow="fold")
+    table.add_column("idea", no_wrap=wide, overflow="fold", min_width=None if wide else IDEA_MIN)
     for r in rows:
         verdict = r.verdict or ("baseline" if r.kind == "baseline" else r.status)
         style = VERDICT_STYLE.get(verdict, "cyan")
+        flags = (safe(",".join(f.split(":")[0] for f in r.flags)),) if flagged else ()
         table.add_row(str(r.id), "–" if r.line_id is None else str(r.line_id),
                       "–" if r.parent_id is None else str(r.parent_id), f"[{style}]{verdict}[/]", metric_text(r),
-                      str(r.n_runs), safe(",".join(f.split(":")[0] for f in r.flags)),
-                      safe(" ".join((r.idea.title or r.error or "").split())))
+                      str(r.n_runs), *flags, safe(" ".join((r.idea.title or r.error or "").split())))
     if wide:
         Console(width=100_000).print(table, crop=False)
     else:
