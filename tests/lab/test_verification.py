@@ -77,14 +77,23 @@ def test_a_line_that_only_wins_on_the_screening_seed_is_reverted_and_nothing_is_
     for row in kept:
         assert row["judgement"]["seed"] == baseline_seed and row["judgement"]["effect"] > 0
     # ... but on fresh seeds the head is worse than the line's verified point (the baseline): it is not
-    # improved, and every provisional step under it is reverted.
+    # improved. The stack under it is bisected: each step is either verified against the baseline itself (and
+    # fails: nothing in this ladder is real) or reverted with a failed head above it.
     head = max(kept, key=lambda r: r["id"])
     assert head["verdict"] == "not_improved", head
     assert head["judgement"]["verify"]["state"] == "fail" and head["judgement"]["verify"]["effect"] < 0
     assert "not better on fresh seeds" in head["reason"]
+    bisected = 0
     for row in kept:
-        if row is not head:
-            assert row["verdict"] == "inconclusive" and "reverted" in row["reason"], row
+        if row is head:
+            continue
+        if row["verdict"] == "inconclusive":
+            assert "reverted" in row["reason"], row
+        else:
+            assert row["verdict"] == "not_improved" and row["judgement"]["verify"]["anchor"] == 1, row
+            bisected += 1
+    assert bisected >= 1 if len(kept) > 1 else bisected == 0
+    assert any("the middle of the stack whose head" in m for m in events) is (len(kept) > 1)
     assert any(m.startswith("line 1 goes back to its last verified point, exp 1") for m in events)
     assert line_points(task) == (1, 1)
 
