@@ -109,6 +109,23 @@ def _family_match(a: str, b: str) -> int:
     return 1 if a.split("/")[0] == b.split("/")[0] and "/" in a and "/" in b else 0
 
 
+def _wal(conn: sqlite3.Connection, wait_s: float = 60.0) -> None:
+    """Switch to WAL. SQLite answers "database is locked" at once, without its busy handler, when another
+    process holds the file while this one changes the journal mode (two labs opening a new library at the
+    same moment, seen in CI): wait and try again, as the busy timeout would."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.01
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(0.5, delay * 2)
+
+
 class Library:
     """Typed access to library.db. Thread-safe within a process; process-safe through SQLite's locks."""
 
@@ -127,7 +144,7 @@ class Library:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._conn = sqlite3.connect(path, isolation_level=None, timeout=60, check_same_thread=False)
                 self._conn.execute("PRAGMA busy_timeout=60000")
-                self._conn.execute("PRAGMA journal_mode=WAL")
+                _wal(self._conn)
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 # One script, IF NOT EXISTS throughout: two labs creating the library at once queue on its lock.
                 self._conn.executescript(SCHEMA)
