@@ -264,7 +264,7 @@ def executor_cases(base: Path) -> None:
                          eval_workdir=pristine, eval_writable=pristine, artifacts=("ckpt.bin",))
     blocks = [line for line in log.splitlines() if line.startswith("score:")]
     record(6, "an 8 GiB sparse artifact is copied sparse", status == "ok" and blocks and
-           int(float(blocks[-1].split()[1])) < 1024, f"{status}: {blocks}")
+           int(float(blocks[-1].split()[1])) < 1024, f"{status}: {blocks}; log ends: {log[-600:]!r}")
 
 
 # ------------------------------------------------------------------------------------ class 7: inputs
