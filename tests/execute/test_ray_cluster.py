@@ -8,14 +8,14 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab.toy import LABMIND, git, labmind, log, make_toy
+from lab.toy import LABMIND, git, labmind, log, make_toy, wait_for
+from lab.toy import lab_db as _db
 
 from labmind.execute.procs import kill_by_token
 
@@ -52,24 +52,6 @@ def _gpu_toy(root: Path, *, gpus: int, sleep: float) -> Path:
     (task / "train.py").write_text(DEVICES_TRAIN.format(sleep=sleep))
     git(task, "commit", "-qam", "gpu toy")
     return task
-
-
-def _db(task: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{task / '.labmind' / 'lab.db'}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
-def _wait_for(predicate, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("condition not reached in time")
 
 
 def _events(task: Path, kind: str) -> list[str]:
@@ -150,11 +132,12 @@ def test_a_worker_node_dying_mid_run_requeues_the_run_once_and_the_lab_waits_for
         proc = subprocess.Popen([*LABMIND, "run", str(task), "--plain", "--max-experiments", "0", "--sandbox",
                                  "none", "--executor", "ray", "--ray-address", c.address],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        _wait_for(lambda: _db(task).execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0] >= 1)
+        wait_for(lambda: _db(task).execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0] >= 1,
+                 timeout=180, interval=0.2)
         time.sleep(2.0)  # the run is under way on node b
         lost = _db(task).execute("SELECT id, token FROM runs WHERE status = 'running'").fetchone()
         victim.kill()
-        _wait_for(lambda: _events(task, "paused"), timeout=120)
+        wait_for(lambda: _events(task, "paused"), timeout=120, interval=0.2)
         assert "no live node with GPU=1" in _events(task, "paused")[0]
         c.start("c", gpus=1)
         out, _ = proc.communicate(timeout=300)
@@ -180,8 +163,9 @@ def test_a_killed_lab_resumes_on_ray_without_losing_or_duplicating_runs(cluster:
                              "--brain", "command:python brains/write.py noop", "--executor", "ray",
                              "--ray-address", cluster.address, "--slots", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    _wait_for(lambda: _db(task).execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0] >= 1
-              and _db(task).execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0] >= 1)
+    wait_for(lambda: _db(task).execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0] >= 1
+             and _db(task).execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0] >= 1,
+             timeout=180, interval=0.2)
     time.sleep(1.0)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)

@@ -4,30 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 from .toy import LABMIND, labmind, log, make_toy, status
-
-
-def _db(task: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{task / '.labmind' / 'lab.db'}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
-def _wait_for(predicate, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
+from .toy import lab_db as _db
+from .toy import wait_for as _wait_for
 
 
 def _start(task: Path, *args: str) -> subprocess.Popen[str]:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 LABMIND = [sys.executable, "-m", "labmind.cli.main"]
@@ -123,3 +126,23 @@ def log(task: Path) -> list[dict]:
 
 def show(task: Path, exp: int) -> dict:
     return json.loads(labmind("show", str(exp), str(task), "--json").stdout)
+
+
+def lab_db(task: Path) -> sqlite3.Connection:
+    """The task's lab store, read-only, for tests that watch a lab running in another process."""
+    conn = sqlite3.connect(f"file:{task / '.labmind' / 'lab.db'}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 120.0, interval: float = 0.1) -> None:
+    """Poll until `predicate()` is true; a store still being created (locked, no tables yet) counts as not yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
