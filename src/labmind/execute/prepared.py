@@ -29,6 +29,7 @@ from labmind.execute.runner import Ended, run_confined
 from labmind.execute.sandbox import Sandbox
 from labmind.execute.slots import gpu_device_nodes
 from labmind.numeric import why_unusable
+from labmind.workspace.digests import first_symlink
 
 EVAL_SEPARATOR = "----- labmind: trusted evaluation -----"
 TAIL_LINES = 40
@@ -303,24 +304,14 @@ def copy_artifacts(workdir: Path, patterns: tuple[str, ...], dest: Path) -> list
     copied = []
     for pattern in patterns:
         for src in workdir.glob(pattern):
-            if src.is_symlink() or not src.is_file() or _through_symlink(workdir, src):
+            # A file reached through a symlinked directory is a host file the run pointed at, never one it made.
+            if src.is_symlink() or not src.is_file() or first_symlink(workdir, src) is not None:
                 continue
             dst = dest / src.relative_to(workdir)
             dst.parent.mkdir(parents=True, exist_ok=True)
             copy_sparse(src, dst)
             copied.append(dst)
     return copied
-
-
-def _through_symlink(root: Path, path: Path) -> bool:
-    """Whether a path below root passes through a symlinked directory: an artifact reached that way is a
-    host file the run pointed at (a hidden one, say), never something the run made."""
-    current = root
-    for part in path.relative_to(root).parts[:-1]:
-        current = current / part
-        if current.is_symlink():
-            return True
-    return False
 
 
 def copy_sparse(src: Path, dst: Path) -> None:

@@ -46,7 +46,7 @@ class DigestCapExceeded(Exception):
     """The protected files could not be digested within a cap; the message names the cap."""
 
 
-def _first_symlink(task_dir: Path, path: Path) -> Path | None:
+def first_symlink(task_dir: Path, path: Path) -> Path | None:
     """The first symlinked directory on the way from task_dir to path (exclusive), if any."""
     current = task_dir
     for part in path.relative_to(task_dir).parts[:-1]:
@@ -69,7 +69,7 @@ def protected_entries(task_dir: Path, patterns: list[str], caps: DigestCaps = Di
 
     for pattern in patterns:
         for match in task_dir.glob(pattern):
-            link = _first_symlink(task_dir, match)
+            link = first_symlink(task_dir, match)
             if link is not None:
                 add(link)
                 continue
