@@ -824,7 +824,7 @@ class Lab(Steering):
                               sandbox=outcome.sandbox)
         slot_s = outcome.seconds * max(1, slot.gpu_count)
         exp = self.rows[exp_id]
-        self.store.update_experiment(exp_id, gpu_seconds=exp.gpu_seconds + slot_s)
+        self.store.update_experiment(exp_id, slot_seconds=exp.slot_seconds + slot_s)
         self.refresh(exp_id)
         shown = f"{self.task.metric.name}={outcome.metric:.6g}" if outcome.metric is not None else outcome.status
         others = sorted(self.overlaps.pop(run_id, set()))
