@@ -43,6 +43,7 @@ from labmind.judge import Judge, Noise, Scale, choose_scale, estimate, summarize
 from labmind.judge.fdr import level as fdr_level
 from labmind.judge.robust import robust_location
 from labmind.judge.scale import from_scale, to_scale
+from labmind.lab import promotion
 from labmind.lab.diagnose import baseline_failed_message, holdout_problem
 from labmind.lab.paths import LabPaths
 from labmind.store import ExperimentRow, RunRow, Store
@@ -704,11 +705,9 @@ class Referee:
         with self.store.transaction():
             self.store.update_experiment(exp_id, **fields)
             # A claim leaves a line that already builds on it where it is (steps kept during its verification).
-            if (promote or verified) and line_id is not None and not (
-                    verified and self.descends(self.store.line(line_id).incumbent_id, exp_id)):
-                self.store.set_incumbent(line_id, exp_id)
-            if verified and line_id is not None:
-                self.store.update_line(line_id, verified_id=exp_id)
+            if (promote or verified) and line_id is not None:
+                promotion.promote(self.store, line_id, exp_id, verified=verified, move_head=not (
+                    verified and self.descends(self.store.line(line_id).incumbent_id, exp_id)))
         exp = self.refresh(exp_id)
         if not quiet:
             self.host.note("verdict", f"exp {exp_id} {verdict.value}: {reason}", experiment_id=exp_id)

@@ -25,6 +25,7 @@ from labmind.execute.cgroups import memory_available
 from labmind.execute.limits import resolve_limits
 from labmind.execute.sandbox import default_hidden
 from labmind.guard import Finding, check_change
+from labmind.lab import promotion
 from labmind.lab.judging import PROTECTED_FLAG, Referee
 from labmind.lab.overlap import KIND as OVERLAP
 from labmind.lab.overlap import overlap_text
@@ -228,10 +229,10 @@ class Lab(Steering):
     def announce_promotion(self, exp: ExperimentRow) -> None:
         lab = self.store.lab()
         assert lab is not None and exp.commit_sha
-        best = self.best()
-        is_best = best is not None and best.id == exp.id
-        if exp.verdict == Verdict.IMPROVED:
-            self.keep_ref(lab.name, exp.id, exp.commit_sha, best=is_best)
+        kept = promotion.keep(self.store, self.repo.root, exp)
+        if kept.error:
+            self.note("warning", kept.error)
+        is_best = kept.best
         what = "verified point and incumbent" if exp.verdict == Verdict.IMPROVED else "provisional incumbent"
         self.note("incumbent", f"exp {exp.id} is line {exp.line_id}'s new {what}"
                                + (f"; lab best, kept on branch {lab.branch}" if is_best else ""),

@@ -19,7 +19,7 @@ import json
 import sqlite3
 from typing import Any
 
-from labmind.store import ExperimentRow
+from labmind.store import ExperimentRow, RunRow
 from labmind.verdicts import MEANING, Verdict
 
 
@@ -57,6 +57,15 @@ def experiment_json(exp: ExperimentRow) -> dict[str, Any]:
     }
 
 
+def run_json(run: RunRow) -> dict[str, Any]:
+    """One run of an experiment, as `labmind show --json` and the dashboard's detail list it."""
+    return {"id": run.id, "purpose": run.purpose, "seed": run.seed, "status": run.status, "outcome": run.outcome,
+            "slot": run.slot, "metric": run.metric, "self_reported": run.self_reported, "holdout": run.holdout,
+            "secondary": run.secondary, "flags": run.flags, "exit_code": run.exit_code,
+            "seconds": round(run.seconds, 3), "started_at": run.started_at, "log": run.log_path,
+            "sandbox": run.sandbox, "requeued_from": run.requeued_from}
+
+
 def listed_json(r: sqlite3.Row) -> dict[str, Any]:
     """An experiment from a list query (`queries.list_columns`): the same keys, the idea's title only."""
     return _record(id=r["id"], kind=r["kind"], line=r["line_id"], parent=r["parent_id"], status=r["status"],
@@ -76,18 +85,18 @@ def figure_json(r: sqlite3.Row | None) -> dict[str, Any] | None:
             "n_runs": r["n_runs"], "p_value": r["p_value"], "idea": r["title"] or ""}
 
 
+#: The columns of `flat`, in order (`labmind export`'s experiment columns; docs/report.md).
+FLAT_COLUMNS = [
+    "id", "kind", "line", "parent", "status", "verdict", "reason", "metric", "sd", "ci_low", "ci_high", "n_runs",
+    "p_value", "flags", "near_miss", "brain", "idea_title", "idea_hypothesis", "idea_params", "changed_files",
+    "commit", "slot_seconds", "brain_seconds", "error", "created_at", "finished_at",
+]
+
+
 def flat(record: dict[str, Any]) -> dict[str, Any]:
-    """A whole experiment's record as one table row (`labmind export`): scalars, and the lists and dicts that
-    a CSV writes as JSON text."""
+    """A whole experiment's record as one table row (`labmind export`): `ci` as `ci_low`/`ci_high` and the idea
+    as `idea_*` columns; lists and dicts stay as they are (a CSV writes them as JSON text)."""
     idea = record["idea"]
-    return {
-        "id": record["id"], "kind": record["kind"], "line": record["line"], "parent": record["parent"],
-        "status": record["status"], "verdict": record["verdict"], "reason": record["reason"],
-        "metric": record["metric"], "sd": record["sd"], "ci_low": record["ci"][0], "ci_high": record["ci"][1],
-        "n_runs": record["n_runs"], "p_value": record["p_value"], "flags": record["flags"],
-        "near_miss": record["near_miss"], "brain": record["brain"], "idea_title": idea["title"],
-        "idea_hypothesis": idea.get("hypothesis", ""), "idea_params": idea.get("params", {}),
-        "changed_files": record["changed_files"], "commit": record["commit"], "slot_seconds": record["slot_seconds"],
-        "brain_seconds": record["brain_seconds"], "error": record["error"], "created_at": record["created_at"],
-        "finished_at": record["finished_at"],
-    }
+    row = {**record, "ci_low": record["ci"][0], "ci_high": record["ci"][1], "idea_title": idea["title"],
+           "idea_hypothesis": idea.get("hypothesis", ""), "idea_params": idea.get("params", {})}
+    return {column: row[column] for column in FLAT_COLUMNS}

@@ -73,7 +73,8 @@ def best(conn: sqlite3.Connection, sign: float) -> sqlite3.Row | None:
     improved = conn.execute(
         f"SELECT {list_columns(conn)} FROM experiments WHERE verdict = 'improved' AND metric IS NOT NULL "
         "ORDER BY metric * ? DESC, id LIMIT 1", (sign,)).fetchone()
-    measured = [r for r in (improved, *baselines(conn)) if r is not None and r["metric"] is not None]
+    # Baselines first: on a tie the earlier experiment stays best, as in `lab.views.best_experiment`.
+    measured = [r for r in (*baselines(conn), improved) if r is not None and r["metric"] is not None]
     return max(measured, key=lambda r: sign * r["metric"]) if measured else None
 
 
@@ -184,6 +185,13 @@ def experiments_page(conn: sqlite3.Connection, *, limit: int, offset: int, verdi
     rows = conn.execute(f"SELECT {list_columns(conn)} FROM experiments{where} ORDER BY id {order} LIMIT ? OFFSET ?",
                         [*params, limit, offset]).fetchall()
     return total, rows
+
+
+def experiments_after(conn: sqlite3.Connection, after_id: int, limit: int) -> list[ExperimentRow]:
+    """Whole experiments with ids above `after_id`, oldest first: keyset pages for reading a whole lab (export)
+    without holding it, each page as cheap as the first."""
+    return [experiment_row(r) for r in conn.execute("SELECT * FROM experiments WHERE id > ? ORDER BY id LIMIT ?",
+                                                    (after_id, limit))]
 
 
 def experiment(conn: sqlite3.Connection, experiment_id: int) -> ExperimentRow | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from labmind.lab.paths import LabPaths
 from labmind.lab.status import lab_status
-from labmind.observe.records import experiment_json, listed_json
+from labmind.observe.records import experiment_json, listed_json, run_json
 from labmind.observe.records import meaning as verdict_meaning
 from labmind.observe.web.deps import safe_log_path
 from labmind.store import LabRow, Store
@@ -80,10 +80,8 @@ def experiment_detail(conn: sqlite3.Connection, paths: LabPaths, exp: Experiment
     runs = []
     for r in q.runs_of(conn, exp.id):
         runs.append({
-            "id": r.id, "purpose": r.purpose, "seed": r.seed, "status": r.status, "outcome": r.outcome,
-            "slot": r.slot, "metric": r.metric, "self_reported": r.self_reported, "secondary": r.secondary,
-            "flags": r.flags, "exit_code": r.exit_code, "seconds": round(r.seconds, 3), "sandbox": r.sandbox,
-            "requeued_from": r.requeued_from, "started_at": r.started_at,
+            # The log is a download link (checked to lie inside the lab), never a path on this machine.
+            **{k: v for k, v in run_json(r).items() if k != "log"},
             "log_tail": "\n".join((r.log_tail or "").splitlines()[-LOG_TAIL_LINES:]),
             "log_url": f"/api/runs/{r.id}/log" if safe_log_path(paths, r) else None,
         })
