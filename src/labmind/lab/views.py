@@ -26,7 +26,9 @@ def failure_tail(store: Store, exp: ExperimentRow) -> str:
 
 
 def best_experiment(rows: list[ExperimentRow], task: Task) -> ExperimentRow | None:
-    """The best confirmed experiment over the lab: the baseline or an `improved` one."""
+    """The best confirmed experiment over the lab: the baseline or an `improved` one (on a tie, the earlier).
+    `labmind.store.queries.best` is the same rule in SQL, for readers that must not load every row; this one
+    serves the lab's row cache and the report, which hold the rows already."""
     confirmed = [r for r in rows if r.metric is not None and (r.kind == "baseline" or r.verdict == Verdict.IMPROVED)]
     if not confirmed:
         return None

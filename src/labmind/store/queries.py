@@ -128,7 +128,7 @@ def running(conn: sqlite3.Connection) -> list[sqlite3.Row]:
 
 
 def lines(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-    """Every line with its incumbent's figure (`inc_*`), its size and its `improved` count."""
+    """Every line with its incumbent's figure (`inc_*`) and idea title (`inc_title`)."""
     return conn.execute(
         "SELECT l.*, e.metric AS inc_metric, e.metric_sd AS inc_sd, e.ci_low AS inc_low, e.ci_high AS inc_high, "
         "e.n_runs AS inc_runs, e.kind AS inc_kind, json_extract(e.idea_json, '$.title') AS inc_title "
