@@ -53,7 +53,7 @@ def lab(tmp_path: Path) -> tuple[Ledger, Director, Listener, dict[str, int]]:
 
 
 def test_it_is_asked_every_two_verdicts_per_active_line_and_sees_every_line(lab) -> None:
-    ledger, director, _, ids = lab
+    _, director, _, ids = lab
     director.since = 3
     assert director.due() is None  # two active lines: every 4 verdicts
     director.since = 4

@@ -36,6 +36,7 @@ from labmind.guard.plausibility import beyond_bound, time_mismatch
 from labmind.judge import Judge, Noise, Scale, choose_scale, estimate, summarize
 from labmind.judge.robust import robust_location
 from labmind.judge.scale import from_scale, to_scale
+from labmind.lab import promotion
 from labmind.lab.diagnose import baseline_failed_message, holdout_problem
 from labmind.lab.ledger import Ledger
 from labmind.lab.paths import LabPaths
@@ -426,11 +427,9 @@ class Referee:
         with self.store.transaction():
             self.store.update_experiment(exp_id, **fields)
             # A claim leaves a line that already builds on it where it is (steps kept during its verification).
-            if (promote or verified) and line_id is not None and not (
-                    verified and self.ledger.descends(self.store.line(line_id).incumbent_id, exp_id)):
-                self.store.set_incumbent(line_id, exp_id)
-            if verified and line_id is not None:
-                self.store.update_line(line_id, verified_id=exp_id)
+            if (promote or verified) and line_id is not None:
+                promotion.promote(self.store, line_id, exp_id, verified=verified, move_head=not (
+                    verified and self.ledger.descends(self.store.line(line_id).incumbent_id, exp_id)))
         exp = self.refresh(exp_id)
         if not quiet:
             self.ledger.note("verdict", f"exp {exp_id} {verdict.value}: {reason}", experiment_id=exp_id)

@@ -26,7 +26,7 @@ from labmind.brains.base import NOT_TAKEN, Brain, experiments_made
 from labmind.execute.base import Executor, RunOutcome, RunRequest, Slot, SlotLost
 from labmind.execute.cgroups import memory_available
 from labmind.execute.limits import resolve_limits
-from labmind.lab import startup
+from labmind.lab import promotion, startup
 from labmind.lab.director import Director
 from labmind.lab.judging import Referee
 from labmind.lab.ledger import Ledger
@@ -190,10 +190,10 @@ class Lab:
     def announce_promotion(self, exp: ExperimentRow) -> None:
         lab = self.store.lab()
         assert lab is not None and exp.commit_sha
-        best = self.ledger.best()
-        is_best = best is not None and best.id == exp.id
-        if exp.verdict == Verdict.IMPROVED:
-            startup.keep_ref(self.ledger, self.repo, exp.id, exp.commit_sha, best=is_best)
+        kept = promotion.keep(self.store, self.repo.root, exp)
+        if kept.error:
+            self.note("warning", kept.error)
+        is_best = kept.best
         what = "verified point and incumbent" if exp.verdict == Verdict.IMPROVED else "provisional incumbent"
         self.note("incumbent", f"exp {exp.id} is line {exp.line_id}'s new {what}"
                                + (f"; lab best, kept on branch {lab.branch}" if is_best else ""),

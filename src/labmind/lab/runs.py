@@ -117,7 +117,7 @@ class Runs:
                               sandbox=outcome.sandbox)
         slot_s = outcome.seconds * max(1, slot.gpu_count)
         exp = self.ledger.rows[exp_id]
-        self.store.update_experiment(exp_id, gpu_seconds=exp.gpu_seconds + slot_s)
+        self.store.update_experiment(exp_id, slot_seconds=exp.slot_seconds + slot_s)
         self.ledger.refresh(exp_id)
         shown = f"{self.task.metric.name}={outcome.metric:.6g}" if outcome.metric is not None else outcome.status
         self.store.event(OVERLAP, overlap_text(run_id, alongside), experiment_id=exp_id, run_id=run_id)

@@ -10,6 +10,7 @@ import time
 
 from labmind.brains.base import Idea
 from labmind.execute.base import Executor
+from labmind.lab import promotion
 from labmind.lab.ledger import Ledger
 from labmind.lab.paths import LabPaths
 from labmind.observe.progress import duration_text
@@ -85,23 +86,13 @@ def ensure_lines(ledger: Ledger, wanted: int) -> None:
         ledger.note("line", f"added line {line_id}, starting from the baseline")
 
 
-def keep_ref(ledger: Ledger, repo: gitops.RepoInfo, exp_id: int, commit: str, *, best: bool) -> None:
-    """The git ref that keeps a verified experiment's commit (and the lab's branch, for its best)."""
-    lab = ledger.store.lab()
-    assert lab is not None
-    try:
-        gitops.keep(repo.root, lab.name, exp_id, commit, best=best)
-    except gitops.GitError as exc:
-        # The verdict stands (it is in the store); only the convenience ref is missing.
-        ledger.note("warning", f"could not record exp {exp_id}'s commit as a git ref: {exc}")
-
-
 def sync_refs(ledger: Ledger, repo: gitops.RepoInfo) -> None:
     """Git refs for kept work are derived from the store: (re)write them, so a lab killed between a promotion
     and its ref update heals on resume."""
     if ledger.store.lab() is None:
         return
-    best = ledger.best()
-    for row in ledger.rows.values():
+    for row in list(ledger.rows.values()):
         if row.verdict == Verdict.IMPROVED and row.commit_sha:
-            keep_ref(ledger, repo, row.id, row.commit_sha, best=best is not None and best.id == row.id)
+            kept = promotion.keep(ledger.store, repo.root, row)
+            if kept.error:
+                ledger.note("warning", kept.error)

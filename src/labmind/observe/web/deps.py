@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import HTTPException, Request
 
 from labmind.lab.paths import LabPaths
-from labmind.observe.web import queries
+from labmind.store import queries
 from labmind.store.rows import RunRow
 
 
