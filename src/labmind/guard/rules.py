@@ -80,7 +80,8 @@ class Rule:
     measurement: bool = True
 
     def finding(self, hit: Hit) -> Finding:
-        return Finding(self.name, self.family, self.severity, hit.path, hit.line, hit.evidence, self.explanation)
+        return Finding(self.name, path=hit.path, line=hit.line, evidence=hit.evidence, family=self.family,
+                       severity=self.severity, explanation=self.explanation)
 
     def scan_file(self, src: Source, facts: TaskFacts) -> list[Hit]:
         hits: dict[tuple[int | None, str], Hit] = {}
