@@ -25,15 +25,20 @@ class Finding:
     explanation: str = field(default="", compare=False)  # one sentence: why this is suspicious
 
     def text(self) -> str:
-        """The finding as one line: `rule: path:line: evidence`, leaving out what it does not have (a path is
-        shown without a line only when the evidence does not already name it)."""
+        """The finding as one line: `rule: path:line: evidence`, leaving out what it does not have."""
+        detail = self.detail()
+        return f"{self.rule}: {detail}" if detail else self.rule
+
+    def detail(self) -> str:
+        """What `text()` says after the rule: `path:line: evidence` (a path is shown without a line only when the
+        evidence does not already name it)."""
         if self.path and self.line is not None:
             where = f"{self.path}:{self.line}"
         elif self.path and self.path not in self.evidence:
             where = self.path
         else:
             where = ""
-        return ": ".join(part for part in (self.rule, where, self.evidence) if part)
+        return ": ".join(part for part in (where, self.evidence) if part)
 
     def to_json(self) -> dict[str, Any]:
         return {"rule": self.rule, "path": self.path, "line": self.line, "evidence": self.evidence}

@@ -76,7 +76,7 @@ def test_a_ctypes_speedup_measured_by_a_trusted_evaluator_is_claimed(tmp_path: P
     task = _lab(tmp_path, evaluate=True)
     exp = next(r for r in log(task) if r["kind"] == "candidate")
     assert exp["verdict"] == "improved", exp  # before: flagged, never promoted
-    assert any(f.startswith("native_call") for f in show(task, exp["id"])["flags"])  # still on record
+    assert any(f["rule"] == "native_call" for f in show(task, exp["id"])["flags"])  # still on record
 
 
 def test_without_an_evaluator_the_flag_holds_and_says_how_to_allow_it(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from labmind.agentbench.inbox import OfferState
+from labmind.findings import findings_json
 from labmind.store import ExperimentRow
 from labmind.verdicts import MEANING, Verdict
 
@@ -62,7 +63,7 @@ def experiment_record(row: ExperimentRow, by_id: dict[int, ExperimentRow], offer
         "ci": [row.ci_low, row.ci_high],
         "n_runs": row.n_runs,
         "p_value": row.p_value,
-        "flags": row.flags,
+        "flags": findings_json(row.flags),
         "near_miss": row.near_miss,
         "parent_metric": parent.metric if parent is not None else None,
         "delta_vs_parent": delta,

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, fmt, print_json, read_store, safe
+from labmind.findings import Finding, findings_json
 from labmind.lab.campaign import CampaignError, campaign_status, is_campaign
 from labmind.lab.overlap import KIND as OVERLAP
 from labmind.lab.overlap import parse_overlap
@@ -68,7 +69,8 @@ def experiment_dict(exp: ExperimentRow, store: Store | None = None, *, with_diff
     out: dict[str, Any] = {
         "id": exp.id, "kind": exp.kind, "line": exp.line_id, "parent": exp.parent_id, "status": exp.status,
         "verdict": exp.verdict, "reason": exp.reason, "metric": exp.metric, "sd": exp.metric_sd,
-        "ci": [exp.ci_low, exp.ci_high], "n_runs": exp.n_runs, "p_value": exp.p_value, "flags": exp.flags,
+        "ci": [exp.ci_low, exp.ci_high], "n_runs": exp.n_runs, "p_value": exp.p_value,
+        "flags": findings_json(exp.flags),
         "near_miss": exp.near_miss, "idea": exp.idea.to_dict(), "brain": exp.brain, "commit": exp.commit_sha,
         "changed_files": exp.changed_files, "slot_seconds": exp.gpu_seconds, "brain_seconds": exp.brain_seconds,
         "error": exp.error, "created_at": exp.created_at, "finished_at": exp.finished_at,
@@ -83,8 +85,8 @@ def experiment_dict(exp: ExperimentRow, store: Store | None = None, *, with_diff
         out["runs"] = [
             {"id": r.id, "purpose": r.purpose, "seed": r.seed, "status": r.status, "outcome": r.outcome,
              "slot": r.slot, "metric": r.metric, "self_reported": r.self_reported, "holdout": r.holdout,
-             "secondary": r.secondary,
-             "flags": r.flags, "exit_code": r.exit_code, "seconds": round(r.seconds, 3), "log": r.log_path,
+             "secondary": r.secondary, "flags": findings_json(r.flags),
+             "exit_code": r.exit_code, "seconds": round(r.seconds, 3), "log": r.log_path,
              "sandbox": r.sandbox, "requeued_from": r.requeued_from, "alongside": alongside.get(r.id)}
             for r in store.runs_of(exp.id)
         ]
@@ -152,7 +154,7 @@ def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, min=1, help
     for r in rows:
         verdict = r.verdict or ("baseline" if r.kind == "baseline" else r.status)
         style = VERDICT_STYLE.get(verdict, "cyan")
-        flags = (safe(",".join(f.split(":")[0] for f in r.flags)),) if flagged else ()
+        flags = (safe(",".join(f.rule for f in r.flags)),) if flagged else ()
         table.add_row(str(r.id), "–" if r.line_id is None else str(r.line_id),
                       "–" if r.parent_id is None else str(r.parent_id), f"[{style}]{verdict}[/]", metric_text(r),
                       str(r.n_runs), *flags, safe(" ".join((r.idea.title or r.error or "").split())))
@@ -204,13 +206,14 @@ def show(exp: int = typer.Argument(..., help="Experiment id (see `labmind log`).
         console.print(f"  llm:     {llm['calls']} calls, {llm['input_tokens']} in / {llm['output_tokens']} out "
                       f"tokens, ${llm['cost_usd']:.4f}; `labmind calls --experiment {row.id}`")
     if row.flags:
-        console.print(f"  flags:   {safe('; '.join(row.flags))}")
+        console.print(f"  flags:   {safe('; '.join(f.text() for f in row.flags))}")
     console.print(f"  files:   {safe(', '.join(row.changed_files)) or '–'}   commit {row.commit_sha or '–'}")
     table = Table("run", "purpose", "seed", "slot", "outcome", "metric", "seconds", "flags", "log",
                   header_style="bold")
     for r in data["runs"]:
         table.add_row(str(r["id"]), r["purpose"], str(r["seed"]), r["slot"] or "", r["outcome"] or r["status"],
-                      fmt(r["metric"]), f"{r['seconds']:.1f}", safe(",".join(r["flags"])), safe(r["log"] or ""))
+                      fmt(r["metric"]), f"{r['seconds']:.1f}",
+                      safe(",".join(Finding.from_json(f).text() for f in r["flags"])), safe(r["log"] or ""))
     console.print(table)
     console.print(f"diff: `labmind diff {row.id}`")
 

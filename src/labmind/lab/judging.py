@@ -31,14 +31,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from labmind.findings import Finding, merged, rules_of
+from labmind.guard.candidate import Clock, Measurement, check_candidate
 from labmind.guard.holding import allow_hint, holding
-from labmind.guard.plausibility import (
-    beyond_bound,
-    holdout_gap,
-    implausible_gain,
-    time_mismatch,
-    variance_collapse,
-)
 from labmind.judge import Judge, Noise, Scale, choose_scale, estimate, summarize
 from labmind.judge.fdr import level as fdr_level
 from labmind.judge.robust import robust_location
@@ -191,10 +186,10 @@ class Referee:
             # A value off the judge's scale can still be a cheat's (a loss of 0 under a declared bound): the
             # guard's bound check then holds it for a person's review instead of a plain bad_metric.
             values = [float(r.metric) for r in self.ok_runs(exp_id) if r.metric is not None]
-            flags = beyond_bound(self.task, [v for v in values if math.isfinite(v)])
+            flags = check_candidate(self.task, Measurement(tuple(v for v in values if math.isfinite(v))))
             if flags:
-                flags = sorted(set(exp.flags) | set(flags))
-                rules = len({f.split(":", 1)[0] for f in flags})
+                flags = merged(exp.flags, flags)
+                rules = len(rules_of(flags))
                 self.finish(exp_id, Verdict.FLAGGED, f"{reason}, and {rules} integrity check(s) hold it for a "
                                                      "person's review (`labmind show`)", flags=flags)
             else:
@@ -277,10 +272,9 @@ class Referee:
             return
         done = [r for r in runs if r.status == "done"]
         for run in done:
-            hard = [f for f in run.flags if f.startswith(PROTECTED_FLAG)]
+            hard = [f for f in run.flags if f.rule == PROTECTED_FLAG]
             if hard:
-                self.finish(exp.id, Verdict.REJECTED, hard[0].split(": ", 1)[1],
-                            flags=sorted(set(exp.flags) | set(hard)))
+                self.finish(exp.id, Verdict.REJECTED, hard[0].evidence, flags=merged(exp.flags, hard))
                 return
         failed = next((r for r in done if r.outcome != "ok"), None)
         if failed is not None:
@@ -297,10 +291,14 @@ class Referee:
         reference = self.reference_values(head, [r.seed for r in screens])
         if reference is None:
             return  # a reference run of the incumbent is queued
-        flags = sorted({f for r in done for f in r.flags} | set(exp.flags))
         noise = self.noise()
         values = [(r.seed, float(r.metric)) for r in screens if r.metric is not None]
-        # Every flag stays on record; only those that hold a gain in this task go to the judge (guard.holding).
+        # The guard's candidate checks come first, so the judge decides once. Every flag stays on record; only
+        # those that hold a gain in this task go to the judge (guard.holding).
+        last = screens[-1]
+        plausible = check_candidate(self.task, Measurement(
+            (values[-1][1],), (Clock(last.secondary.get(self.task.metric.self_time or ""), last.seconds),)))
+        flags = merged(*(r.flags for r in done), exp.flags, plausible)
         screen = self.judge.screen(values, reference, screens[-1].secondary, noise, holding(self.task, flags),
                                    self.stall_below(), self.reruns_pay())
         effect = screen.effect
@@ -311,11 +309,6 @@ class Referee:
             self.store.add_run(experiment_id=exp.id, purpose="screen", seed=screens[0].seed)
             self.host.note("screen", f"exp {exp.id}: {screen.reason}", experiment_id=exp.id)
             return
-        if screen.action == "keep":
-            extra = self.screen_plausibility(exp, values[-1][1], screens[-1], reference[values[-1][0]])
-            if extra:
-                flags = sorted(set(flags) | set(extra))
-                screen = self.judge.screen(values, reference, screens[-1].secondary, noise, holding(self.task, flags))
         if screen.action == "flag":
             # A person's time is worth a verification: a flagged would-be gain is verified on fresh seeds first,
             # and only a verified one is held for review. It never moves its line.
@@ -385,12 +378,6 @@ class Referee:
         if math.isnan(fallback):
             raise ValueError(f"exp {exp_id} has no successful run to compare with")
         return {s: have.get(s, fallback) for s in seeds}
-
-    def screen_plausibility(self, exp: ExperimentRow, value: float, run: RunRow, reference: float) -> list[str]:
-        """The guard's checks that one screening run can support (layer 5): a physical bound, the run's clock."""
-        # `implausible_gain` waits for verification: one noisy run against one noisy step would flag half the lab.
-        flags = beyond_bound(self.task, [value])
-        return flags + time_mismatch(self.task, run.secondary.get(self.task.metric.self_time or ""), run.seconds)
 
     def past_steps(self) -> list[float]:
         """The lab's verified steps (each verified experiment against the point it was verified against), in
@@ -529,6 +516,7 @@ class Referee:
         else:
             ref = self.values_by_seed(anchor_id, UNSELECTED) or self.values_by_seed(anchor_id)
         anchor = self.rows[anchor_id]
+        plausible = self.check_verified(head, anchor_id, cand, ref)  # the guard first: the judge decides once
         result = self.judge.verify(cand, ref, self.noise(), level=float(record["level"]), look=len(seeds) - 1,
                                    looks=int(record["looks"]), paired=bool(record["paired"]),
                                    ref_level=anchor.metric if anchor.metric is not None else statistics.fmean(
@@ -544,10 +532,10 @@ class Referee:
                    "p_value": result.p_value, "n_cand": comp.n_cand, "n_ref": comp.n_ref, "paired": comp.paired,
                    "scale": self.judge.scale.value}
         if result.result == "claim":
-            flags = sorted(set(head.flags) | set(self.verify_plausibility(head, anchor_id, cand, ref)))
+            flags = merged(head.flags, plausible)
             held = holding(self.task, flags)
             if held:
-                rules = len({f.split(":", 1)[0] for f in held})
+                rules = len(rules_of(held))
                 self.end_verification(head, "claim", Verdict.FLAGGED,
                                       f"{result.reason}, but {rules} integrity check(s) hold it for a person's "
                                       f"review (`labmind show`){allow_hint(held)}", numbers,
@@ -569,26 +557,20 @@ class Referee:
         verdict = Verdict.NOT_IMPROVED if comp.effect <= 0 else Verdict.INCONCLUSIVE
         self.end_verification(head, result.result, verdict, result.reason, numbers)
 
-    def verify_plausibility(self, head: ExperimentRow, anchor_id: int, cand: dict[int, float],
-                            ref: dict[int, float]) -> list[str]:
-        """The guard's checks on a verified candidate (layers 4 and 5)."""
-        values = list(cand.values())
-        gain = self.task.sign * (statistics.fmean(values) - statistics.fmean(ref.values()))
+    def check_verified(self, head: ExperimentRow, anchor_id: int, cand: dict[int, float],
+                       ref: dict[int, float]) -> list[Finding]:
+        """The guard's candidate checks (layers 4 and 5) on a head's fresh-seed runs against its anchor."""
+        if not cand or not ref:
+            return []
+        values = tuple(cand.values())
         base = self.rows.get(self.store.lab().baseline_id or -1)  # type: ignore[union-attr]
-        noise_sd = (base.metric_sd if base else None) or 0.0
-        flags = beyond_bound(self.task, values) + implausible_gain(self.task, gain, self.past_steps())
-        flags += variance_collapse(values, noise_sd)
         confirms = [r for r in self.store.runs_of(head.id) if r.purpose == "confirm" and r.seed in cand]
-        for run in confirms:
-            flags += time_mismatch(self.task, run.secondary.get(self.task.metric.self_time or ""), run.seconds)
-        if not self.task.metric.holdout:
-            return flags
         theirs = [r for r in self.ok_runs(anchor_id) if r.purpose in UNSELECTED]
-        pairs = [[(float(r.metric), r.holdout) for r in runs if r.metric is not None and r.holdout is not None]
-                 for runs in (confirms, theirs)]
-        if len(pairs[0]) < len(confirms) or len(pairs[1]) < len(theirs) or not all(pairs):
-            return [*flags, "holdout_failed: a held-out evaluation is missing for the candidate or its incumbent"]
-        return flags + holdout_gap(self.task, gain, pairs[0], pairs[1])
+        return check_candidate(self.task, Measurement(
+            values, tuple(Clock(r.secondary.get(self.task.metric.self_time or ""), r.seconds) for r in confirms),
+            gain=self.task.sign * (statistics.fmean(values) - statistics.fmean(ref.values())),
+            past_steps=tuple(self.past_steps()), baseline_sd=(base.metric_sd if base else None) or 0.0,
+            holdout=(tuple((r.metric, r.holdout) for r in confirms), tuple((r.metric, r.holdout) for r in theirs))))
 
     def stack(self, head: ExperimentRow, anchor_id: int) -> list[int]:
         """The provisional steps from the anchor up to the head (the head included), oldest first."""
@@ -602,7 +584,7 @@ class Referee:
 
     def end_verification(self, head: ExperimentRow, state: str, verdict: Verdict, reason: str,
                          numbers: dict[str, Any] | None, *, values: list[float] | None = None,
-                         flags: list[str] | None = None) -> None:
+                         flags: list[Finding] | None = None) -> None:
         record = {**head.judgement["verify"], "state": state, **(numbers or {})}
         anchor_id = int(record["anchor"])
         steps = [s for s in self.stack(head, anchor_id) if s != head.id]
@@ -686,7 +668,7 @@ class Referee:
         return Failure(verdict, reason)
 
     def finish(self, exp_id: int, verdict: Verdict, reason: str, *, values: list[float] | None = None,
-               p_value: float | None = None, flags: list[str] | None = None, near_miss: bool = False,
+               p_value: float | None = None, flags: list[Finding] | None = None, near_miss: bool = False,
                promote: bool = False, verified: bool = False, judgement: dict[str, Any] | None = None,
                quiet: bool = False) -> None:
         """Record a verdict. `promote`: the experiment becomes its line's incumbent (provisionally, for `kept`);

@@ -24,7 +24,8 @@ from labmind.execute.base import Change, Executor, RunOutcome, RunRequest, Slot,
 from labmind.execute.cgroups import memory_available
 from labmind.execute.limits import resolve_limits
 from labmind.execute.sandbox import default_hidden
-from labmind.guard import Finding, check_change
+from labmind.findings import Finding, merged
+from labmind.guard import Pristine, ProposalCheck, Proposed, check_proposal
 from labmind.lab.judging import PROTECTED_FLAG, Referee
 from labmind.lab.overlap import KIND as OVERLAP
 from labmind.lab.overlap import overlap_text
@@ -38,28 +39,14 @@ from labmind.observe.progress import duration_text
 from labmind.search.base import Policy
 from labmind.store import ExperimentRow, RunRow, Store, StoreError
 from labmind.task import Task
-from labmind.verdicts import MEANING, Verdict
+from labmind.verdicts import Verdict
 from labmind.workspace import git as gitops
 from labmind.workspace.scope import (
     DigestCaps,
     hide_targets,
-    scope_violation,
-    to_task_relative,
-    verify_protected,
 )
 
 RUN_PRIORITY = {"baseline": 0, "confirm": 1, "reference": 2, "screen": 3}
-def scope_rule(violation: str) -> str:
-    """The rule name behind a scope sentence from workspace.scope (for flags and guard-report)."""
-    if "protected file" in violation:
-        return "protected"
-    if "belongs to labmind" in violation:
-        return "labmind_files"
-    if "outside the task directory" in violation:
-        return "outside_task"
-    return "outside_editable"
-
-
 def hidden_paths(paths: LabPaths, repo_root: Path | None = None, task: Task | None = None) -> list[Path]:
     """Hidden from runs, evaluators and brains: the lab's store and logs, the home directory, credentials,
     the repository's git directory (it holds every file ever committed, `[run] hide` data included, and
@@ -100,10 +87,10 @@ class SessionStats:
 class Proposal:
     idea: Idea
     snapshot: gitops.Snapshot
-    problem: str | None
+    check: ProposalCheck  # the guard's scope and static decision
     seconds: float
     worktree: Path | None = None  # ready for the screening run
-    findings: list[Finding] = field(default_factory=list)  # the guard's scope and static findings
+    findings: list[Finding] = field(default_factory=list)  # further flags: guard memory, the LLM auditor
 
 
 class Lab(Steering):
@@ -588,33 +575,29 @@ class Lab(Steering):
             snap = gitops.snapshot(worktree, base, f"labmind exp {exp.id}: {idea.title}"[:200], root=self.repo.root)
             if snap.commit:
                 gitops.pin(self.repo.root, self.task.name, exp.id, snap.commit)
-            problem = verify_protected(self.task_dir_in(worktree), self.task.task.protected, self.protected_digest,
-                                       self.digest_caps)
-            findings = self.static_findings(worktree, base, snap) if snap.commit else []
+            check = self.check_proposal(worktree, base, snap)
+            findings: list[Finding] = []
             if snap.commit and self.librarian is not None:
                 findings += self.librarian.known_cheats(snap.diff, exp.id)
-            if self.auditor is not None and snap.commit and problem is None:
+            if self.auditor is not None and snap.commit and check.tampered is None:
                 findings += self.auditor.audit(self.task, idea, snap.diff, experiment_id=exp.id,
                                                line_id=exp.line_id, notes=self.transcript_tail(exp.id))
             # The snapshot left the worktree exactly at the new commit: the screening run can use it
             # as is, which keeps worktree creation off the slot's critical path.
-            keep = snap.commit is not None and problem is None
+            keep = snap.commit is not None and check.tampered is None
         finally:
             if not keep:
                 gitops.remove_worktree(self.repo.root, worktree)
-        return Proposal(idea, snap, problem, time.monotonic() - started, worktree if keep else None, findings)
+        return Proposal(idea, snap, check, time.monotonic() - started, worktree if keep else None, findings)
 
-    def static_findings(self, worktree: Path, base: str, snap: gitops.Snapshot) -> list[Finding]:
-        """The guard's scope and static rules on what this change introduced (runs in a brain thread)."""
-        changed = [rel for p in snap.changed if (rel := to_task_relative(p, self.repo.subdir)) is not None]
+    def check_proposal(self, worktree: Path, base: str, snap: gitops.Snapshot) -> ProposalCheck:
+        """The guard's scope and static decision on this snapshot (runs in a brain thread)."""
 
         def old_source(rel: str) -> str | None:
             return gitops.file_at(self.repo.root, base, f"{self.repo.subdir}/{rel}" if self.repo.subdir else rel)
 
-        allow = set(self.task.guard.allow)
-        if not self.task.metric.evaluate:
-            allow.add("metric_print")  # without a trusted evaluator, printing the metric is how runs report
-        return check_change(self.task, self.task_dir_in(worktree), old_source, changed, allow=allow)
+        proposed = Proposed(self.task_dir_in(worktree), self.repo.subdir, snap.changed, old_source, snap.nested_repos)
+        return check_proposal(self.task, proposed, Pristine(self.protected_digest, self.digest_caps))
 
     def finish_proposal(self, exp_id: int, fut: asyncio.Future[Any]) -> None:
         if fut.cancelled():
@@ -641,17 +624,14 @@ class Lab(Steering):
         p: Proposal = fut.result()
         snap = p.snapshot
         with self.store.transaction():
+            # Every finding stays on record, a rejected experiment's too (`labmind guard-report` counts them).
+            verdict, reason = p.check.verdict, p.check.reason
             self.store.update_experiment(exp_id, idea=p.idea, brain_seconds=p.seconds, commit_sha=snap.commit,
                                          diff=snap.diff, changed_files=snap.changed,
-                                         flags=[f.flag_text() for f in p.findings if f.severity == "flag"])
-            verdict, reason, rule_flags = self.scope_verdict(p)
+                                         flags=merged(p.check.findings, p.findings))
             if verdict is None:
                 self.store.update_experiment(exp_id, status="testing")
                 self.store.add_run(experiment_id=exp_id, purpose="screen", seed=self.referee.screen_seed())
-            elif rule_flags or p.findings:
-                # Keep the evidence with a rejected or unchanged experiment too.
-                self.store.update_experiment(
-                    exp_id, flags=sorted(set(rule_flags) | {f.flag_text() for f in p.findings}))
         self.refresh(exp_id)
         # The proposal's worktree is exactly at the new commit: the executor may run the screen in it, which
         # keeps worktree creation off the slot's critical path.
@@ -662,30 +642,6 @@ class Lab(Steering):
             self.referee.finish(exp_id, verdict, reason)
         else:
             self.note("proposed", f"exp {exp_id}: {p.idea.title}", experiment_id=exp_id)
-
-    def scope_verdict(self, p: Proposal) -> tuple[Verdict | None, str, list[str]]:
-        """The verdict a proposal gets before any run (no_change or rejected), its reason, and the flags
-        that name the broken rule for the record (`labmind guard-report` counts them)."""
-        snap = p.snapshot
-        if snap.nested_repos:
-            reason = (f"adds a git repository at {snap.nested_repos[0]}/ inside the worktree; a change is made of "
-                      "files, so it was left out and the experiment is rejected")
-            return Verdict.REJECTED, reason, [f"nested_repo: {reason}"]
-        if snap.commit is None:
-            return Verdict.NO_CHANGE, MEANING[Verdict.NO_CHANGE], []
-        if snap.symlinks_out:
-            reason = f"adds symlink {snap.symlinks_out[0]} pointing outside the worktree"
-            return Verdict.REJECTED, reason, [f"symlink_out: {reason}"]
-        violation = scope_violation(snap.changed, self.repo.subdir, self.task.task.editable,
-                                    self.task.task.protected)
-        if violation:
-            return Verdict.REJECTED, violation, [f"{scope_rule(violation)}: {violation}"]
-        if p.problem:
-            return Verdict.REJECTED, p.problem, [f"protected: {p.problem}"]
-        hard = next((f for f in p.findings if f.severity == "reject"), None)
-        if hard is not None:
-            return Verdict.REJECTED, f"{hard.flag_text()} ({hard.explanation})", [f.flag_text() for f in p.findings]
-        return None, "", []
 
     # -- runs ----------------------------------------------------------------------------------------------
 
@@ -774,11 +730,12 @@ class Lab(Steering):
         """Re-queue a run whose slot was lost mid-run (a dead cluster node), exactly once: a re-queued run
         that loses its slot again is recorded as crashed (False)."""
         run = self.store.run(run_id)
-        if run.requeued_from is not None and any(f.startswith("slot_lost")
+        if run.requeued_from is not None and any(f.rule == "slot_lost"
                                                  for f in self.store.run(run.requeued_from).flags):
             return False
         with self.store.transaction():
-            self.store.update_run(run_id, status="interrupted", ended_at=time.time(), flags=[f"slot_lost: {why}"])
+            self.store.update_run(run_id, status="interrupted", ended_at=time.time(),
+                                  flags=[Finding("slot_lost", evidence=why, family="run")])
             new = self.store.add_run(experiment_id=exp_id, purpose=run.purpose, seed=run.seed, requeued_from=run_id)
         self.note("requeued", f"run {run_id} lost its slot ({why}); queued again as run {new}",
                   experiment_id=exp_id, run_id=new)
@@ -816,7 +773,9 @@ class Lab(Steering):
         else:
             outcome = fut.result()
             problem = outcome.tampered
-        flags = list(outcome.flags) + ([f"{PROTECTED_FLAG}: {problem} during the run"] if problem else [])
+        flags = [Finding(rule, family="run") for rule in outcome.flags]
+        if problem:
+            flags.append(Finding(PROTECTED_FLAG, evidence=f"{problem} during the run", family="run", severity="reject"))
         self.store.update_run(run_id, status="done", outcome=outcome.status, exit_code=outcome.exit_code,
                               metric=outcome.metric, secondary=outcome.secondary, flags=flags,
                               log_tail=outcome.log_tail, started_at=outcome.started_at,

@@ -6,6 +6,7 @@ import datetime as dt
 import sqlite3
 from typing import Any
 
+from labmind.findings import Finding, findings_json
 from labmind.lab.paths import LabPaths
 from labmind.observe.web import queries
 from labmind.observe.web.deps import safe_log_path
@@ -14,6 +15,16 @@ from labmind.verdicts import MEANING, Verdict
 
 #: Lines of a run's log shown inline; the full log is a download.
 LOG_TAIL_LINES = 60
+
+
+def flag_text(flag: dict[str, Any]) -> str:
+    """A flag of the API's JSON (`{rule, path, line, evidence}`) as one line of text."""
+    return Finding.from_json(flag).text()
+
+
+def flag_detail(flag: dict[str, Any]) -> str:
+    """What a flag says after its rule."""
+    return Finding.from_json(flag).detail()
 
 
 def meaning(verdict: str | None) -> str:
@@ -28,7 +39,8 @@ def experiment_detail(conn: sqlite3.Connection, paths: LabPaths, exp: Experiment
         runs.append({
             "id": r.id, "purpose": r.purpose, "seed": r.seed, "status": r.status, "outcome": r.outcome,
             "slot": r.slot, "metric": r.metric, "self_reported": r.self_reported, "secondary": r.secondary,
-            "flags": r.flags, "exit_code": r.exit_code, "seconds": round(r.seconds, 3), "sandbox": r.sandbox,
+            "flags": findings_json(r.flags), "exit_code": r.exit_code, "seconds": round(r.seconds, 3),
+            "sandbox": r.sandbox,
             "requeued_from": r.requeued_from, "started_at": r.started_at,
             "log_tail": "\n".join((r.log_tail or "").splitlines()[-LOG_TAIL_LINES:]),
             "log_url": f"/api/runs/{r.id}/log" if safe_log_path(paths, r) else None,
@@ -37,7 +49,7 @@ def experiment_detail(conn: sqlite3.Connection, paths: LabPaths, exp: Experiment
         "id": exp.id, "kind": exp.kind, "line": exp.line_id, "parent": exp.parent_id, "status": exp.status,
         "verdict": exp.verdict, "meaning": meaning(exp.verdict), "reason": exp.reason, "metric": exp.metric,
         "sd": exp.metric_sd, "ci": [exp.ci_low, exp.ci_high], "n_runs": exp.n_runs, "p_value": exp.p_value,
-        "flags": exp.flags, "near_miss": exp.near_miss, "idea": exp.idea.to_dict(), "brain": exp.brain,
+        "flags": findings_json(exp.flags), "near_miss": exp.near_miss, "idea": exp.idea.to_dict(), "brain": exp.brain,
         "base_commit": exp.base_commit, "commit": exp.commit_sha, "changed_files": exp.changed_files,
         "slot_seconds": exp.gpu_seconds, "brain_seconds": exp.brain_seconds, "error": exp.error,
         "created_at": exp.created_at, "finished_at": exp.finished_at, "diff": exp.diff or "",

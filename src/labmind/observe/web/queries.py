@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from labmind.findings import Finding
 from labmind.lab.paths import LabPaths
 from labmind.store.lock import holder_pid
 from labmind.store.rows import (
@@ -176,7 +177,8 @@ def _list_row(r: sqlite3.Row, incumbents: set[int]) -> dict[str, Any]:
     return {"id": r["id"], "line": r["line_id"], "parent": r["parent_id"], "kind": r["kind"], "status": r["status"],
             "verdict": r["verdict"], "reason": r["reason"], "metric": r["metric"], "sd": r["metric_sd"],
             "ci": [r["ci_low"], r["ci_high"]], "n_runs": r["n_runs"], "p_value": r["p_value"],
-            "flags": json.loads(r["flags"]), "near_miss": bool(r["near_miss"]), "slot_seconds": r["gpu_seconds"],
+            "flags": [Finding.from_json(f).to_json() for f in json.loads(r["flags"])],  # schema-4 strings too
+            "near_miss": bool(r["near_miss"]), "slot_seconds": r["gpu_seconds"],
             "created_at": r["created_at"], "finished_at": r["finished_at"], "error": r["error"],
             "idea": r["title"] or "", "incumbent": r["id"] in incumbents}
 
