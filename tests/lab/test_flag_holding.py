@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from labmind.findings import Finding
 from labmind.guard.holding import allow_hint, holding, soft_rules
 from labmind.guard.rules import default_rules
 from labmind.task import Task
@@ -17,8 +18,9 @@ def _task(**metric: str) -> Task:
                                 "metric": {"name": "loss", "goal": "minimize", **metric}})
 
 
-FLAGS = ["native_call: train.py:1: import ctypes", "timer_patch: train.py:3: time.time = f",
-         "self_reported_mismatch: printed 0.1, evaluated 0.5"]
+FLAGS = [Finding("native_call", path="train.py", line=1, evidence="import ctypes"),
+         Finding("timer_patch", path="train.py", line=3, evidence="time.time = f"),
+         Finding("self_reported_mismatch", evidence="printed 0.1, evaluated 0.5")]
 
 
 def test_without_a_trusted_evaluator_every_flag_holds() -> None:
