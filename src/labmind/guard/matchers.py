@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Protocol
@@ -196,15 +196,11 @@ class AssignAttrMatcher:
     imported_only: bool = False
 
     def scan_python(self, src: Source, facts: TaskFacts) -> Iterator[Hit]:
-        for patch in src.patches:
-            if name_matches(patch.target, self.targets) and (
-                not self.imported_only or src.resolver.imported(patch.target)
-            ):
-                yield src.hit(patch.node)
+        yield from _patched(src, lambda target: name_matches(target, self.targets) and (
+            not self.imported_only or src.resolver.imported(target)))
 
     def scan_text(self, src: Source, facts: TaskFacts) -> Iterator[Hit]:
-        assign = re.compile("|".join(name_regex(t) + r"\s*(?:=(?!=)|[-+*/]=)" for t in self.targets))
-        yield from _text_lines(src, assign)
+        yield from _assigned(src, [name_regex(t) for t in self.targets])
 
 
 @dataclass(frozen=True)
@@ -219,15 +215,22 @@ class AssignModuleAttrMatcher:
 
     def scan_python(self, src: Source, facts: TaskFacts) -> Iterator[Hit]:
         modules = self._modules(facts)
-        for patch in src.patches:
-            if any(patch.target == m or patch.target.startswith(m + ".") for m in modules):
-                yield src.hit(patch.node)
+        yield from _patched(src, lambda target: any(target == m or target.startswith(m + ".") for m in modules))
 
     def scan_text(self, src: Source, facts: TaskFacts) -> Iterator[Hit]:
         modules = self._modules(facts)
         if modules:
-            assign = re.compile("|".join(name_regex(m) + r"\.[\w.]+\s*(?:=(?!=)|[-+*/]=)" for m in sorted(modules)))
-            yield from _text_lines(src, assign)
+            yield from _assigned(src, [name_regex(m) + r"\.[\w.]+" for m in sorted(modules)])
+
+
+def _patched(src: Source, wanted: Callable[[str], bool]) -> Iterator[Hit]:
+    """The patches of a parsed file (assignments, deletions, setattr, mock.patch) whose target is wanted."""
+    return (src.hit(patch.node) for patch in src.patches if wanted(patch.target))
+
+
+def _assigned(src: Source, name_regexes: list[str]) -> Iterator[Hit]:
+    """Lines assigning (or augmenting, not comparing) a name matching one of the regexes."""
+    return _text_lines(src, re.compile("|".join(r + r"\s*(?:=(?!=)|[-+*/]=)" for r in name_regexes)))
 
 
 @dataclass(frozen=True)

@@ -91,17 +91,13 @@ class _SeedBlind(ast.NodeTransformer):
             node.value = _mark()
         return node
 
-    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
-        self.generic_visit(node)
-        if self._target_seedy(node.target):
-            node.value = _mark()
-        return node
-
-    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+    def visit_AnnAssign(self, node: ast.AnnAssign | ast.AugAssign) -> ast.AST:
         self.generic_visit(node)
         if node.value is not None and self._target_seedy(node.target):
             node.value = _mark()
         return node
+
+    visit_AugAssign = visit_AnnAssign  # `seed += 1` like `seed: int = 1`: one target, one value
 
     def visit_keyword(self, node: ast.keyword) -> ast.AST:
         self.generic_visit(node)
