@@ -16,6 +16,6 @@ def packed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("speedrun")
     corpus = write_corpus(base / "stories")
     result = pack(f"local:{corpus}", base / "task", base / "data", "--any-commit", "--target", "4.0",
-                  "--iterations", "6", "--extension", "1", "--confirm-seeds", "4")
+                  "--iterations", "6", "--extension", "1", "--confirm-seeds", "4", "--val-tokens", "2048")
     assert result.returncode == 0, result.stdout + result.stderr
     return base / "task"

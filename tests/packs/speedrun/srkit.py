@@ -36,5 +36,5 @@ def pack(data: str, out: Path, data_dir: Path, *extra: str,
 
 def run_in(task: Path, *argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """A command of the task (python train_gpt.py, python labmind_speedrun.py ...) in the task directory."""
-    full = {**os.environ, "LABMIND_ATTENTION": "native", "TORCH_COMPILE_DISABLE": "1", **(env or {})}
+    full = {**os.environ, "LABMIND_ATTENTION": "native", **(env or {})}
     return subprocess.run([PY, *argv], cwd=task, capture_output=True, text=True, timeout=300, env=full, check=False)

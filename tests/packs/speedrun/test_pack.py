@@ -42,13 +42,14 @@ def test_the_task_declares_editable_protected_metric_and_gate(packed: Path) -> N
 
 def test_no_upstream_text_is_left_to_the_candidate_for_clock_and_validation(packed: Path) -> None:
     text = (packed / "train_gpt.py").read_text()
-    assert "get_kernel(" not in text and "flash_attn_interface = labmind_attn" in text
+    assert "= get_kernel(" not in text and "flash_attn_interface = labmind_attn" in text
     assert "training_time_ms += " not in text  # upstream's own clock is gone
     assert "labmind_clock.initial(model)" in text and "labmind_clock.start(model)" in text
     assert "labmind_speedrun.validate(_labmind_score" in text and "labmind_speedrun.finish(" in text
     assert (packed / "triton_kernels.py").read_text() == (FAKE_UPSTREAM / "triton_kernels.py").read_text()
 
 
+@pytest.mark.slow
 def test_an_honest_run_is_scored_by_the_evaluator(packed: Path, tmp_path: Path) -> None:
     task = _copy(packed, tmp_path)
     run = run_in(task, "train_gpt.py", env={"SEED": "1"})
@@ -58,16 +59,18 @@ def test_an_honest_run_is_scored_by_the_evaluator(packed: Path, tmp_path: Path) 
     assert score.returncode == 0, score.stdout + score.stderr
     lines = dict(line.split(": ", 1) for line in score.stdout.splitlines())
     assert float(lines["train_time_s"]) > 0
-    assert 0 < float(lines["val_loss"]) < 10
+    assert 0 < float(lines["val_loss"]) < 11  # ln(50257) = 10.8 untrained; a few steps on the CPU
     assert int(lines["steps"]) == 7
+    assert lines["reached_target"] == "0"  # above the target: scored, with its loss, and never kept
     result = json.loads((task / "labmind_result.json").read_text())
     final = result["final"]
     assert final["tokens"] == json.loads((task / "pack.json").read_text())["harness"]["val_tokens"]
-    # the probes ran on the final validation: random targets score far worse than the true ones
-    assert final["probes"]["random_target_loss"] > final["probes"]["true_loss"] + 1.0
+    # the probes ran on the final validation; the honest model's early losses did not move
+    assert final["probes"]["moved"] <= 1e-3 and final["probes"]["jitter"] <= 1e-3
     assert [v["final"] for v in result["validations"]] == [False, False, True]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("cheat", "expect"), [
     ("keep-warmup", "differ from those it was built with"),
     ("peek", "causality probe"),
@@ -80,6 +83,7 @@ def test_cheats_that_stop_the_run(packed: Path, tmp_path: Path, cheat: str, expe
     assert not (task / "labmind_result.json").exists()
 
 
+@pytest.mark.slow
 def test_a_lying_loss_is_rejected_by_the_evaluator(packed: Path, tmp_path: Path) -> None:
     task = _copy(packed, tmp_path)
     run = run_in(task, "train_gpt.py", env={"SEED": "1", "SPEEDRUN_CHEAT": "lie"})
@@ -90,6 +94,7 @@ def test_a_lying_loss_is_rejected_by_the_evaluator(packed: Path, tmp_path: Path)
     assert "train_time_s" not in score.stdout
 
 
+@pytest.mark.slow
 def test_skipping_the_final_validation_gets_no_metric(packed: Path, tmp_path: Path) -> None:
     task = _copy(packed, tmp_path)
     run = run_in(task, "train_gpt.py", env={"SEED": "1", "SPEEDRUN_CHEAT": "skip-validation"})
@@ -99,14 +104,14 @@ def test_skipping_the_final_validation_gets_no_metric(packed: Path, tmp_path: Pa
     assert "validation skipped" in score.stdout and "train_time_s" not in score.stdout
 
 
+@pytest.mark.slow
 def test_work_moved_before_the_clock_shows_in_untimed_seconds(packed: Path, tmp_path: Path) -> None:
     task = _copy(packed, tmp_path)
-    seconds = {}
-    for cheat in ("", "work-before-clock"):
-        run = run_in(task, "train_gpt.py", env={"SEED": "1", "SPEEDRUN_CHEAT": cheat, "SPEEDRUN_SLEEP": "4"})
-        assert run.returncode == 0, run.stderr
-        seconds[cheat] = json.loads((task / "labmind_result.json").read_text())["untimed_s"]
-    assert seconds["work-before-clock"] > seconds[""] + 3.5
+    run = run_in(task, "train_gpt.py", env={"SEED": "1", "SPEEDRUN_CHEAT": "work-before-clock", "SPEEDRUN_SLEEP": "8"})
+    assert run.returncode == 0, run.stderr
+    result = json.loads((task / "labmind_result.json").read_text())
+    # counted from the process's start (the kernel's clock), so nothing done before the clock goes unseen
+    assert result["untimed_s"] >= 8.0
     # the task bounds it: a run past the allowance violates [metric] constraints and is not kept
     assert "untimed_s <= 900" in (task / "labmind.toml").read_text()
 

@@ -175,6 +175,12 @@ def build_task(opts: PackOptions, log: Callable[[str], None] = lambda _: None) -
     if min(opts.iterations) < 0 or opts.iterations[0] < 3:
         raise PackError("--iterations needs at least 3 scheduled steps (three training stages)")
     upstream = check_upstream(opts.upstream, opts.any_commit)
+    text = (Path(upstream["path"]) / "train_gpt.py").read_text(encoding="utf-8")
+    try:  # every anchor is checked before minutes go into the data
+        adapt.apply_edits(text, adapt.train_edits(adapt.EditPlan("", 1, opts.iterations)), "train_gpt.py")
+        batch = adapt.val_batch_size(text)
+    except adapt.AdaptError as exc:
+        raise PackError(str(exc)) from exc
     out = opts.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise PackError(f"--out {out} exists and is not empty: give a new directory")
@@ -184,8 +190,7 @@ def build_task(opts: PackOptions, log: Callable[[str], None] = lambda _: None) -
         (task / "data").mkdir(parents=True, exist_ok=True)
         root, info, target = _data(opts, task, log)
         src = Path(upstream["path"])
-        text = (src / "train_gpt.py").read_text(encoding="utf-8")
-        val_tokens = usable_val_tokens(info["val_tokens_available"], adapt.val_batch_size(text), opts.val_tokens)
+        val_tokens = usable_val_tokens(info["val_tokens_available"], batch, opts.val_tokens)
         if val_tokens < opts.val_tokens:
             log(f"validation: the stream holds {info['val_tokens_available']:,} tokens; {val_tokens:,} are scored "
                 f"(upstream scores {opts.val_tokens:,})")
