@@ -33,3 +33,6 @@ register("nanochat", nanochat)
 from labmind.packs.kernels.cli import kernels_app  # noqa: E402
 
 register("kernels", kernels_app)
+from labmind.packs.speedrun.cli import speedrun  # noqa: E402
+
+register("speedrun", speedrun)

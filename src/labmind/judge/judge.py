@@ -19,6 +19,7 @@ from labmind.judge.compare import Comparison, compare
 from labmind.judge.noise import Noise
 from labmind.judge.robust import OUTLIER_K
 from labmind.judge.scale import MinEffect, Scale, effect_text, from_scale, to_scale
+from labmind.judge.stats import mean_beyond
 from labmind.task import Task
 
 #: A verification stops as a failure when the probability that the candidate is better falls below this.
@@ -80,6 +81,30 @@ class Judge:
                 return f"violates constraint {name} {op} {bound:g} (got {value:g})"
         return None
 
+    def gate_miss(self, secondary: dict[str, float]) -> str | None:
+        """Why one run misses the task's gate (its target), or None when it meets it or there is no gate."""
+        gate = self.task.metric.parsed_gate()
+        if gate is None:
+            return None
+        name, op, bound = gate
+        value = secondary.get(name)
+        if value is None or not math.isfinite(value):
+            return f"the run reported no {name}, so its target {name} {op} {bound:g} cannot be checked"
+        if not _OPS[op](value, bound):
+            return f"missed the target: {name} {value:g}, needed {op} {bound:g}"
+        return None
+
+    def gate_test(self, values: list[float]) -> tuple[bool, float, str]:
+        """The claim gate over a candidate's fresh-seed runs: (passed, p, sentence)."""
+        gate = self.task.metric.parsed_gate()
+        assert gate is not None
+        name, op, bound = gate
+        level = self.task.metric.gate_level
+        p = mean_beyond(values, op, bound)
+        mean = sum(values) / len(values) if values else math.nan
+        said = f"gate {name} {op} {bound:g}: mean {fmt(mean)} over {len(values)} run(s), one-sided t-test p={p:.3g}"
+        return p < level, p, f"{said} {'<' if p < level else '≥'} {level:g}"
+
     # -- screening -------------------------------------------------------------------------------------
 
     def screen(self, values: list[tuple[int, float]], reference: dict[int, float], secondary: dict[str, float],
@@ -91,7 +116,7 @@ class Judge:
         what the lab's screens show. `reruns_pay`: False once the lab's re-runs keep reproducing what they
         re-ran (bad ideas, not stalls): then only `stall_below` calls for one."""
         seed, value = values[-1]
-        violation = self.constraint_violation(secondary)
+        violation = self.constraint_violation(secondary) or self.gate_miss(secondary)
         if violation:
             return Screen("drop", f"{self.metric} {fmt(value)}, but it {violation}", None)
         ref = reference[seed]
@@ -124,9 +149,11 @@ class Judge:
     # -- verification ----------------------------------------------------------------------------------
 
     def verify(self, cand: dict[int, float], ref: dict[int, float], noise: Noise, *, level: float, look: int,
-               looks: int, paired: bool, ref_level: float, cand_id: int, ref_id: int) -> Verification:
+               looks: int, paired: bool, ref_level: float, cand_id: int, ref_id: int,
+               gate_values: list[float] | None = None) -> Verification:
         """Look `look` of at most `looks` at a claim that exp `cand_id` beats exp `ref_id`; values are metric
-        values by seed (the candidate's on fresh seeds only)."""
+        values by seed (the candidate's on fresh seeds only). With a task gate, `gate_values` are the gated
+        secondary's values of the same runs, and a claim needs the gate's t-test too."""
         c = {s: self.scaled(v) for s, v in cand.items()}
         r = {s: self.scaled(v) for s, v in ref.items()}
         comp = compare(c, r, noise, sign=self.sign, paired=paired)
@@ -144,7 +171,15 @@ class Judge:
         if not comp.agreed and look < looks:
             return Verification("more", f"{said}: the runs disagree; adding runs", comp, p)
         if p <= per_look and comp.effect > needed:
-            return Verification("claim", f"verified on fresh seeds: {said} ≤ level {per_look:.3g}", comp, p)
+            if self.task.metric.gate is None:
+                return Verification("claim", f"verified on fresh seeds: {said} ≤ level {per_look:.3g}", comp, p)
+            passed, _, gate_said = self.gate_test(gate_values or [])
+            if passed:
+                return Verification("claim", f"verified on fresh seeds: {said} ≤ level {per_look:.3g}; {gate_said}",
+                                    comp, p)
+            if look < looks:
+                return Verification("more", f"{said}, but {gate_said}: adding runs", comp, p)
+            return Verification("undecided", f"not verified: {said}, but {gate_said} after {looks} look(s)", comp, p)
         if comp.p_improve < FUTILE:
             return Verification("fail", f"not better on fresh seeds: {said}", comp, p)
         if look < looks:

@@ -32,3 +32,16 @@ def summarize(values: list[float], level: float = 0.95) -> Summary:
     sd = statistics.stdev(values)
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
     return Summary(mean, sd, n, mean - half, mean + half)
+
+
+def mean_beyond(values: list[float], op: str, bound: float) -> float:
+    """One-sided one-sample t-test that the mean is `op` ('<' or '>') `bound`: the p-value of the values if the
+    true mean were at the bound (the speedrun record's loss gate). 1.0 with fewer than two values."""
+    n = len(values)
+    if n < 2:
+        return 1.0
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    margin = (bound - mean) if op == "<" else (mean - bound)
+    if sd == 0.0:
+        return 0.0 if margin > 0 else 1.0
+    return float(stats.t.sf(margin / (sd / math.sqrt(n)), n - 1))

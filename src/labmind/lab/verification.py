@@ -15,7 +15,7 @@ from labmind.findings import Finding, merged, rules_of
 from labmind.guard.candidate import Clock, Measurement, check_candidate
 from labmind.guard.holding import allow_hint, holding
 from labmind.judge.fdr import level as fdr_level
-from labmind.store import ExperimentRow
+from labmind.store import ExperimentRow, RunRow
 from labmind.verdicts import Verdict
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ class Verifier:
         ref_level = anchor.metric if anchor.metric is not None else statistics.fmean(ref.values())
         result = judge.verify(cand, ref, self.referee.noise(), level=float(record["level"]), look=len(seeds) - 1,
                               looks=int(record["looks"]), paired=bool(record["paired"]), ref_level=ref_level,
-                              cand_id=head.id, ref_id=anchor_id)
+                              cand_id=head.id, ref_id=anchor_id, gate_values=self.gate_values(mine, cand))
         if result.result == "more":
             self.ledger.note("verify", f"exp {head.id}: {result.reason}", experiment_id=head.id)
             self.add_look(head.id)
@@ -209,6 +209,12 @@ class Verifier:
             return
         verdict = Verdict.NOT_IMPROVED if comp.effect <= 0 else Verdict.INCONCLUSIVE
         self.end_verification(head, result.result, verdict, result.reason, numbers)
+
+    def gate_values(self, runs: list[RunRow], cand: dict[int, float]) -> list[float]:
+        """The task gate's secondary value of each run behind `cand` (the speedrun's val_loss)."""
+        gate = self.task.metric.parsed_gate()
+        return [] if gate is None else [float(r.secondary[gate[0]]) for r in runs if r.seed in cand
+                                        and r.outcome == "ok" and r.secondary.get(gate[0]) is not None]
 
     def check_verified(self, head: ExperimentRow, anchor_id: int, cand: dict[int, float],
                        ref: dict[int, float]) -> list[Finding]:

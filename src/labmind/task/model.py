@@ -128,6 +128,33 @@ class MetricSection(_Section):
     self_time: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.\-/]*$")
     #: The scale effects are judged on: "log" (ratios) or "linear"; "auto" picks log for positive metrics.
     scale: Literal["auto", "linear", "log"] = "auto"
+    #: A claim's gate on a secondary value (the speedrun's "val_loss < 3.28"): a screening run that misses it is
+    #: not kept, and a claim needs the candidate's fresh-seed runs to pass a one-sided t-test of their mean
+    #: against the bound at `gate_level`.
+    gate: str | None = None
+    gate_level: float = Field(default=0.01, gt=0, lt=0.5)
+
+    @field_validator("gate")
+    @classmethod
+    def _gate(cls, value: str | None) -> str | None:
+        m = _CONSTRAINT.match(value) if value is not None else None
+        if value is not None and (m is None or m.group(2) not in ("<", ">")):
+            raise ValueError(f"expected 'name < number' or 'name > number', got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _gate_is_secondary(self) -> MetricSection:
+        gate = self.parsed_gate()
+        if gate is not None and gate[0] not in self.secondary:
+            raise ValueError(f"gate names {gate[0]!r}, which must also be listed in secondary")
+        return self
+
+    def parsed_gate(self) -> tuple[str, str, float] | None:
+        if self.gate is None:
+            return None
+        m = _CONSTRAINT.match(self.gate)
+        assert m
+        return m.group(1), m.group(2), float(m.group(3))
 
     @field_validator("constraints")
     @classmethod
