@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from labmind.lab.judging import Referee
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store
 from labmind.task import Task
 

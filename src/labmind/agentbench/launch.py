@@ -25,7 +25,7 @@ from labmind.brains.agent import (
     parse_agent_spec,
     parse_timeout,
 )
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store import Store
 from labmind.store.lock import holder_pid
 

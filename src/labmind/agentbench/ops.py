@@ -19,9 +19,9 @@ from labmind.agentbench.records import agent_of, experiment_record, past_with_ci
 from labmind.brains.agent import is_agent_spec, unclaimed_experiments
 from labmind.brains.base import experiments_made, not_taken
 from labmind.brains.command import expand_globs
-from labmind.lab.paths import LabPaths
 from labmind.lab.status import lab_status
 from labmind.lab.views import brain_context
+from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store, StoreError
 from labmind.store.lock import holder_pid
 from labmind.task import Task

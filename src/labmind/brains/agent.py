@@ -28,7 +28,7 @@ from typing import Any
 
 from labmind.agentbench.inbox import Claim, Inbox, InboxError, Offer, OfferState, Submission, inbox_dir
 from labmind.brains.base import NOT_TAKEN, BrainContext, BrainError, Idea, PastExperiment
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.task import parse_duration
 from labmind.workspace import git as gitops
 

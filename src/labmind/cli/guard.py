@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, print_json, read_store, safe
-from labmind.lab.paths import LabPaths
 from labmind.lab.review import ReviewError, apply_review, check_reviewable, post_review
+from labmind.paths import LabPaths
 from labmind.store import LabLock, LabLocked, Store, StoreError
 from labmind.verdicts import Verdict
 

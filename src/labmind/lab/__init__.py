@@ -1,6 +1,6 @@
 """The lab: one working state of labmind on a task, and the loop that runs it.
 
-Names are loaded on first use: `labmind.lab.paths` (used by every command) must not pull in the loop and,
+Names are loaded on first use: `labmind.paths` (used by every command) must not pull in the loop and,
 behind it, the judge's scipy."""
 
 from __future__ import annotations

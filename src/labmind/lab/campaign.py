@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from labmind.lab.paths import LabPaths
 from labmind.lab.status import lab_status
 from labmind.numeric import safe_mean
+from labmind.paths import LabPaths
 from labmind.store import Store, StoreError
 
 MANIFEST = "campaign.json"

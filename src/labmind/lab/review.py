@@ -13,8 +13,8 @@ import time
 import uuid
 from pathlib import Path
 
-from labmind.lab.paths import LabPaths
 from labmind.lab.views import best_experiment
+from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store
 from labmind.task import Task
 from labmind.verdicts import Verdict

@@ -8,9 +8,9 @@ from typing import Any
 
 from labmind.brains.agent import is_agent_spec, unclaimed_experiments
 from labmind.brains.base import experiments_made
-from labmind.lab.paths import LabPaths
 from labmind.lab.views import best_experiment
 from labmind.observe.progress import progress
+from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store
 from labmind.store.lock import holder_pid
 from labmind.task import Task

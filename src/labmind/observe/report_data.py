@@ -16,10 +16,10 @@ from typing import Any
 
 from scipy import stats
 
-from labmind.lab.paths import LabPaths
 from labmind.lab.views import best_experiment
 from labmind.numeric import summarisable
 from labmind.observe.knob_analysis import KnobImportance, knob_importance
+from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, RunRow, Store
 from labmind.store.lock import holder_pid
 from labmind.task import Task

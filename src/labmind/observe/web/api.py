@@ -14,10 +14,10 @@ from fastapi.responses import FileResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from labmind.lab.paths import LabPaths
 from labmind.observe.web import queries
 from labmind.observe.web.deps import db, lab_paths, safe_log_path
 from labmind.observe.web.present import experiment_detail
+from labmind.paths import LabPaths
 
 router = APIRouter(prefix="/api")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fastapi import HTTPException, Request
 
-from labmind.lab.paths import LabPaths
 from labmind.observe.web import queries
+from labmind.paths import LabPaths
 from labmind.store.rows import RunRow
 
 

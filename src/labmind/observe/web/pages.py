@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from labmind.lab.paths import LabPaths
 from labmind.observe import numbers
 from labmind.observe.web import present, queries
 from labmind.observe.web.deps import db, lab_paths
+from labmind.paths import LabPaths
 from labmind.verdicts import Verdict
 
 router = APIRouter()

@@ -6,9 +6,9 @@ import datetime as dt
 import sqlite3
 from typing import Any
 
-from labmind.lab.paths import LabPaths
 from labmind.observe.web import queries
 from labmind.observe.web.deps import safe_log_path
+from labmind.paths import LabPaths
 from labmind.store.rows import ExperimentRow
 from labmind.verdicts import MEANING, Verdict
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store.lock import holder_pid
 from labmind.store.rows import (
     ExperimentRow,
