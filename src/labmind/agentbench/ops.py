@@ -441,7 +441,7 @@ def _summary(row: ExperimentRow | None) -> dict[str, Any] | None:
 
 
 def _min_effect(task_json: str) -> Any:
-    """The task's `[noise] min_effect` (a `labmind.judge.scale.MinEffect`)."""
+    """The task's `[noise] min_effect` (a `labmind.scale.MinEffect`)."""
     return Task.model_validate_json(task_json).noise.parsed_min_effect()
 
 

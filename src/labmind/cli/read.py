@@ -12,12 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, fmt, print_json, read_store, safe
+from labmind.figures import figure_text, row_figure
 from labmind.lab.campaign import CampaignError, campaign_status, is_campaign
 from labmind.lab.overlap import KIND as OVERLAP
 from labmind.lab.overlap import parse_overlap
 from labmind.lab.status import lab_status
 from labmind.observe.live import status_view
-from labmind.observe.numbers import figure_text, row_figure
 from labmind.store import ExperimentRow, Store, StoreError
 from labmind.terminal import printable
 from labmind.verdicts import MEANING, Verdict
@@ -103,7 +103,7 @@ def metric_text(exp: ExperimentRow) -> str:
 
 def judgement_text(exp: ExperimentRow) -> str:
     """The judge's numbers in one line: the effect with its CI (as a percentage on a log scale), P(better), runs."""
-    from labmind.judge.scale import Scale, effect_text
+    from labmind.scale import Scale, effect_text
 
     j = exp.judgement
     verify = j.get("verify") or {}

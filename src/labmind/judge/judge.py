@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from labmind.judge.compare import Comparison, compare
 from labmind.judge.noise import Noise
 from labmind.judge.robust import OUTLIER_K
-from labmind.judge.scale import MinEffect, Scale, effect_text, from_scale, to_scale
+from labmind.scale import MinEffect, Scale, effect_text, from_scale, to_scale
 from labmind.task import Task
 
 #: A verification stops as a failure when the probability that the candidate is better falls below this.

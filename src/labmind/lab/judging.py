@@ -42,9 +42,9 @@ from labmind.guard.plausibility import (
 from labmind.judge import Judge, Noise, Scale, choose_scale, estimate, summarize
 from labmind.judge.fdr import level as fdr_level
 from labmind.judge.robust import robust_location
-from labmind.judge.scale import from_scale, to_scale
 from labmind.lab.diagnose import baseline_failed_message, holdout_problem
 from labmind.paths import LabPaths
+from labmind.scale import from_scale, to_scale
 from labmind.store import ExperimentRow, RunRow, Store
 from labmind.task import Task
 from labmind.verdicts import MEANING, Verdict
