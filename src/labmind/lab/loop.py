@@ -28,12 +28,12 @@ from labmind.guard import Finding, check_change
 from labmind.lab.judging import PROTECTED_FLAG, Referee
 from labmind.lab.overlap import KIND as OVERLAP
 from labmind.lab.overlap import overlap_text
+from labmind.lab.progress import duration_text
 from labmind.lab.review import ReviewError, apply_review, take_posted
 from labmind.lab.settings import LabSettings
 from labmind.lab.setup import SetupFailed, run_setup
 from labmind.lab.steering import Steering
 from labmind.lab.views import best_experiment, brain_context, search_view
-from labmind.observe.progress import duration_text
 from labmind.paths import LabPaths
 from labmind.search.base import Policy
 from labmind.store import ExperimentRow, RunRow, Store, StoreError

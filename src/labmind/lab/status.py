@@ -8,8 +8,8 @@ from typing import Any
 
 from labmind.brains.agent import is_agent_spec, unclaimed_experiments
 from labmind.brains.base import experiments_made
+from labmind.lab.progress import progress
 from labmind.lab.views import best_experiment
-from labmind.observe.progress import progress
 from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store
 from labmind.store.lock import holder_pid
@@ -17,7 +17,7 @@ from labmind.task import Task
 
 
 def _spread(row: ExperimentRow | None) -> dict[str, Any]:
-    """What a figure needs besides its value (see `labmind.observe.numbers`)."""
+    """What a figure needs besides its value (see `labmind.figures`)."""
     if row is None:
         return {"sd": None, "ci": [None, None], "n_runs": 0, "kind": None}
     return {"sd": row.metric_sd, "ci": [row.ci_low, row.ci_high], "n_runs": row.n_runs, "kind": row.kind}

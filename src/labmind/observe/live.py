@@ -16,9 +16,9 @@ from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from labmind.figures import dict_figure
+from labmind.lab.progress import progress_text
 from labmind.lab.status import lab_status
-from labmind.observe.numbers import dict_figure
-from labmind.observe.progress import progress_text
 from labmind.terminal import printable
 
 if TYPE_CHECKING:
