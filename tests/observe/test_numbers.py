@@ -8,8 +8,8 @@ import statistics
 import pytest
 from scipy import stats
 
+from labmind.figures import bar_text, ci_half_from_sd, dict_figure, figure, figure_text, spread_of
 from labmind.judge.stats import summarize
-from labmind.observe.numbers import bar_text, ci_half_from_sd, dict_figure, figure, figure_text, spread_of
 
 
 def test_a_mean_shows_its_ci_half_width_and_a_baseline_its_sd() -> None:

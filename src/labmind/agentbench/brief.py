@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labmind.observe.numbers import Spread, bar_text, dict_figure
+from labmind.figures import Spread, bar_text, dict_figure
 
 _TAIL_LINES = 15
 _HISTORY_SHOWN = 20
@@ -21,7 +21,7 @@ def _num(value: Any, digits: int = 6) -> str:
 
 def metric_text(d: dict[str, Any], spread: Spread = "ci") -> str:
     """`1.234 ± 0.002 (95% CI, n=4, p=0.003)` from a record or a brief's past experiment; `spread="sd"` for the
-    baseline (`1.234 ± 0.004 (sd, n=5)`); one run is `1.234 (1 run)` (see labmind.observe.numbers)."""
+    baseline (`1.234 ± 0.004 (sd, n=5)`); one run is `1.234 (1 run)` (see labmind.figures)."""
     if d.get("metric") is None:
         return "no metric"
     extra = [f"p={_num(d['p_value'], 2)}"] if d.get("p_value") is not None else []

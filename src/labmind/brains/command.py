@@ -42,8 +42,8 @@ from typing import Protocol
 
 from labmind.brains.base import BrainContext, BrainError, Idea, PastExperiment
 from labmind.execute.prepared import with_interpreter
+from labmind.figures import bar_text, figure_text, spread_of
 from labmind.library.record import insight_lines, parse_applies
-from labmind.observe.numbers import bar_text, figure_text, spread_of
 from labmind.task.model import Task
 from labmind.workspace.scope import hide_targets
 

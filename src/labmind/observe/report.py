@@ -18,7 +18,7 @@ from typing import ClassVar
 import jinja2
 from markupsafe import Markup
 
-from labmind.observe.numbers import figure_text, row_figure
+from labmind.figures import figure_text, row_figure
 from labmind.observe.report_data import (
     Family,
     Improvement,

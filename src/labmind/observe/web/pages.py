@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from labmind.observe import numbers
+from labmind import figures
 from labmind.observe.web import present, queries
 from labmind.observe.web.deps import db, lab_paths
 from labmind.paths import LabPaths
@@ -21,7 +21,7 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters.update(fmt=present.fmt, fmt_p=present.fmt_p, fmt_time=present.fmt_time,
                              fmt_duration=present.fmt_duration)
 # Figures with a spread are written by the same functions as in the CLI and the report (one `±` convention).
-templates.env.globals.update(meaning=present.meaning, figure=numbers.figure, spread_of=numbers.spread_of)
+templates.env.globals.update(meaning=present.meaning, figure=figures.figure, spread_of=figures.spread_of)
 
 PAGE_SIZE = 50
 VERDICT_FILTERS = ["baseline", *[v.value for v in Verdict], "pending"]
