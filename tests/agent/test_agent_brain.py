@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from labmind.agentbench.inbox import Inbox
+from labmind.brains.agent_inbox import Inbox
 from labmind.brains.agent import STOPPED, AgentBrain, agent_spec, parse_agent_spec
 from labmind.brains.base import BrainError
 from labmind.brains.registry import make_brain

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from labmind.agentbench.ops import Bench, BenchError
+from labmind.agent_tools.ops import Bench, BenchError
 from labmind.verdicts import Verdict
 
 from .labkit import (

@@ -1,7 +1,7 @@
 """The `agent` brain: an interactive agent (Claude Code, Codex, Cursor, a person) makes each proposal.
 
 For every experiment the lab wants, `propose` (in a lab worker thread) publishes a work offer in the inbox
-under `.labmind/agent/` (see labmind.agentbench.inbox) and waits. An agent claims the offer with
+under `.labmind/agent/` (see labmind.brains.agent_inbox) and waits. An agent claims the offer with
 `labmind agent next` (or the MCP tool next_experiment), edits files in the experiment's worktree, and
 submits its idea with `labmind agent submit`. `propose` then returns that idea; labmind computes the diff
 itself with git, runs it in the sandbox and judges it, exactly as for any other brain.
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labmind.agentbench.inbox import Claim, Inbox, InboxError, Offer, OfferState, Submission, inbox_dir
+from labmind.brains.agent_inbox import Claim, Inbox, InboxError, Offer, OfferState, Submission, inbox_dir
 from labmind.brains.base import NOT_TAKEN, BrainContext, BrainError, Idea, PastExperiment
 from labmind.paths import LabPaths
 from labmind.task import parse_duration

@@ -1,6 +1,6 @@
 """`labmind agent ...`: drive an agent-driven lab from a shell (Claude Code, Codex, Cursor or a person).
 
-Thin over labmind.agentbench: each verb calls one Bench operation and prints it as text or --json.
+Thin over labmind.agent_tools: each verb calls one Bench operation and prints it as text or --json.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 
 import typer
 
-from labmind.agentbench import brief
-from labmind.agentbench.launch import start_lab
-from labmind.agentbench.ops import Bench, BenchError, default_agent
+from labmind.agent_tools import brief
+from labmind.agent_tools.launch import start_lab
+from labmind.agent_tools.ops import Bench, BenchError, default_agent
 from labmind.cli.common import JsonOpt, TaskDirArg, fail, print_json
 
 agent_app = typer.Typer(

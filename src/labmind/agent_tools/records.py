@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labmind.agentbench.inbox import OfferState
+from labmind.brains.agent_inbox import OfferState
 from labmind.store import ExperimentRow
 from labmind.verdicts import MEANING, Verdict
 

@@ -16,9 +16,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
-from labmind.agentbench import brief
-from labmind.agentbench.launch import start_lab, stop_lab
-from labmind.agentbench.ops import Bench, BenchError
+from labmind.agent_tools import brief
+from labmind.agent_tools.launch import start_lab, stop_lab
+from labmind.agent_tools.ops import Bench, BenchError
 
 #: Default seconds a tool waits for an offer or a verdict: below the 60 s tool timeout some clients use.
 DEFAULT_WAIT_S = 45.0

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labmind.agentbench.inbox import inbox_dir
-from labmind.agentbench.ops import BenchError, is_agent_brain
+from labmind.brains.agent_inbox import inbox_dir
+from labmind.agent_tools.ops import BenchError, is_agent_brain
 from labmind.brains.agent import (
     DEFAULT_CLAIM_TIMEOUT_S,
     DEFAULT_SUBMIT_TIMEOUT_S,

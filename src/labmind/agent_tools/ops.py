@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from labmind.agentbench.brief import catch_up_command, is_stale
-from labmind.agentbench.inbox import Claim, Inbox, InboxError, OfferState, Submission, inbox_dir
-from labmind.agentbench.records import agent_of, experiment_record, past_with_ci
+from labmind.agent_tools.brief import catch_up_command, is_stale
+from labmind.brains.agent_inbox import Claim, Inbox, InboxError, OfferState, Submission, inbox_dir
+from labmind.agent_tools.records import agent_of, experiment_record, past_with_ci
 from labmind.brains.agent import is_agent_spec, unclaimed_experiments
 from labmind.brains.base import experiments_made, not_taken
 from labmind.brains.command import expand_globs
