@@ -1,4 +1,4 @@
-"""Helpers for the agent-bench tests: a git task directory, brain contexts, offers, simulated agents."""
+"""Helpers for the agent tools' tests: a git task directory, brain contexts, offers, simulated agents."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Plain-text renderings of the bench's answers, for people and for agents reading tool output.
+"""Plain-text renderings of the agent tools' answers, for people and for agents reading tool output.
 
 `how` picks the next-step instructions: "cli" names `labmind agent ...` commands, "mcp" names the MCP tools.
 """

@@ -1,4 +1,4 @@
-"""`labmind mcp`: serve the agent bench of one lab to a coding agent over stdio (Model Context Protocol)."""
+"""`labmind mcp`: serve the agent tools of one lab to a coding agent over stdio (Model Context Protocol)."""
 
 from __future__ import annotations
 
