@@ -255,7 +255,7 @@ def test_untrusted_text_is_inert_in_report_md(tiny_lm_lab: Path, tmp_path: Path)
 
 
 def _knobs_exp(i: int, lr: float, width: int, metric: float, verdict: str = "not_improved") -> Any:
-    from labmind.brains.base import Idea
+    from labmind.model import Idea
     from labmind.store.rows import ExperimentRow
 
     fields = {f: None for f in ExperimentRow.__dataclass_fields__}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from labmind.brains.base import Idea
+from labmind.model import Idea
 from labmind.store import LabLock, LabLocked, Store, StoreError
 from labmind.store.lock import holder_pid
 from labmind.store.schema import SCHEMA_VERSION

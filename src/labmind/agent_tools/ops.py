@@ -17,10 +17,10 @@ from labmind.agent_tools.brief import catch_up_command, is_stale
 from labmind.agent_tools.records import agent_of, experiment_record, past_with_ci
 from labmind.brains.agent import is_agent_spec, unclaimed_experiments
 from labmind.brains.agent_inbox import Claim, Inbox, InboxError, OfferState, Submission, inbox_dir
-from labmind.brains.base import experiments_made, not_taken
 from labmind.brains.command import expand_globs
 from labmind.lab.status import lab_status
 from labmind.lab.views import brain_context
+from labmind.model import experiments_made, not_taken
 from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store, StoreError
 from labmind.store.lock import holder_pid

@@ -35,8 +35,9 @@ from pathlib import Path
 
 from scipy import stats
 
-from labmind.brains.base import BrainContext, Idea, PastExperiment
+from labmind.brains.base import BrainContext
 from labmind.lab.open import open_lab
+from labmind.model import Idea, PastExperiment
 from labmind.observe.live import PlainReporter
 
 TOML = """[task]

@@ -21,8 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labmind.brains.base import BrainContext, Idea, PastExperiment
+from labmind.brains.base import BrainContext
 from labmind.lab.open import open_lab
+from labmind.model import Idea, PastExperiment
 from labmind.observe.live import PlainReporter
 from labmind.store import Store
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from labmind.brains.agent_inbox import Claim, Inbox, InboxError, Offer, OfferState, Submission, inbox_dir
-from labmind.brains.base import NOT_TAKEN, BrainContext, BrainError, Idea, PastExperiment
+from labmind.brains.base import BrainContext, BrainError
+from labmind.model import NOT_TAKEN, Idea, PastExperiment
 from labmind.paths import LabPaths
 from labmind.task import parse_duration
 from labmind.workspace import git as gitops

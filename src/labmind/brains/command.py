@@ -40,10 +40,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from labmind.brains.base import BrainContext, BrainError, Idea, PastExperiment
+from labmind.brains.base import BrainContext, BrainError
 from labmind.execute.prepared import with_interpreter
 from labmind.figures import bar_text, figure_text, spread_of
 from labmind.library.record import insight_lines, parse_applies
+from labmind.model import Idea, PastExperiment
 from labmind.task.model import Task
 from labmind.workspace.scope import hide_targets
 

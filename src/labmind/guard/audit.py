@@ -8,12 +8,13 @@ Use a different model from the implementer where possible (`--review-model`).
 
 from __future__ import annotations
 
-from labmind.brains.base import BrainError, Idea
+from labmind.brains.base import BrainError
 from labmind.brains.llm.jsonout import ask_json
 from labmind.brains.llm.state import task_values
 from labmind.brains.llm.templates import render
 from labmind.guard.findings import Finding, clip
 from labmind.llm.base import CallContext, LLMClient
+from labmind.model import Idea
 from labmind.task.model import Task
 
 DIFF_CHARS = 30_000

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from labmind.brains.base import NOT_TAKEN, Brain, Idea, experiments_made
+from labmind.brains.base import Brain
 from labmind.execute.base import Change, Executor, RunOutcome, RunRequest, Slot, SlotLost
 from labmind.execute.cgroups import memory_available
 from labmind.execute.limits import resolve_limits
@@ -34,6 +34,7 @@ from labmind.lab.settings import LabSettings
 from labmind.lab.setup import SetupFailed, run_setup
 from labmind.lab.steering import Steering
 from labmind.lab.views import best_experiment, brain_context, search_view
+from labmind.model import NOT_TAKEN, Idea, experiments_made
 from labmind.paths import LabPaths
 from labmind.search.base import Policy
 from labmind.store import ExperimentRow, RunRow, Store, StoreError

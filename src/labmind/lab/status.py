@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from labmind.brains.agent import is_agent_spec, unclaimed_experiments
-from labmind.brains.base import experiments_made
 from labmind.lab.progress import progress
 from labmind.lab.views import best_experiment
+from labmind.model import experiments_made
 from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store
 from labmind.store.lock import holder_pid

@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from labmind.brains.base import Idea, PastExperiment
+from labmind.model import Idea, PastExperiment
 
 
 @dataclass(frozen=True)

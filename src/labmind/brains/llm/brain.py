@@ -11,7 +11,7 @@ import json
 import threading
 from pathlib import Path
 
-from labmind.brains.base import BrainContext, BrainError, Decision, DirectorView, Idea, PastExperiment
+from labmind.brains.base import BrainContext, BrainError, Decision, DirectorView
 from labmind.brains.command import SandboxLike
 from labmind.brains.llm import director, ideate, reflect
 from labmind.brains.llm.check import SandboxedCheck
@@ -19,6 +19,7 @@ from labmind.brains.llm.implement import ImplementLimits, ImplementResult, imple
 from labmind.brains.llm.state import LOG_TAIL_CHARS, describe
 from labmind.brains.llm.templates import render
 from labmind.llm.base import CallContext, LLMClient
+from labmind.model import Idea, PastExperiment
 from labmind.task.model import Task
 from labmind.workspace.git import GitError, worktree_git
 

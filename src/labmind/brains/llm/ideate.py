@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from labmind.brains.base import BrainContext, BrainError, Idea
+from labmind.brains.base import BrainContext, BrainError
 from labmind.brains.llm.jsonout import ask_json
 from labmind.brains.llm.state import editable_files, state_values
 from labmind.brains.llm.templates import render
 from labmind.library.record import insight_lines, parse_applies
 from labmind.llm.base import CallContext, LLMClient
+from labmind.model import Idea
 
 SIMILAR = 0.6
 #: Titles of ideas tried on other lines shown to the model (the newest), so it does not propose them again.

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from labmind.brains.base import BrainContext, PastExperiment
+from labmind.brains.base import BrainContext
 from labmind.brains.command import bar_sentence, expand_globs, metric_text
+from labmind.model import PastExperiment
 from labmind.task.model import Task
 
 #: How much code the ideate prompt shows (per file, and over all files).
