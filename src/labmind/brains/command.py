@@ -42,10 +42,11 @@ from typing import Protocol
 
 from labmind.brains.base import BrainContext, BrainError
 from labmind.execute.prepared import with_interpreter
-from labmind.figures import bar_text, figure_text, spread_of
+from labmind.figures import figure_text, spread_of
 from labmind.library.record import insight_lines, parse_applies
 from labmind.model import Idea, PastExperiment
 from labmind.task.model import Task
+from labmind.task.text import bar_sentence
 from labmind.workspace.scope import hide_targets
 
 DEFAULT_TIMEOUT_S = 30 * 60.0
@@ -110,13 +111,6 @@ def metric_text(p: PastExperiment) -> str:
 
 def _line(p: PastExperiment) -> str:
     return f"- #{p.id} {p.idea.title!r}: {p.verdict}, {metric_text(p)}. {p.reason}".rstrip()
-
-
-def bar_sentence(task: Task, incumbent_of: str) -> str:
-    """"A change counts only if it beats ...", with `[noise] min_effect` as the task says it."""
-    wanted = task.noise.parsed_min_effect()
-    clause = bar_text(wanted.text(), wanted.kind == "auto", f"{incumbent_of}'s incumbent")
-    return clause[0].upper() + clause[1:]
 
 
 def render_prompt(ctx: BrainContext, idea_path: Path) -> str:

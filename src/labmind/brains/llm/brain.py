@@ -13,11 +13,10 @@ from pathlib import Path
 
 from labmind.brains.base import BrainContext, BrainError, Decision, DirectorView
 from labmind.brains.command import SandboxLike
-from labmind.brains.llm import director, ideate, reflect
+from labmind.brains.llm import director, ideate, reflect, render
 from labmind.brains.llm.check import SandboxedCheck
 from labmind.brains.llm.implement import ImplementLimits, ImplementResult, implement, system_prompt
 from labmind.brains.llm.state import LOG_TAIL_CHARS, describe
-from labmind.brains.llm.templates import render
 from labmind.llm.base import CallContext, LLMClient
 from labmind.model import Idea, PastExperiment
 from labmind.task.model import Task
