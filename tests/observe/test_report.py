@@ -12,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from labmind.cli.main import app
+from labmind.library.record import title_family
 from labmind.observe.report import clip_diff, write_report
-from labmind.observe.report_data import changed_knobs, collect, title_family, welch_interval
+from labmind.observe.report_data import changed_knobs, collect, welch_interval
 from labmind.paths import LabPaths
 from labmind.store import Store
 from labmind.store.lock import LabLock

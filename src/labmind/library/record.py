@@ -9,6 +9,7 @@ Everything here is code, no LLM: the knobs brain's insights say which settings m
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from labmind.guard.findings import Finding
 from labmind.library.guard_memory import examples, known_cheats
 from labmind.library.model import Effect, Insight, Kind, KnobChange, Provenance
 from labmind.library.store import Hit, Library, LibraryError
-from labmind.observe.report_data import title_family
 from labmind.store import ExperimentRow
 from labmind.verdicts import RUN_FAILURES, Verdict
 
@@ -31,6 +31,18 @@ NOT_EVIDENCE = {Verdict.FLAGGED, Verdict.REJECTED, Verdict.NO_CHANGE, Verdict.KE
 DIFF_EXCERPT = 3000
 #: How many insights a brain is offered per proposal.
 OFFERED = 6
+
+_WORD = re.compile(r"[a-z0-9][a-z0-9_\-]*")
+
+
+def title_family(exp: ExperimentRow, words: int = 2) -> str:
+    """A non-knobs idea's family: `params["family"]` when the brain gave one, else the first two words of the
+    title, lowercased, without punctuation ("Add RMSNorm before attention" -> "add rmsnorm")."""
+    given = exp.idea.params.get("family")
+    if isinstance(given, str) and given.strip():
+        return given.strip().lower()
+    found = _WORD.findall(exp.idea.title.lower())
+    return " ".join(found[:words]) or "(untitled)"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 from scipy import stats
 
 from labmind.lab.views import best_experiment
+from labmind.library.record import title_family
 from labmind.numeric import summarisable
 from labmind.observe.knob_analysis import KnobImportance, knob_importance
 from labmind.paths import LabPaths
@@ -141,7 +142,6 @@ def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple
 # ------------------------------------------------------------------------------------------ families
 
 _SET_NAMES = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
-_WORD = re.compile(r"[a-z0-9][a-z0-9_\-]*")
 
 
 def is_knobs(exp: ExperimentRow) -> bool:
@@ -159,16 +159,6 @@ def changed_knobs(exp: ExperimentRow, parent: ExperimentRow | None) -> list[str]
     if exp.idea.title.startswith("set "):
         return sorted(set(_SET_NAMES.findall(exp.idea.title)))
     return []
-
-
-def title_family(exp: ExperimentRow, words: int = 2) -> str:
-    """A non-knobs idea's family: `params["family"]` when the brain gave one, else the first two words of the
-    title, lowercased, without punctuation ("Add RMSNorm before attention" -> "add rmsnorm")."""
-    given = exp.idea.params.get("family")
-    if isinstance(given, str) and given.strip():
-        return given.strip().lower()
-    found = _WORD.findall(exp.idea.title.lower())
-    return " ".join(found[:words]) or "(untitled)"
 
 
 def families_of(exp: ExperimentRow, parent: ExperimentRow | None) -> list[str]:
