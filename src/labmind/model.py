@@ -41,14 +41,8 @@ class RunStatus(StrEnum):
     INTERRUPTED = "interrupted"  # labmind stopped while it ran; re-queued once on resume
 
 
-class RunOutcome(StrEnum):
-    """How a finished run ended; every value but OK is also the verdict of a candidate whose run it was."""
-
-    OK = "ok"
-    CRASHED = "crashed"
-    TIMED_OUT = "timed_out"
-    NO_METRIC = "no_metric"
-    BAD_METRIC = "bad_metric"
+#: How a finished run ended (the store's `runs.outcome`) is "ok" or one of `verdicts.RUN_FAILURES`, which are
+#: also the verdicts of candidates whose run ended so; executors type it as `execute.base.RunStatus`.
 
 
 class LineStatus(StrEnum):

@@ -31,7 +31,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Protocol
 
 from labmind.brains.base import BrainContext, BrainError
-from labmind.execute.prepared import with_interpreter
+from labmind.execute.programs import kill_group, scrubbed_env
 from labmind.figures import figure_text, spread_of
 from labmind.library.record import insight_lines, parse_applies
 from labmind.model import Idea, PastExperiment
@@ -52,9 +51,6 @@ from labmind.workspace.scope import hide_targets
 DEFAULT_TIMEOUT_S = 30 * 60.0
 _TITLE_MAX = 120
 _TAIL_CHARS = 4000
-_KILL_GRACE_S = 5.0
-#: Variables kept in a scrubbed environment: enough to find programs and print text, nothing secret.
-_SAFE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "SHELL")
 #: Placeholder in preset templates, replaced by the shell-quoted editable files of the worktree.
 EDITABLE_PLACEHOLDER = "{editable}"
 
@@ -93,13 +89,6 @@ def expand_globs(task_dir: Path, patterns: Sequence[str]) -> list[Path]:
     for pattern in patterns:
         found.update(p for p in task_dir.glob(pattern) if p.is_file())
     return sorted(found)
-
-
-def scrubbed_env() -> dict[str, str]:
-    """The caller's environment reduced to harmless variables (no keys, tokens, credentials)."""
-    env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV or k.startswith("LC_")}
-    env["PATH"] = with_interpreter(env.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
-    return env
 
 
 def metric_text(p: PastExperiment) -> str:
@@ -198,29 +187,6 @@ def _tail(text: str, n: int = _TAIL_CHARS) -> str:
     return text if len(text) <= n else "…" + text[-n:]
 
 
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is already gone
-
-
-def _kill_group(proc: subprocess.Popen[bytes], *, graceful: bool) -> None:
-    """End the program's whole process group: SIGTERM first when it is still running (a chance to clean
-    up), then SIGKILL, which also ends anything it left running in the background after a normal exit."""
-    if graceful:
-        _signal_group(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=_KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            pass
-    _signal_group(proc.pid, signal.SIGKILL)
-    try:
-        proc.wait(timeout=_KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-
-
 # -------------------------------------------------------------------------------------------- brain
 
 
@@ -264,7 +230,7 @@ class CommandBrain:
         with self._live_lock:
             live = list(self._live)
         for proc in live:
-            _kill_group(proc, graceful=True)
+            kill_group(proc, graceful=True)
 
     def learn(self, result: PastExperiment) -> None:
         """Nothing to keep: the program sees the history in every brief."""
@@ -354,7 +320,7 @@ class CommandBrain:
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                _kill_group(proc, graceful=timed_out)
+                kill_group(proc, graceful=timed_out)
                 with self._live_lock:
                     self._live.discard(proc)
         seconds = time.monotonic() - start

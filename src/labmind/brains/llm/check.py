@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from labmind.brains.command import SandboxLike, _kill_group, expand_globs, hidden_files, scrubbed_env
+from labmind.brains.command import SandboxLike, expand_globs, hidden_files
+from labmind.execute.programs import kill_group, scrubbed_env
 from labmind.workspace.git import GitError, worktree_git
 
 TAIL_CHARS = 4_000
@@ -199,7 +200,7 @@ class SandboxedCheck:
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                _kill_group(proc, graceful=timed_out)
+                kill_group(proc, graceful=timed_out)
             seconds = time.monotonic() - start
             tail = _read_tail(out, self.tail_chars)
         return CheckResult(None if timed_out else proc.returncode, tail, timed_out, seconds)
