@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from labmind.figures import Spread, bar_text, dict_figure
+from labmind.model import ExperimentKind
 
 _TAIL_LINES = 15
 _HISTORY_SHOWN = 20
@@ -274,7 +275,7 @@ def render_status(d: dict[str, Any]) -> str:
     if d["verdicts"]:
         out.append("verdicts " + ", ".join(f"{k} {v}" for k, v in d["verdicts"].items()))
     for ln in d["lines"]:
-        figure = dict_figure(ln, spread="sd" if ln.get("kind") == "baseline" else "ci").text()
+        figure = dict_figure(ln, spread="sd" if ln.get("kind") == ExperimentKind.BASELINE else "ci").text()
         out.append(f"line {ln['id']}: incumbent #{ln['incumbent']}, {metric['name']} {figure}")
     for run in d["running"]:
         out.append(f"running: run {run['run']} of exp {run['experiment']} ({run['purpose']}) on {run['slot']}, "

@@ -20,7 +20,7 @@ from labmind.brains.agent_inbox import Claim, Inbox, InboxError, OfferState, Sub
 from labmind.brains.command import expand_globs
 from labmind.lab.status import lab_status
 from labmind.lab.views import brain_context
-from labmind.model import experiments_made, not_taken
+from labmind.model import ExperimentKind, ExperimentStatus, experiments_made, not_taken
 from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store, StoreError
 from labmind.store.lock import holder_pid
@@ -302,7 +302,7 @@ class AgentTools:
             except StoreError:
                 return (f"there is no experiment {experiment} in this lab; claim one with `labmind agent next` "
                         "(`labmind agent history` lists what exists).")
-        if row.status == "proposing":
+        if row.status == ExperimentStatus.PROPOSING:
             return (f"experiment {experiment} is not on offer right now: the lab that made it stopped before it was "
                     f"submitted. Start the lab with `labmind agent start {self.task_dir}`; it offers the "
                     "experiment again for `labmind agent next`.")
@@ -400,7 +400,7 @@ class AgentTools:
             if line is not None and ln.id != line:
                 continue
             records = [experiment_record(r, by_id, offers.get(r.id)) for r in rows
-                       if r.line_id == ln.id and r.kind == "candidate" and not not_taken(r)]
+                       if r.line_id == ln.id and r.kind == ExperimentKind.CANDIDATE and not not_taken(r)]
             incumbent = by_id.get(ln.incumbent_id) if ln.incumbent_id is not None else None
             out.append({"id": ln.id, "name": ln.name, "status": ln.status,
                         "incumbent": _summary(incumbent), "experiments": records[-limit:] if limit else records})

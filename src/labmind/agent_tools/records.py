@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from labmind.brains.agent_inbox import OfferState
+from labmind.model import ExperimentStatus
 from labmind.store import ExperimentRow
 from labmind.verdicts import MEANING, Verdict
 
@@ -21,9 +22,9 @@ def state_of(row: ExperimentRow | None, offer: OfferState | None) -> str:
     """One word for where an experiment stands (see STATES)."""
     if row is not None and row.verdict is not None:
         return "done"
-    if row is not None and row.status == "failed":
+    if row is not None and row.status == ExperimentStatus.FAILED:
         return "failed"
-    if row is not None and row.status == "testing":
+    if row is not None and row.status == ExperimentStatus.TESTING:
         return "running"
     if offer is None:
         return "open"  # made by the lab, its offer not published yet

@@ -28,7 +28,7 @@ from typing import Any
 
 from labmind.brains.agent_inbox import Claim, Inbox, InboxError, Offer, OfferState, Submission, inbox_dir
 from labmind.brains.base import BrainContext, BrainError
-from labmind.model import NOT_TAKEN, Idea, PastExperiment
+from labmind.model import NOT_TAKEN, ExperimentKind, ExperimentStatus, Idea, PastExperiment
 from labmind.paths import LabPaths
 from labmind.task import parse_duration
 from labmind.workspace import git as gitops
@@ -205,7 +205,7 @@ def is_agent_spec(spec: object) -> bool:
 def unclaimed_experiments(paths: LabPaths, rows: Any) -> set[int]:
     """For a lab run by the agent brain, read from outside it (`labmind status`, agents): the experiments being
     proposed that no agent has claimed (on offer, or about to be). They do not count toward the limit yet."""
-    proposing = {r.id for r in rows if r.kind == "candidate" and r.status == "proposing"}
+    proposing = {r.id for r in rows if r.kind == ExperimentKind.CANDIDATE and r.status == ExperimentStatus.PROPOSING}
     root = inbox_dir(paths)
     if not proposing or not root.is_dir():
         return proposing

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from labmind.model import ExperimentKind
+
 
 def duration_text(seconds: float | None) -> str:
     if seconds is None:
@@ -24,7 +26,7 @@ def progress(rows: Any, made: int, max_experiments: int | None, session: dict[st
     session (from the store). The ETA is the sooner of the budget's end and the time the remaining
     experiments take at this session's pace (verdicts per second so far); None when neither is known."""
     now = time.time() if now is None else now
-    finished = sum(1 for r in rows if r.kind == "candidate" and r.verdict is not None)
+    finished = sum(1 for r in rows if r.kind == ExperimentKind.CANDIDATE and r.verdict is not None)
     out: dict[str, Any] = {"experiments": made, "finished": finished, "max_experiments": max_experiments,
                            "elapsed_s": None, "budget_s": None, "eta_s": None}
     if not session or not running:
@@ -37,7 +39,7 @@ def progress(rows: Any, made: int, max_experiments: int | None, session: dict[st
     if budget:
         etas.append(max(0.0, float(budget) - elapsed))
     if max_experiments is not None:
-        this_session = sum(1 for r in rows if r.kind == "candidate" and r.verdict is not None
+        this_session = sum(1 for r in rows if r.kind == ExperimentKind.CANDIDATE and r.verdict is not None
                            and (r.finished_at or 0) >= started)
         left = max(0, max_experiments - finished)
         if left == 0:

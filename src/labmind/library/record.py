@@ -19,6 +19,7 @@ from labmind.guard.findings import Finding
 from labmind.library.guard_memory import examples, known_cheats
 from labmind.library.model import Effect, Insight, Kind, KnobChange, Provenance
 from labmind.library.store import Hit, Library, LibraryError
+from labmind.model import ExperimentKind
 from labmind.store import ExperimentRow
 from labmind.verdicts import RUN_FAILURES, Verdict
 
@@ -99,7 +100,7 @@ class Librarian:
         """Called for every candidate verdict; returns the insights newly recorded (for the lab's events)."""
         out: list[Insight] = []
         verdict = exp.verdict
-        if verdict is None or exp.kind != "candidate":
+        if verdict is None or exp.kind != ExperimentKind.CANDIDATE:
             return out
         if verdict not in NOT_EVIDENCE:
             for insight_id in applied_ids(exp):
@@ -126,7 +127,7 @@ class Librarian:
     def stack(self, head: ExperimentRow, anchor_id: int | None, rows: dict[int, ExperimentRow]) -> list[ExperimentRow]:
         """The experiments from (not including) the anchor up to the head, oldest first."""
         out, row = [], head
-        while row is not None and row.id != anchor_id and row.kind == "candidate":
+        while row is not None and row.id != anchor_id and row.kind == ExperimentKind.CANDIDATE:
             out.append(row)
             row = rows.get(row.parent_id or -1)  # type: ignore[assignment]
         return out[::-1]
@@ -174,7 +175,7 @@ class Librarian:
 
     def dead_end(self, family: str, rows: dict[int, ExperimentRow]) -> Insight | None:
         """A dead end when the family's finished tries hold DEAD_END_TRIES failures and no success."""
-        tries = [r for r in rows.values() if r.kind == "candidate" and r.verdict and not _is_knobs(r)
+        tries = [r for r in rows.values() if r.kind == ExperimentKind.CANDIDATE and r.verdict and not _is_knobs(r)
                  and title_family(r) == family]
         failed = [r for r in tries if r.verdict in FAILED]
         if any(r.verdict in (Verdict.IMPROVED, Verdict.KEPT) for r in tries) or len(failed) < DEAD_END_TRIES:

@@ -19,6 +19,7 @@ from rich.table import Table
 from labmind.figures import dict_figure
 from labmind.lab.progress import progress_text
 from labmind.lab.status import lab_status
+from labmind.model import LineStatus
 from labmind.terminal import printable
 
 if TYPE_CHECKING:
@@ -106,9 +107,9 @@ def status_view(status: dict[str, Any], events: list[str], *, lines: bool = Fals
     if llm.get("calls"):
         head.add_row("llm", f"{llm['calls']} calls, {llm['input_tokens'] + llm['output_tokens']:,} tokens, "
                             f"${llm['cost_usd']:.2f}" + (f" ({llm['cached']} re-used)" if llm.get("cached") else ""))
-    steered = [ln for ln in status.get("lines", []) if ln.get("direction") or ln.get("status") != "active"]
+    steered = [ln for ln in status.get("lines", []) if ln.get("direction") or ln.get("status") != LineStatus.ACTIVE]
     for ln in steered:
-        what = f"retired: {ln['note']}" if ln["status"] != "active" else f"direction: {ln['direction']}"
+        what = f"retired: {ln['note']}" if ln["status"] != LineStatus.ACTIVE else f"direction: {ln['direction']}"
         head.add_row(f"line {ln['id']}", _safe(what[:100]))
     parts: list[Any] = [Panel(head, title="labmind", border_style="blue")]
     if lines and status.get("lines"):

@@ -18,6 +18,7 @@ from scipy import stats
 
 from labmind.lab.views import best_experiment
 from labmind.library.record import title_family
+from labmind.model import ExperimentKind, ExperimentStatus, RunPurpose, RunStatus
 from labmind.numeric import summarisable
 from labmind.observe.knob_analysis import KnobImportance, knob_importance
 from labmind.paths import LabPaths
@@ -94,7 +95,7 @@ class ReportData:
 
     @property
     def improved(self) -> bool:
-        return self.best is not None and self.best.kind == "candidate"
+        return self.best is not None and self.best.kind == ExperimentKind.CANDIDATE
 
     @property
     def top(self) -> list[Improvement]:
@@ -115,8 +116,8 @@ def defining_values(runs: list[RunRow]) -> list[float]:
     """The runs that define an experiment's metric, as the judge uses them: baseline or confirmation runs
     (a screening run is left out because it was selected for looking good), else whatever finished."""
     # Only values the statistics can take: a lab may hold one recorded before labmind bounded metrics.
-    done = [r for r in runs if r.status == "done" and summarisable(r.metric)]
-    chosen = [r.metric for r in done if r.purpose in ("baseline", "confirm")]
+    done = [r for r in runs if r.status == RunStatus.DONE and summarisable(r.metric)]
+    chosen = [r.metric for r in done if r.purpose in (RunPurpose.BASELINE, RunPurpose.CONFIRM)]
     return [float(v) for v in (chosen or [r.metric for r in done]) if v is not None]
 
 
@@ -240,15 +241,16 @@ def collect(store: Store, paths: LabPaths) -> ReportData:
         runs_by_exp.setdefault(r.experiment_id, []).append(r)
     values = {eid: defining_values(rs) for eid, rs in runs_by_exp.items()}
     by_id = {r.id: r for r in rows}
-    baseline = next((r for r in rows if r.kind == "baseline"), None)
-    candidates = [r for r in rows if r.kind == "candidate"]
+    baseline = next((r for r in rows if r.kind == ExperimentKind.BASELINE), None)
+    candidates = [r for r in rows if r.kind == ExperimentKind.CANDIDATE]
     best = best_experiment(rows, task)
     improved = [r for r in candidates if r.verdict == Verdict.IMPROVED]
     improvements = sorted((_improvement(r, by_id, baseline, values) for r in improved),
                           key=lambda i: -task.sign * (i.exp.metric or 0.0))
     counts = dict(store.counts_by_verdict())
-    in_progress = sum(1 for r in candidates if r.verdict is None and r.status in ("proposing", "testing"))
-    failed = sum(1 for r in candidates if r.status == "failed")
+    in_progress = sum(1 for r in candidates
+                      if r.verdict is None and r.status in (ExperimentStatus.PROPOSING, ExperimentStatus.TESTING))
+    failed = sum(1 for r in candidates if r.status == ExperimentStatus.FAILED)
     if in_progress:
         counts["in_progress"] = in_progress
     if failed:
@@ -292,7 +294,7 @@ def running_best(data: ReportData) -> list[tuple[int, float]]:
 
 
 def verdict_of(exp: ExperimentRow) -> str:
-    return exp.verdict or ("failed_proposal" if exp.status == "failed" else "in_progress")
+    return exp.verdict or ("failed_proposal" if exp.status == ExperimentStatus.FAILED else "in_progress")
 
 
 def is_failure(verdict: str) -> bool:
