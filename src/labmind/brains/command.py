@@ -41,7 +41,7 @@ from typing import Protocol
 
 from labmind.brains.base import BrainContext, BrainError
 from labmind.execute.programs import kill_group, scrubbed_env
-from labmind.figures import figure_text, spread_of
+from labmind.figures import metric_text, spread_of
 from labmind.library.record import insight_lines, parse_applies
 from labmind.model import Idea, PastExperiment
 from labmind.task.model import Task
@@ -91,15 +91,13 @@ def expand_globs(task_dir: Path, patterns: Sequence[str]) -> list[Path]:
     return sorted(found)
 
 
-def metric_text(p: PastExperiment) -> str:
-    """`1.234 ± 0.002 (95% CI, n=3)`, the baseline's `1.234 ± 0.004 (sd, n=5)`, one run's `1.234 (1 run)`."""
-    if p.metric is None:
-        return "no metric"
-    return figure_text(p.metric, p.n_runs, spread=spread_of(p.kind), sd=p.metric_sd)
+def past_metric(p: PastExperiment) -> str:
+    """A past experiment's metric as `figures.metric_text` writes it, the baseline's with its sd."""
+    return metric_text(p.to_dict(), spread_of(p.kind))
 
 
 def _line(p: PastExperiment) -> str:
-    return f"- #{p.id} {p.idea.title!r}: {p.verdict}, {metric_text(p)}. {p.reason}".rstrip()
+    return f"- #{p.id} {p.idea.title!r}: {p.verdict}, {past_metric(p)}. {p.reason}".rstrip()
 
 
 def render_prompt(ctx: BrainContext, idea_path: Path) -> str:
@@ -112,11 +110,11 @@ def render_prompt(ctx: BrainContext, idea_path: Path) -> str:
         f"Goal: {task.metric.goal} the metric '{task.metric.name}', printed by `{task.run.command}`. "
         f"{bar_sentence(ctx.task, 'the line')}.",
         "",
-        f"Baseline: {metric_text(ctx.baseline)}",
+        f"Baseline: {past_metric(ctx.baseline)}",
         f"Parent (the code in this directory): #{ctx.parent.id} {ctx.parent.idea.title!r}, "
-        f"{metric_text(ctx.parent)}",
-        f"Line incumbent: #{ctx.incumbent.id}, {metric_text(ctx.incumbent)}",
-        f"Best in the lab: #{ctx.best.id} {ctx.best.idea.title!r}, {metric_text(ctx.best)}",
+        f"{past_metric(ctx.parent)}",
+        f"Line incumbent: #{ctx.incumbent.id}, {past_metric(ctx.incumbent)}",
+        f"Best in the lab: #{ctx.best.id} {ctx.best.idea.title!r}, {past_metric(ctx.best)}",
     ]
     if ctx.brief_text.strip():
         parts += ["", "Research brief:", ctx.brief_text.strip()]

@@ -54,5 +54,3 @@ def read_store(task_dir: Path) -> Iterator[tuple[Store, LabPaths]]:
         store.close()
 
 
-def fmt(value: float | None, digits: int = 6) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"

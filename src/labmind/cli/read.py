@@ -11,8 +11,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, fmt, print_json, read_store, safe
-from labmind.figures import figure_text, row_figure
+from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, print_json, read_store, safe
+from labmind.figures import figure_text, fmt, row_figure
 from labmind.lab.campaign import CampaignError, campaign_status, is_campaign
 from labmind.lab.overlap import KIND as OVERLAP
 from labmind.lab.overlap import parse_overlap

@@ -16,7 +16,7 @@ from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from labmind.figures import dict_figure
+from labmind.figures import dict_figure, fmt
 from labmind.lab.progress import progress_text
 from labmind.lab.status import lab_status
 from labmind.model import LineStatus
@@ -68,10 +68,6 @@ class JsonReporter:
 
 def _safe(text: str) -> str:
     return escape(printable(text))
-
-
-def fmt(value: float | None, digits: int = 6) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"
 
 
 def judged_text(status: dict[str, Any]) -> str:

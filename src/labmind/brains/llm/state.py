@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from labmind.brains.base import BrainContext
-from labmind.brains.command import expand_globs, metric_text
+from labmind.brains.command import expand_globs, past_metric
 from labmind.model import PastExperiment
 from labmind.task.model import Task
 from labmind.task.text import task_values
@@ -20,7 +20,7 @@ LOG_TAIL_CHARS = 3_000
 def describe(p: PastExperiment) -> str:
     """One line per experiment: what was tried, what happened, why, and what was learned."""
     title = p.idea.title or "baseline"
-    text = f"- #{p.id} {title!r}: {p.verdict or 'baseline'}, {metric_text(p)}."
+    text = f"- #{p.id} {title!r}: {p.verdict or 'baseline'}, {past_metric(p)}."
     if p.reason:
         text += f" {p.reason}"
     if p.analysis:

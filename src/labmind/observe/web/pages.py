@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from labmind.verdicts import Verdict
 
 router = APIRouter()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-templates.env.filters.update(fmt=present.fmt, fmt_p=present.fmt_p, fmt_time=present.fmt_time,
+templates.env.filters.update(fmt=partial(figures.fmt, digits=5), fmt_p=present.fmt_p, fmt_time=present.fmt_time,
                              fmt_duration=present.fmt_duration)
 # Figures with a spread are written by the same functions as in the CLI and the report (one `±` convention).
 templates.env.globals.update(meaning=present.meaning, figure=figures.figure, spread_of=figures.spread_of)

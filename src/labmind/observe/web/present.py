@@ -64,10 +64,6 @@ def diff_lines(diff: str) -> list[tuple[str, str]]:
     return out
 
 
-def fmt(value: float | None, digits: int = 5) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"
-
-
 def fmt_p(value: float | None) -> str:
     if value is None:
         return "–"
