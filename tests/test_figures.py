@@ -56,7 +56,7 @@ def test_every_verdict_has_a_colour_in_the_report_and_the_dashboard() -> None:
     from labmind.observe.report_plots import COLORS
     from labmind.verdicts import Verdict
 
-    static = Path(__file__).resolve().parents[2] / "src" / "labmind" / "observe" / "web" / "static"
+    static = Path(__file__).resolve().parents[1] / "src" / "labmind" / "observe" / "web" / "static"
     css, js = (static / "labmind.css").read_text(), (static / "overview.js").read_text()
     for v in Verdict:
         assert v.value in COLORS, v
