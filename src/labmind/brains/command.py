@@ -37,10 +37,10 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 from labmind.brains.base import BrainContext, BrainError
 from labmind.execute.programs import kill_group, scrubbed_env
+from labmind.execute.sandbox import Sandbox
 from labmind.figures import metric_text, spread_of
 from labmind.library.record import insight_lines, parse_applies
 from labmind.model import Idea, PastExperiment
@@ -53,25 +53,6 @@ _TITLE_MAX = 120
 _TAIL_CHARS = 4000
 #: Placeholder in preset templates, replaced by the shell-quoted editable files of the worktree.
 EDITABLE_PLACEHOLDER = "{editable}"
-
-
-class SandboxLike(Protocol):
-    """What this brain needs from labmind.execute.sandbox.Sandbox."""
-
-    name: str
-
-    def wrap(
-        self,
-        argv: list[str],
-        *,
-        workdir: Path,
-        writable: list[Path],
-        readonly: list[Path],
-        hidden: list[Path],
-        gpus: bool,
-        network: bool,
-        env: dict[str, str],
-    ) -> list[str]: ...
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -196,7 +177,7 @@ class CommandBrain:
         command: str,
         task: Task,
         *,
-        sandbox: SandboxLike,
+        sandbox: Sandbox,
         network: bool = False,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transcript_dir: Path | None = None,

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from labmind.brains.command import SandboxLike, expand_globs, hidden_files
+from labmind.brains.command import expand_globs, hidden_files
 from labmind.execute.programs import kill_group, scrubbed_env
+from labmind.execute.sandbox import Sandbox
 from labmind.workspace.git import GitError, worktree_git
 
 TAIL_CHARS = 4_000
@@ -132,7 +133,7 @@ class SandboxedCheck:
 
     def __init__(
         self,
-        sandbox: SandboxLike,
+        sandbox: Sandbox,
         *,
         workdir: Path,
         worktree_root: Path | None = None,
