@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from labmind.lab.judging import Referee
+from labmind.lab.ledger import Ledger
 from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store
 from labmind.task import Task
@@ -25,7 +26,7 @@ class Host:
         self.verdicts: list[tuple[int, str | None, str | None]] = []
         self.left: int | None = None  # what experiments_left answers
 
-    def note(self, kind: str, message: str, *, experiment_id: int | None = None, run_id: int | None = None) -> None:
+    def event(self, kind: str, message: str) -> None:
         self.notes.append((kind, message))
 
     def verdict_given(self, exp: ExperimentRow, promoted: bool, previous: str | None) -> None:
@@ -56,8 +57,7 @@ class Lab:
         for seed in range(len(BASELINE)):
             self.store.add_run(experiment_id=self.base, purpose="baseline", seed=seed)
         self.host = Host()
-        self.referee = Referee(self.store, self.task, LabPaths(root), {r.id: r for r in self.store.experiments()},
-                               host=self.host)  # type: ignore[arg-type]
+        self.referee = Referee(Ledger(self.store, self.task, self.host), self.task, LabPaths(root), host=self.host)
         self.values: dict[int, Callable[[int], float]] = {self.base: lambda seed: BASELINE[seed % 3]}
         self.run_queued()
         assert self.referee.judge is not None
@@ -114,7 +114,7 @@ def test_a_kept_step_beaten_by_its_sibling_is_superseded(tmp_path: Path) -> None
     assert superseded.verdict == "inconclusive" and f"superseded: its line builds on exp {second}" in superseded.reason
     assert (first, "inconclusive", "kept") in lab.host.verdicts
     # The lab's close verifies the line's head against its verified point: a claim, and the line's new point.
-    lab.referee.close_lines()
+    lab.referee.verifier.close_lines()
     lab.run_queued()
     assert lab.exp(second).verdict == "improved" and lab.points() == (second, second)
     assert lab.exp(first).verdict == "inconclusive"
@@ -137,7 +137,7 @@ def test_a_claim_leaves_a_line_that_built_on_it_where_it_is(tmp_path: Path) -> N
     assert lab.exp(on_top).verdict == "kept"
     # At the close the step is verified against the head, fails on fresh seeds, and the line goes back to the
     # head, its last verified point; nothing worse is claimed.
-    lab.referee.close_lines()
+    lab.referee.verifier.close_lines()
     lab.run_queued()
     step = lab.exp(on_top)
     assert step.verdict == "not_improved" and step.judgement["verify"]["anchor"] == head
@@ -158,7 +158,7 @@ def test_a_stack_that_fails_is_bisected_down_to_the_step_that_verifies(tmp_path:
     assert lab.points() == (head, lab.base)
     # The close verifies the head against the baseline: it fails. Rather than drop all three steps, the line
     # bisects: the middle (lucky) is verified next and fails too, then the step below it, which is claimed.
-    lab.referee.close_lines()
+    lab.referee.verifier.close_lines()
     lab.run_queued()
     assert lab.exp(head).verdict == "not_improved"
     assert lab.exp(lucky).verdict == "not_improved" and lab.exp(lucky).judgement["verify"]["anchor"] == lab.base
@@ -179,7 +179,7 @@ def test_a_periodic_verification_waits_for_a_close_that_is_near(tmp_path: Path) 
     assert not [r for r in lab.store.runs(status="queued")]
     # With experiments left for another period, the same step is verified now.
     lab.host.left = 1
-    lab.referee.maybe_verify(lab.line)
+    lab.referee.verifier.maybe_verify(lab.line)
     assert lab.exp(head).judgement["verify"]["state"] == "running"
     lab.run_queued()
     assert lab.exp(head).verdict == "improved"
@@ -220,8 +220,7 @@ def stalled_lab(tmp_path: Path) -> Lab:
     for seed in range(3):
         lab.store.add_run(experiment_id=lab.base, purpose="baseline", seed=seed)
     lab.host = Host()
-    lab.referee = Referee(lab.store, lab.task, LabPaths(tmp_path), {r.id: r for r in lab.store.experiments()},
-                          host=lab.host)  # type: ignore[arg-type]
+    lab.referee = Referee(Ledger(lab.store, lab.task, lab.host), lab.task, LabPaths(tmp_path), host=lab.host)
     lab.values = {lab.base: lambda seed: STALLED[seed]}
     lab.run_queued()
     return lab

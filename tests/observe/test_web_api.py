@@ -42,7 +42,7 @@ def test_status_matches_store(client: TestClient, store: Store) -> None:
     assert data["best"]["metric"] == pytest.approx(best.metric)
     baseline = next(r for r in rows if r.kind == "baseline")
     assert data["baseline"]["metric"] == pytest.approx(baseline.metric)
-    assert data["slot_hours"] == pytest.approx(store.gpu_seconds() / 3600, abs=1e-4)
+    assert data["slot_hours"] == pytest.approx(store.slot_seconds() / 3600, abs=1e-4)
     assert [line["incumbent"] for line in data["lines"]] == [line.incumbent_id for line in store.lines()]
 
 
@@ -223,7 +223,7 @@ def test_foreign_host_is_refused_without_a_token(tiny_lm_lab: Path) -> None:
 
 
 def test_read_only_uri_quotes_odd_task_directory_names(tiny_lm_lab: Path, tmp_path: Path) -> None:
-    from labmind.observe.web import queries
+    from labmind.store import queries
 
     odd = tmp_path / "lab #1 ?x=y %41"
     shutil.copytree(tiny_lm_lab, odd, symlinks=True)

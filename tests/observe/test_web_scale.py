@@ -61,7 +61,7 @@ def build_store(task_dir: Path, n: int = N_EXPERIMENTS) -> Path:
     conn.execute("BEGIN")
     conn.executemany(
         "INSERT INTO experiments(id, line_id, parent_id, kind, status, brain, idea_json, verdict, reason, metric, "
-        "metric_sd, ci_low, ci_high, n_runs, p_value, flags, gpu_seconds, created_at, finished_at) "
+        "metric_sd, ci_low, ci_high, n_runs, p_value, flags, slot_seconds, created_at, finished_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", exps)
     conn.executemany("INSERT INTO runs(experiment_id, purpose, seed, status, slot, started_at, ended_at, exit_code, "
                      "outcome, metric) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", runs)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from labmind.judge import Scale
 from labmind.lab.judging import Referee
+from labmind.lab.ledger import Ledger
 from labmind.paths import LabPaths
 from labmind.store import Store
 from labmind.store.schema import SCHEMA_VERSION
@@ -40,7 +41,7 @@ def make_schema_3_store(path: Path) -> None:
 
 
 def test_schema_3_store_is_migrated_to_4(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION >= 4  # migrated through 4 to the current schema
     path = tmp_path / ".labmind" / "lab.db"
     make_schema_3_store(path)
     # Read-only, before migration: the new fields read as their defaults.
@@ -67,7 +68,7 @@ def test_schema_3_store_is_migrated_to_4(tmp_path: Path) -> None:
     # The referee of a resumed old lab judges it: the scale it never recorded is chosen from its baseline runs.
     task = Task.model_validate({"task": {"name": "old", "editable": ["a.py"]}, "run": {"command": "x"},
                                 "metric": {"name": "loss", "goal": "minimize"}})
-    referee = Referee(store, task, LabPaths(tmp_path), {r.id: r for r in store.experiments()}, host=None)  # type: ignore[arg-type]
+    referee = Referee(Ledger(store, task, listener=None), task, LabPaths(tmp_path), host=None)  # type: ignore[arg-type]
     assert referee.judge is not None and referee.judge.scale is Scale.LOG
     assert referee.panel() == [0, 1, 2] and referee.screen_seed() == 0
 

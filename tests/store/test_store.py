@@ -47,7 +47,7 @@ def test_new_store_is_empty(store: Store) -> None:
     assert store.runs() == []
     assert store.count_candidates() == 0
     assert store.counts_by_verdict() == {}
-    assert store.gpu_seconds() == 0.0
+    assert store.slot_seconds() == 0.0
 
 
 def test_lab_round_trip(store: Store) -> None:
@@ -114,7 +114,7 @@ def test_experiment_round_trip_with_json_columns(store: Store) -> None:
                 params={"lr": 0.001, "opt": "adam", "layers": [1, 2]})
     store.update_experiment(e, idea=idea, changed_files=["task/train.py", "task/ü.py"], flags=["self_report"],
                             verdict="improved", reason="p=0.01", metric=1.25, metric_sd=0.1, ci_low=1.1,
-                            ci_high=1.4, n_runs=3, p_value=0.01, near_miss=True, gpu_seconds=12.5,
+                            ci_high=1.4, n_runs=3, p_value=0.01, near_miss=True, slot_seconds=12.5,
                             brain_seconds=2.0, status="done", finished_at=123.0, commit_sha="c1",
                             diff="--- a\n+++ b\n")
     row = store.experiment(e)
@@ -169,7 +169,7 @@ def test_run_round_trip(store: Store) -> None:
     assert [x.id for x in store.runs_of(e)] == [r, r2]
     assert [x.id for x in store.runs(status="queued")] == [r2]
     assert [x.id for x in store.runs()] == [r, r2]
-    assert store.gpu_seconds() == pytest.approx(30.5)
+    assert store.slot_seconds() == pytest.approx(30.5)
     with pytest.raises(StoreError, match="no run 999"):
         store.run(999)
 

@@ -24,6 +24,7 @@ from labmind.model import ExperimentKind, ExperimentStatus, experiments_made, no
 from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store, StoreError
 from labmind.store.lock import holder_pid
+from labmind.store.records import experiment_json
 from labmind.task import Task
 from labmind.workspace import git as gitops
 from labmind.workspace.scope import scope_violation, to_task_relative
@@ -434,10 +435,11 @@ class AgentTools:
 
 
 def _summary(row: ExperimentRow | None) -> dict[str, Any] | None:
+    """A line's incumbent or the baseline: the figure of its record, and its idea's title."""
     if row is None:
         return None
-    return {"id": row.id, "metric": row.metric, "sd": row.metric_sd, "ci": [row.ci_low, row.ci_high],
-            "n_runs": row.n_runs, "idea": row.idea.title}
+    record = experiment_json(row)
+    return {**{k: record[k] for k in ("id", "metric", "sd", "ci", "n_runs")}, "idea": row.idea.title}
 
 
 def _min_effect(task_json: str) -> Any:

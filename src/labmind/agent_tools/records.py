@@ -7,7 +7,7 @@ from typing import Any
 from labmind.brains.agent_inbox import OfferState
 from labmind.model import ExperimentStatus
 from labmind.store import ExperimentRow
-from labmind.verdicts import MEANING, Verdict
+from labmind.store.records import experiment_json
 
 #: Experiment states as agents see them, from offer to verdict.
 STATES = ("open", "claimed", "submitted", "running", "done", "failed", "withdrawn")
@@ -45,37 +45,27 @@ def experiment_record(row: ExperimentRow, by_id: dict[int, ExperimentRow], offer
     delta = None
     if row.metric is not None and parent is not None and parent.metric is not None:
         delta = row.metric - parent.metric
-    meaning = MEANING[Verdict(row.verdict)] if row.verdict in {v.value for v in Verdict} else None
     state = state_of(row, offer)
     claim = offer.claim if offer is not None and offer.claim is not None and not offer.claim.withdrawn else None
+    record = experiment_json(row)
     return {
-        "id": row.id,
-        "line": row.line_id,
-        "parent": row.parent_id,
+        **record,
         "state": state,
         "final": is_final(state),
-        "verdict": row.verdict,
-        "meaning": meaning,
-        "reason": row.reason,
         "error": row.error or (offer.withdrawn_reason if offer is not None and state == "withdrawn" else None),
-        "metric": row.metric,
-        "sd": row.metric_sd,
-        "ci": [row.ci_low, row.ci_high],
-        "n_runs": row.n_runs,
-        "p_value": row.p_value,
-        "flags": row.flags,
-        "near_miss": row.near_miss,
         "parent_metric": parent.metric if parent is not None else None,
         "delta_vs_parent": delta,
-        "idea": {k: v for k, v in row.idea.to_dict().items() if k != "params"},
+        # The idea as the agent wrote it: labmind's own parameters (`_agent`, knob settings) stay out of it.
+        "idea": {k: v for k, v in record["idea"].items() if k != "params"},
         "agent": agent_of(row) or (claim.agent if claim is not None else None),
-        "changed_files": row.changed_files,
     }
 
 
 def past_with_ci(past: dict[str, Any], by_id: dict[int, ExperimentRow]) -> dict[str, Any]:
-    """A brief's PastExperiment dict with its 95% CI and p-value from the store, when the store has them."""
+    """A brief's PastExperiment dict with the figure of its record from the store (sd, 95% CI, runs, p-value),
+    when the store has it."""
     row = by_id.get(int(past.get("id", -1)))
     if row is None:
         return past
-    return {**past, "ci": [row.ci_low, row.ci_high], "p_value": row.p_value, "agent": agent_of(row)}
+    record = experiment_json(row)
+    return {**past, **{k: record[k] for k in ("sd", "ci", "n_runs", "p_value")}, "agent": agent_of(row)}

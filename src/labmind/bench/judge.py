@@ -202,7 +202,7 @@ def run_labmind(workdir: Path, regime: Regime, rep: int, experiments: int) -> tu
         rows = {r.id: r for r in store.experiments()}
         runs = sum(1 for r in store.runs() if r.status == RunStatus.DONE)
         verdicts = sum(1 for r in rows.values() if r.kind == ExperimentKind.CANDIDATE and r.verdict)
-        best = opened.lab.best()
+        best = opened.lab.ledger.best()
 
         def gain_of(exp_id: int) -> float:
             return brain.gain(brain.configs.get(exp_id, ()))

@@ -131,7 +131,7 @@ def run_task(root: Path, spec: TaskSpec, position: int, *, experiments: int, see
     try:
         asyncio.run(opened.lab.run())
         rows = sorted(opened.store.experiments(), key=lambda r: r.id)
-        best = opened.lab.best()
+        best = opened.lab.ledger.best()
     finally:
         opened.close()
     base_true = spec.true_loss(BASE)

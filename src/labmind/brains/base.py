@@ -133,12 +133,8 @@ class Brain(Protocol):
 
     def learn(self, result: PastExperiment) -> None: ...
 
-    # Optional, looked up with getattr by the lab:
-    #   can_repair: bool             the lab may ask it to fix crashed experiments (ctx.directive "repair")
-    #   reflect(result, diff) -> str a short analysis of a finished experiment, stored with it (worker thread)
-    #   direct(view) -> list[Decision]  decisions over the lab's lines (worker thread)
-    #   close() -> None              the lab is stopping: give up waits, release resources
-
+    # Optional abilities (repair, reflect, direct, close, a budget, offers) are the small protocols of
+    # `labmind.brains.abilities`, read once when the lab opens.
 
 
 class IdleBrain:

@@ -19,6 +19,7 @@ from labmind.lab.overlap import parse_overlap
 from labmind.lab.status import lab_status
 from labmind.observe.live import status_view
 from labmind.store import ExperimentRow, Store, StoreError
+from labmind.store.records import experiment_json, run_json
 from labmind.terminal import printable
 from labmind.verdicts import MEANING, Verdict
 
@@ -65,29 +66,15 @@ def campaign_view(data: dict[str, Any]) -> None:
 
 
 def experiment_dict(exp: ExperimentRow, store: Store | None = None, *, with_diff: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": exp.id, "kind": exp.kind, "line": exp.line_id, "parent": exp.parent_id, "status": exp.status,
-        "verdict": exp.verdict, "reason": exp.reason, "metric": exp.metric, "sd": exp.metric_sd,
-        "ci": [exp.ci_low, exp.ci_high], "n_runs": exp.n_runs, "p_value": exp.p_value, "flags": exp.flags,
-        "near_miss": exp.near_miss, "idea": exp.idea.to_dict(), "brain": exp.brain, "commit": exp.commit_sha,
-        "changed_files": exp.changed_files, "slot_seconds": exp.gpu_seconds, "brain_seconds": exp.brain_seconds,
-        "error": exp.error, "created_at": exp.created_at, "finished_at": exp.finished_at,
-        "analysis": exp.analysis, "directive": {k: v for k, v in exp.directive.items() if k != "diff"},
-        "judgement": exp.judgement,
-    }
+    """An experiment as `labmind log/show --json` print it: the one record (`labmind.store.records`), and for
+    `show` its runs and LLM spend."""
+    out = experiment_json(exp)
     if with_diff:
         out["diff"] = exp.diff
     if store is not None:
         # Other runs that shared the machine with each run (None: not recorded, e.g. a run still going).
         alongside = {e.run_id: parse_overlap(e.message) for e in store.events_of(exp.id, OVERLAP)}
-        out["runs"] = [
-            {"id": r.id, "purpose": r.purpose, "seed": r.seed, "status": r.status, "outcome": r.outcome,
-             "slot": r.slot, "metric": r.metric, "self_reported": r.self_reported, "holdout": r.holdout,
-             "secondary": r.secondary,
-             "flags": r.flags, "exit_code": r.exit_code, "seconds": round(r.seconds, 3), "log": r.log_path,
-             "sandbox": r.sandbox, "requeued_from": r.requeued_from, "alongside": alongside.get(r.id)}
-            for r in store.runs_of(exp.id)
-        ]
+        out["runs"] = [{**run_json(r), "alongside": alongside.get(r.id)} for r in store.runs_of(exp.id)]
         calls = store.llm_calls(experiment_id=exp.id)
         out["llm"] = {"calls": len(calls), "input_tokens": sum(c["input_tokens"] for c in calls),
                       "output_tokens": sum(c["output_tokens"] for c in calls),

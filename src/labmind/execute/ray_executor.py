@@ -104,13 +104,17 @@ def unreachable(address: str, timeout_s: float = 5.0) -> str | None:
         return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
 
 
+#: The hooks this module installed (a second executor in one process must not wrap its own hook again).
+_OURS: set[Any] = set()
+
+
 def cluster_messages_to_stderr(ray: Any) -> None:
     """Ray prints the cluster's warnings (from raylets) on the driver's stdout, which is labmind's event stream
     (`--json` is read by programs): send them to stderr instead. Ray's own hook; left alone where a Ray version
     has none."""
     worker = getattr(getattr(ray, "_private", None), "worker", None)
     original = getattr(worker, "print_to_stdstream", None)
-    if original is None or getattr(original, "_labmind", False):
+    if original is None or original in _OURS:
         return
 
     def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
@@ -120,7 +124,7 @@ def cluster_messages_to_stderr(ray: Any) -> None:
             return
         original(data, ignore_prefix)
 
-    to_stderr._labmind = True  # type: ignore[attr-defined]
+    _OURS.add(to_stderr)
     worker.print_to_stdstream = to_stderr
 
 

@@ -31,21 +31,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from labmind.guard.holding import allow_hint, holding
-from labmind.guard.plausibility import (
-    beyond_bound,
-    holdout_gap,
-    implausible_gain,
-    time_mismatch,
-    variance_collapse,
-)
+from labmind.guard.holding import holding
+from labmind.guard.plausibility import beyond_bound, time_mismatch
 from labmind.judge import Judge, Noise, Scale, choose_scale, estimate, summarize
-from labmind.judge.fdr import level as fdr_level
 from labmind.judge.robust import robust_location
+from labmind.lab import promotion
 from labmind.lab.diagnose import baseline_failed_message, holdout_problem
+from labmind.lab.ledger import Ledger
+from labmind.lab.verification import UNSELECTED, Verifier
 from labmind.paths import LabPaths
 from labmind.scale import from_scale, to_scale
-from labmind.store import ExperimentRow, RunRow, Store
+from labmind.store import ExperimentRow, RunRow
 from labmind.task import Task
 from labmind.verdicts import MEANING, Verdict
 
@@ -55,15 +51,10 @@ VERIFY_EVERY = 40
 #: Screens needed before an off-scale screening result counts as a possible stall, and how far off it must be.
 STALL_HISTORY = 8
 STALL_MADS = 10.0
-#: Purposes whose runs were not chosen for looking good: they may stand for an experiment's value.
-UNSELECTED = ("baseline", "reference", "confirm")
 
 
 class Host(Protocol):
-    """What the referee needs from the lab around it."""
-
-    def note(self, kind: str, message: str, *, experiment_id: int | None = None,
-             run_id: int | None = None) -> None: ...
+    """What the referee needs from the lab around it (notes and rows go through the lab's `Ledger`)."""
 
     def verdict_given(self, exp: ExperimentRow, promoted: bool, previous: str | None) -> None:
         """`previous`: the verdict it had before (a provisional `kept` that verification decided), if any."""
@@ -92,20 +83,29 @@ def odd_one_out(values: list[float]) -> bool:
 
 
 class Referee:
-    def __init__(self, store: Store, task: Task, paths: LabPaths, rows: dict[int, ExperimentRow],
-                 host: Host) -> None:
-        self.store, self.task, self.paths, self.rows, self.host = store, task, paths, rows, host
-        self.judge: Judge | None = None
+    """The experiment state machine: `advance` takes an experiment's next step from its rows alone. Its second
+    stage, verification, is the composed `Verifier`."""
+
+    def __init__(self, ledger: Ledger, task: Task, paths: LabPaths, host: Host) -> None:
+        self.ledger, self.task, self.paths, self.host = ledger, task, paths, host
+        self.store, self.rows = ledger.store, ledger.rows
         self.fatal: str | None = None
         self.verify_every = VERIFY_EVERY
+        self.verifier = Verifier(self)
         self._open_judge()
+
+    @property
+    def judge(self) -> Judge | None:
+        return self.ledger.judge
+
+    @judge.setter
+    def judge(self, judge: Judge | None) -> None:
+        self.ledger.judge = judge
 
     # -- reading the store -------------------------------------------------------------------------
 
     def refresh(self, exp_id: int) -> ExperimentRow:
-        row = self.store.experiment(exp_id)
-        self.rows[exp_id] = row
-        return row
+        return self.ledger.refresh(exp_id)
 
     def _open_judge(self) -> None:
         lab = self.store.lab()
@@ -174,7 +174,7 @@ class Referee:
                 self.step_baseline(exp)
             elif exp.status == "testing":
                 self.step_screen(exp)
-            self.step_verifications(exp_id)
+            self.verifier.step_verifications(exp_id)
             self.step_waiting(exp_id)
         except (ArithmeticError, ValueError) as exc:
             self.unjudgeable(exp_id, exc)
@@ -185,7 +185,7 @@ class Referee:
         if exp.kind == "baseline":
             self.fatal = (f"the baseline's values cannot be judged ({exc}). Fix the task, commit, and start afresh "
                           f"with `labmind run --fresh {self.paths.task_dir}`.")
-            self.host.note("error", self.fatal, experiment_id=exp_id)
+            self.ledger.note("error", self.fatal, experiment_id=exp_id)
             return
         if exp.status == "testing" or exp.verdict == Verdict.KEPT:
             # A value off the judge's scale can still be a cheat's (a loss of 0 under a declared bound): the
@@ -241,7 +241,7 @@ class Referee:
             # Too few runs to tell a stall from noise (there is no lab noise yet): more runs, so that a strict
             # majority can outvote it.
             self.store.add_run(experiment_id=exp.id, purpose="baseline", seed=self.store.next_seed())
-            self.host.note("noise", f"the baseline's runs disagree ({', '.join(f'{v:.6g}' for v in values)}); "
+            self.ledger.note("noise", f"the baseline's runs disagree ({', '.join(f'{v:.6g}' for v in values)}); "
                                     "adding a run", experiment_id=exp.id)
             return
         # The printed values themselves (a round trip through the log scale would turn 42 into 42.00000000000001).
@@ -259,7 +259,7 @@ class Referee:
                                          ci_high=s.ci_high, n_runs=s.n, finished_at=time.time(), reason=reason)
         self.refresh(exp.id)
         self.judge = Judge(self.task, scale, min_effect)
-        self.host.note("noise", reason, experiment_id=exp.id)
+        self.ledger.note("noise", reason, experiment_id=exp.id)
         self.host.baseline_measured(self.rows[exp.id])
         for row in list(self.rows.values()):
             if row.kind == "candidate" and row.status == "testing":
@@ -309,7 +309,7 @@ class Referee:
         if screen.action == "rerun":
             # The same seed: a stall belongs to a run, not to a seed, and the incumbent's value there is known.
             self.store.add_run(experiment_id=exp.id, purpose="screen", seed=screens[0].seed)
-            self.host.note("screen", f"exp {exp.id}: {screen.reason}", experiment_id=exp.id)
+            self.ledger.note("screen", f"exp {exp.id}: {screen.reason}", experiment_id=exp.id)
             return
         if screen.action == "keep":
             extra = self.screen_plausibility(exp, values[-1][1], screens[-1], reference[values[-1][0]])
@@ -321,12 +321,12 @@ class Referee:
             # and only a verified one is held for review. It never moves its line.
             self.store.update_experiment(exp.id, flags=flags, judgement=judgement)
             self.refresh(exp.id)
-            self.start_verification(exp.id, head, closing=False, why="integrity checks flagged it")
+            self.verifier.start_verification(exp.id, head, closing=False, why="integrity checks flagged it")
             return
         verdict = Verdict.KEPT if screen.action == "keep" else Verdict.NOT_IMPROVED
         self.finish(exp.id, verdict, screen.reason, values=[values[-1][1]], flags=flags or None,
                     near_miss=screen.near_miss, judgement=judgement, promote=verdict == Verdict.KEPT)
-        self.maybe_verify(line.id)
+        self.verifier.maybe_verify(line.id)
 
     def reruns_pay(self) -> bool:
         """Whether re-running screens that fell far outside the lab's noise still finds stalls. A re-run that
@@ -376,7 +376,7 @@ class Referee:
                 waiting = True
             elif not tried:
                 self.store.add_run(experiment_id=exp_id, purpose="reference", seed=seed)
-                self.host.note("reference", f"exp {exp_id} runs on seed {seed} so candidates can be compared with "
+                self.ledger.note("reference", f"exp {exp_id} runs on seed {seed} so candidates can be compared with "
                                             "it on the same seed", experiment_id=exp_id)
                 waiting = True
         if waiting:
@@ -391,283 +391,6 @@ class Referee:
         # `implausible_gain` waits for verification: one noisy run against one noisy step would flag half the lab.
         flags = beyond_bound(self.task, [value])
         return flags + time_mismatch(self.task, run.secondary.get(self.task.metric.self_time or ""), run.seconds)
-
-    def past_steps(self) -> list[float]:
-        """The lab's verified steps (each verified experiment against the point it was verified against), in
-        'higher is better' units."""
-        steps = []
-        for row in self.rows.values():
-            anchor = self.rows.get(int(row.judgement.get("verify", {}).get("anchor", row.parent_id or -1)))
-            if row.verdict == Verdict.IMPROVED and anchor and row.metric is not None and anchor.metric is not None:
-                steps.append(self.task.sign * (row.metric - anchor.metric))
-        return steps
-
-    # -- verification --------------------------------------------------------------------------------
-
-    def since_verified(self, line_id: int, verified_id: int | None) -> int:
-        """Candidate verdicts on the line since its verified point was set (or since the last verification)."""
-        since = 0
-        for row in sorted(self.rows.values(), key=lambda r: r.id):
-            if row.line_id != line_id or row.kind != "candidate" or not row.verdict:
-                continue
-            since += 1
-            if row.id == verified_id or row.judgement.get("verify", {}).get("state") in ("undecided", "claim", "fail"):
-                since = 0
-        return since
-
-    def maybe_verify(self, line_id: int, *, closing: bool = False) -> None:
-        """Start verifying the line's provisional head when it is due."""
-        if self.judge is None:
-            return
-        line = self.store.line(line_id)
-        head_id, anchor_id = line.incumbent_id, line.verified_id
-        if head_id is None or anchor_id is None or head_id == anchor_id:
-            return
-        head = self.refresh(head_id)
-        if head.verdict != Verdict.KEPT:
-            return
-        state = head.judgement.get("verify", {})
-        if state.get("state") == "running":
-            return
-        if closing:
-            if state.get("closing"):
-                return  # verified once already at a close, undecided: not again in this lab
-        elif state.get("state") == "undecided" or self.since_verified(line_id, anchor_id) < self.verify_every:
-            return
-        elif (left := self.host.experiments_left()) is not None and left < self.verify_every:
-            # The close verifies every head within fewer experiments than a period: a verification now would
-            # spend runs on a claim the close makes anyway (and makes against a nearer anchor, at more cost).
-            return
-        why = "the lab stops proposing" if closing else f"{self.verify_every} experiments since its last verification"
-        self.start_verification(head_id, anchor_id, closing=closing, why=why)
-
-    def start_verification(self, exp_id: int, anchor_id: int, *, closing: bool, why: str) -> None:
-        exp = self.rows[exp_id]
-        noise = self.noise()
-        # Unpaired until the lab has measured its seed correlation (verifications on the anchor's own seeds
-        # measure it as they go); paired from then on where it pays.
-        paired = noise.paired
-        tests, claims = self.claim_record()
-        alpha_j = fdr_level(self.task.noise.alpha, tests + 1, claims)
-        # The first look has two fresh seeds, so a claim never rests on one run (a lucky run, a variance that
-        # cannot collapse); each later look adds one, up to confirm_seeds.
-        # At the close a verification may look twice as long: what it cannot verify then stays unclaimed.
-        seeds = self.task.noise.confirm_seeds * (2 if closing else 1)
-        record = {"state": "running", "anchor": anchor_id, "paired": paired, "level": alpha_j, "test": tests + 1,
-                  "looks": seeds - 1, "seeds": [], "closing": closing}
-        self.store.update_experiment(exp_id, judgement={**exp.judgement, "verify": record})
-        self.refresh(exp_id)
-        self.host.note("verify", f"exp {exp_id}: verifying it against exp {anchor_id} on fresh seeds ({why}; claim "
-                                 f"test {tests + 1} at level {alpha_j:.3g}, {'paired' if paired else 'unpaired'})",
-                       experiment_id=exp_id)
-        self.add_look(exp_id)
-        self.add_look(exp_id)
-
-    def add_look(self, head_id: int) -> None:
-        """One more seed for a verification. First the seeds the anchor already has unselected runs on and the
-        head has never run on: fresh for the head, paired with the anchor at no cost to it. Then new seeds,
-        where the anchor runs too when the design is paired (or it has fewer runs than the head)."""
-        head = self.rows[head_id]
-        record = dict(head.judgement["verify"])
-        anchor_id = int(record["anchor"])
-        used = {r.seed for r in self.store.runs_of(head_id)} | set(record["seeds"])
-        free = [s for s in sorted(self.values_by_seed(anchor_id, UNSELECTED)) if s not in used]
-        seed = free[0] if free else self.store.next_seed()
-        record["seeds"] = [*record["seeds"], seed]
-        with self.store.transaction():
-            self.store.update_experiment(head_id, judgement={**head.judgement, "verify": record})
-            if free:
-                self.store.add_run(experiment_id=head_id, purpose="confirm", seed=seed)
-            else:
-                # ABBA: the anchor first on odd looks, second on even ones, so slow drift cancels.
-                order = [anchor_id, head_id] if len(record["seeds"]) % 2 else [head_id, anchor_id]
-                anchor_runs = len(self.values_by_seed(anchor_id, UNSELECTED))
-                fresh = len([r for r in self.store.runs_of(head_id) if r.purpose == "confirm"])
-                for exp_id in order:
-                    if exp_id == head_id or record["paired"] or anchor_runs <= fresh:
-                        self.store.add_run(experiment_id=exp_id, purpose="confirm", seed=seed)
-        self.refresh(head_id)
-
-    def claim_record(self) -> tuple[int, int]:
-        """(claim tests started in this lab, claims made), for the false-claim control. Tests are numbered in the
-        order they start, so two verifications running at once never share a level."""
-        tests = claims = 0
-        for row in self.rows.values():
-            record = row.judgement.get("verify", {})
-            tests = max(tests, int(record.get("test", 0)))
-            claims += record.get("state") == "claim"
-        return tests, claims
-
-    def step_verifications(self, exp_id: int) -> None:
-        """Verifications this experiment takes part in (as head or anchor) take their next step."""
-        for row in list(self.rows.values()):
-            record = row.judgement.get("verify", {})
-            if record.get("state") == "running" and exp_id in (row.id, record.get("anchor")):
-                self.step_verification(self.refresh(row.id))
-
-    def step_verification(self, head: ExperimentRow) -> None:
-        assert self.judge is not None
-        record = head.judgement["verify"]
-        anchor_id, seeds = int(record["anchor"]), list(record["seeds"])
-        # Every fresh-seed run of the head counts, an earlier undecided verification's too: they were all drawn
-        # after it was kept, so none was chosen for looking good.
-        mine = [r for r in self.store.runs_of(head.id) if r.purpose == "confirm"]
-        theirs = [r for r in self.store.runs_of(anchor_id) if r.purpose in UNSELECTED]
-        if any(r.status in ("queued", "running") for r in mine + theirs):
-            return
-        failed = next((r for r in mine if r.status == "done" and r.outcome != "ok"), None)
-        if failed is not None:
-            failure = self.failure(failed)
-            self.end_verification(head, "fail", failure.verdict, f"verification: {failure.reason}", None)
-            return
-        cand = {r.seed: float(r.metric) for r in mine if r.outcome == "ok" and r.metric is not None}
-        if record["paired"]:
-            ref = {r.seed: float(r.metric) for r in theirs if r.outcome == "ok" and r.metric is not None
-                   and r.seed in cand}
-            if not ref:
-                ref = self.values_by_seed(anchor_id, UNSELECTED)
-        else:
-            ref = self.values_by_seed(anchor_id, UNSELECTED) or self.values_by_seed(anchor_id)
-        anchor = self.rows[anchor_id]
-        result = self.judge.verify(cand, ref, self.noise(), level=float(record["level"]), look=len(seeds) - 1,
-                                   looks=int(record["looks"]), paired=bool(record["paired"]),
-                                   ref_level=anchor.metric if anchor.metric is not None else statistics.fmean(
-                                       ref.values()), cand_id=head.id, ref_id=anchor_id)
-        if result.result == "more":
-            self.host.note("verify", f"exp {head.id}: {result.reason}", experiment_id=head.id)
-            self.add_look(head.id)
-            return
-        comp = result.comparison
-        low, high = comp.ci
-        numbers = {"effect": comp.effect, "low": low if math.isfinite(low) else None,
-                   "high": high if math.isfinite(high) else None, "p_improve": comp.p_improve,
-                   "p_value": result.p_value, "n_cand": comp.n_cand, "n_ref": comp.n_ref, "paired": comp.paired,
-                   "scale": self.judge.scale.value}
-        if result.result == "claim":
-            flags = sorted(set(head.flags) | set(self.verify_plausibility(head, anchor_id, cand, ref)))
-            held = holding(self.task, flags)
-            if held:
-                rules = len({f.split(":", 1)[0] for f in held})
-                self.end_verification(head, "claim", Verdict.FLAGGED,
-                                      f"{result.reason}, but {rules} integrity check(s) hold it for a person's "
-                                      f"review (`labmind show`){allow_hint(held)}", numbers,
-                                      values=list(cand.values()), flags=flags)
-            else:
-                self.end_verification(head, "claim", Verdict.IMPROVED, result.reason, numbers,
-                                      values=list(cand.values()))
-            return
-        if result.result == "undecided" and head.verdict == Verdict.KEPT:
-            # Neither shown better nor shown not better: the line keeps building on its head (a resumed lab too),
-            # and a later, larger stack is verified again. Nothing is claimed.
-            self.store.update_experiment(head.id, judgement={**head.judgement, "verify": {
-                **record, "state": "undecided", **numbers}})
-            self.refresh(head.id)
-            later = ("it stays provisional, unclaimed" if record.get("closing")
-                     else "its line keeps building on it and verifies a later head again")
-            self.host.note("verify", f"exp {head.id}: {result.reason}; {later}", experiment_id=head.id)
-            return
-        verdict = Verdict.NOT_IMPROVED if comp.effect <= 0 else Verdict.INCONCLUSIVE
-        self.end_verification(head, result.result, verdict, result.reason, numbers)
-
-    def verify_plausibility(self, head: ExperimentRow, anchor_id: int, cand: dict[int, float],
-                            ref: dict[int, float]) -> list[str]:
-        """The guard's checks on a verified candidate (layers 4 and 5)."""
-        values = list(cand.values())
-        gain = self.task.sign * (statistics.fmean(values) - statistics.fmean(ref.values()))
-        base = self.rows.get(self.store.lab().baseline_id or -1)  # type: ignore[union-attr]
-        noise_sd = (base.metric_sd if base else None) or 0.0
-        flags = beyond_bound(self.task, values) + implausible_gain(self.task, gain, self.past_steps())
-        flags += variance_collapse(values, noise_sd)
-        confirms = [r for r in self.store.runs_of(head.id) if r.purpose == "confirm" and r.seed in cand]
-        for run in confirms:
-            flags += time_mismatch(self.task, run.secondary.get(self.task.metric.self_time or ""), run.seconds)
-        if not self.task.metric.holdout:
-            return flags
-        theirs = [r for r in self.ok_runs(anchor_id) if r.purpose in UNSELECTED]
-        pairs = [[(float(r.metric), r.holdout) for r in runs if r.metric is not None and r.holdout is not None]
-                 for runs in (confirms, theirs)]
-        if len(pairs[0]) < len(confirms) or len(pairs[1]) < len(theirs) or not all(pairs):
-            return [*flags, "holdout_failed: a held-out evaluation is missing for the candidate or its incumbent"]
-        return flags + holdout_gap(self.task, gain, pairs[0], pairs[1])
-
-    def stack(self, head: ExperimentRow, anchor_id: int) -> list[int]:
-        """The provisional steps from the anchor up to the head (the head included), oldest first."""
-        out, row = [], head
-        while row.id != anchor_id and row.verdict == Verdict.KEPT:
-            out.append(row.id)
-            if row.parent_id is None or row.parent_id not in self.rows:
-                break
-            row = self.rows[row.parent_id]
-        return out[::-1]
-
-    def end_verification(self, head: ExperimentRow, state: str, verdict: Verdict, reason: str,
-                         numbers: dict[str, Any] | None, *, values: list[float] | None = None,
-                         flags: list[str] | None = None) -> None:
-        record = {**head.judgement["verify"], "state": state, **(numbers or {})}
-        anchor_id = int(record["anchor"])
-        steps = [s for s in self.stack(head, anchor_id) if s != head.id]
-        if steps:
-            reason += f"; it includes the provisional step(s) {', '.join(f'exp {s}' for s in steps)}"
-        line_id = head.line_id or 0
-        self.store.update_experiment(head.id, judgement={**head.judgement, "verify": record})
-        self.finish(head.id, verdict, reason, values=values, flags=flags, verified=verdict == Verdict.IMPROVED,
-                    p_value=(numbers or {}).get("p_value"))
-        if verdict == Verdict.IMPROVED:
-            for step in steps:
-                self.store.update_experiment(step, reason=f"{self.rows[step].reason}; verified as part of exp "
-                                                          f"{head.id}'s stack")
-                self.refresh(step)
-            return
-        # The line may have kept steps on top of the head while it was verified: they carry its change too.
-        # (A candidate flagged at screening never moved its line.)
-        on_stack = head.verdict == Verdict.KEPT and self.descends(self.store.line(line_id).incumbent_id, head.id)
-        if steps and on_stack and verdict != Verdict.FLAGGED:
-            self.bisect(line_id, head.id, anchor_id, steps, closing=bool(record.get("closing")))
-            return
-        for step in steps:
-            self.finish(step, Verdict.INCONCLUSIVE, f"{self.rows[step].reason}; reverted: the stack it belongs to "
-                                                    f"(up to exp {head.id}) was not verified against exp {anchor_id}",
-                        quiet=True)
-        if on_stack:
-            self.rebase(line_id, f"exp {head.id} was not verified" if verdict != Verdict.FLAGGED
-                        else f"exp {head.id} is held for a person's review")
-
-    def bisect(self, line_id: int, failed_id: int, anchor_id: int, steps: list[int], *, closing: bool) -> None:
-        """A stack failed its verification: find the step(s) responsible rather than drop every step. The line
-        goes back to the middle of the stack below the failed head, which is verified against the same anchor
-        next; the steps above the middle go with the head. A middle that fails bisects again (its own stack is
-        shorter); one that verifies is claimed and kept; with no step left the line is back at the anchor. A
-        binary search for the longest part of the stack that verifies, one verification per halving."""
-        middle = steps[len(steps) // 2]
-        for step in steps[len(steps) // 2 + 1:]:
-            self.finish(step, Verdict.INCONCLUSIVE, f"{self.rows[step].reason}; reverted: the stack it belongs to "
-                                                    f"(up to exp {failed_id}) was not verified against exp "
-                                                    f"{anchor_id}", quiet=True)
-        self.store.set_incumbent(line_id, middle)
-        self.host.note("rebase", f"line {line_id} goes back to exp {middle}, the middle of the stack whose head "
-                                 f"(exp {failed_id}) was not verified, to find the step(s) responsible")
-        self.supersede(line_id)
-        self.start_verification(middle, anchor_id, closing=closing,
-                                why=f"bisecting the stack of exp {failed_id}, which was not verified")
-
-    def rebase(self, line_id: int, why: str) -> None:
-        line = self.store.line(line_id)
-        if line.verified_id is None or line.incumbent_id == line.verified_id:
-            return
-        self.store.set_incumbent(line_id, line.verified_id)
-        self.host.note("rebase", f"line {line_id} goes back to its last verified point, exp {line.verified_id} "
-                                 f"({why})")
-        self.supersede(line_id)
-
-    def close_lines(self) -> None:
-        """The lab stops proposing: verify every line's unverified head, so that what it found is claimed or
-        reverted before it reports."""
-        for line in self.store.lines():
-            if line.status == "active":
-                self.maybe_verify(line.id, closing=True)
-
-    def verifying(self) -> bool:
-        return any(r.judgement.get("verify", {}).get("state") == "running" for r in self.rows.values())
 
     # -- verdicts ------------------------------------------------------------------------------------
 
@@ -704,28 +427,24 @@ class Referee:
         with self.store.transaction():
             self.store.update_experiment(exp_id, **fields)
             # A claim leaves a line that already builds on it where it is (steps kept during its verification).
-            if (promote or verified) and line_id is not None and not (
-                    verified and self.descends(self.store.line(line_id).incumbent_id, exp_id)):
-                self.store.set_incumbent(line_id, exp_id)
-            if verified and line_id is not None:
-                self.store.update_line(line_id, verified_id=exp_id)
+            if (promote or verified) and line_id is not None:
+                promotion.promote(self.store, line_id, exp_id, verified=verified, move_head=not (
+                    verified and self.ledger.descends(self.store.line(line_id).incumbent_id, exp_id)))
         exp = self.refresh(exp_id)
         if not quiet:
-            self.host.note("verdict", f"exp {exp_id} {verdict.value}: {reason}", experiment_id=exp_id)
+            self.ledger.note("verdict", f"exp {exp_id} {verdict.value}: {reason}", experiment_id=exp_id)
         self.host.verdict_given(exp, promoted=verified, previous=previous)
         if (promote or verified) and line_id is not None:
             self.supersede(line_id)
 
-    def descends(self, exp_id: int | None, ancestor_id: int) -> bool:
-        """Whether exp `exp_id` is exp `ancestor_id` or built on it."""
-        seen: set[int] = set()
-        while exp_id is not None and exp_id not in seen:
-            if exp_id == ancestor_id:
-                return True
-            seen.add(exp_id)
-            row = self.rows.get(exp_id)
-            exp_id = row.parent_id if row else None
-        return False
+    def rebase(self, line_id: int, why: str) -> None:
+        line = self.store.line(line_id)
+        if line.verified_id is None or line.incumbent_id == line.verified_id:
+            return
+        self.store.set_incumbent(line_id, line.verified_id)
+        self.ledger.note("rebase", f"line {line_id} goes back to its last verified point, exp {line.verified_id} "
+                                 f"({why})")
+        self.supersede(line_id)
 
     def supersede(self, line_id: int) -> None:
         """Provisional steps that their line no longer builds on (a sibling proposed from the same point beat
@@ -733,7 +452,7 @@ class Referee:
         instead of staying `kept` for ever. A step whose own verification is running is left to it."""
         head = self.store.line(line_id).incumbent_id
         for row in sorted(self.rows.values(), key=lambda r: r.id):
-            if (row.line_id == line_id and row.verdict == Verdict.KEPT and not self.descends(head, row.id)
+            if (row.line_id == line_id and row.verdict == Verdict.KEPT and not self.ledger.descends(head, row.id)
                     and row.judgement.get("verify", {}).get("state") != "running"):
                 self.finish(row.id, Verdict.INCONCLUSIVE, f"{row.reason}; superseded: its line builds on exp {head} "
                                                           "instead, so it was never verified", quiet=True)

@@ -17,7 +17,8 @@ from labmind.execute.materialise import Checkouts
 from labmind.execute.sandbox import resolve_sandbox
 from labmind.execute.slots import plan_slots
 from labmind.guard.audit import Auditor
-from labmind.lab.loop import Lab, LabError, Reporter, hidden_paths
+from labmind.lab.loop import Lab, LabError, Reporter
+from labmind.lab.runs import hidden_paths
 from labmind.lab.settings import LabSettings
 from labmind.library import Library, LibraryError
 from labmind.library import resolve as resolve_library

@@ -22,11 +22,21 @@ def duration_text(seconds: float | None) -> str:
 
 def progress(rows: Any, made: int, max_experiments: int | None, session: dict[str, Any] | None,
              running: bool, now: float | None = None) -> dict[str, Any]:
-    """`made`: experiments counted toward the limit; `session`: {"started_at", "budget_s"} of the lab's latest
-    session (from the store). The ETA is the sooner of the budget's end and the time the remaining
-    experiments take at this session's pace (verdicts per second so far); None when neither is known."""
+    """`progress_of` counted from experiment rows (the lab's own row cache)."""
     now = time.time() if now is None else now
-    finished = sum(1 for r in rows if r.kind == ExperimentKind.CANDIDATE and r.verdict is not None)
+    started = float(session.get("started_at") or now) if session else now
+    judged = [r for r in rows if r.kind == ExperimentKind.CANDIDATE and r.verdict is not None]
+    return progress_of(made, len(judged), max_experiments, session, running, now,
+                       judged_in_session=sum(1 for r in judged if (r.finished_at or 0) >= started))
+
+
+def progress_of(made: int, finished: int, max_experiments: int | None, session: dict[str, Any] | None,
+                running: bool, now: float | None = None, *, judged_in_session: int = 0) -> dict[str, Any]:
+    """`made`: experiments counted toward the limit; `finished`: those with a verdict; `session`:
+    {"started_at", "budget_s"} of the lab's latest session (from the store); `judged_in_session`: verdicts given
+    since it started. The ETA is the sooner of the budget's end and the time the remaining experiments take at
+    this session's pace (verdicts per second so far); None when neither is known."""
+    now = time.time() if now is None else now
     out: dict[str, Any] = {"experiments": made, "finished": finished, "max_experiments": max_experiments,
                            "elapsed_s": None, "budget_s": None, "eta_s": None}
     if not session or not running:
@@ -39,13 +49,11 @@ def progress(rows: Any, made: int, max_experiments: int | None, session: dict[st
     if budget:
         etas.append(max(0.0, float(budget) - elapsed))
     if max_experiments is not None:
-        this_session = sum(1 for r in rows if r.kind == ExperimentKind.CANDIDATE and r.verdict is not None
-                           and (r.finished_at or 0) >= started)
         left = max(0, max_experiments - finished)
         if left == 0:
             etas.append(0.0)
-        elif this_session and elapsed > 0:
-            etas.append(left * elapsed / this_session)
+        elif judged_in_session and elapsed > 0:
+            etas.append(left * elapsed / judged_in_session)
     out["eta_s"] = round(min(etas), 1) if etas else None
     return out
 

@@ -13,12 +13,11 @@ import time
 import uuid
 from pathlib import Path
 
-from labmind.lab.views import best_experiment
+from labmind.lab import promotion
 from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store
 from labmind.task import Task
 from labmind.verdicts import Verdict
-from labmind.workspace import git as gitops
 
 
 class ReviewError(Exception):
@@ -72,17 +71,14 @@ def decide(store: Store, paths: LabPaths, experiment_id: int, decision: str, not
         promoted = exp.metric is not None and (
             incumbent is None or incumbent.metric is None or task.better(exp.metric, incumbent.metric))
         if promoted:
-            store.set_incumbent(line.id, experiment_id)
-            if verified:
-                store.update_line(line.id, verified_id=experiment_id)
+            promotion.promote(store, line.id, experiment_id, verified=verified)
     message = f"experiment {experiment_id} is accepted as {verdict.value}"
     if promoted and exp.commit_sha:
-        best = best_experiment(store.experiments(), task)
-        is_best = best is not None and best.id == experiment_id
-        if verified:
-            gitops.keep(Path(lab.repo_root), lab.name, experiment_id, exp.commit_sha, best=is_best)
+        kept = promotion.keep(store, Path(lab.repo_root), store.experiment(experiment_id))
         message += (f" and is line {line.id}'s {'incumbent' if verified else 'provisional incumbent'}"
-                    + (f" (lab best, branch {lab.branch})" if is_best else ""))
+                    + (f" (lab best, branch {lab.branch})" if kept.best else ""))
+        if kept.error:
+            message += f"; {kept.error}"
     elif not promoted:
         message += f"; line {line.id}'s incumbent stays experiment {line.incumbent_id}, which is better"
     return message

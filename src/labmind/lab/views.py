@@ -27,7 +27,9 @@ def failure_tail(store: Store, exp: ExperimentRow) -> str:
 
 
 def best_experiment(rows: list[ExperimentRow], task: Task) -> ExperimentRow | None:
-    """The best confirmed experiment over the lab: the baseline or an `improved` one."""
+    """The best confirmed experiment over the lab: the baseline or an `improved` one (on a tie, the earlier).
+    `labmind.store.queries.best` is the same rule in SQL, for readers that must not load every row; this one
+    serves the lab's row cache and the report, which hold the rows already."""
     confirmed = [r for r in rows if r.metric is not None and (r.kind == "baseline" or r.verdict == Verdict.IMPROVED)]
     if not confirmed:
         return None
@@ -58,7 +60,7 @@ def search_view(store: Store, rows: list[ExperimentRow], task: Task, min_effect:
             parent = by_id.get(r.parent_id or -1)
             if r.verdict in PROGRESS and parent and parent.metric is not None and r.metric is not None:
                 gain = max(0.0, task.sign * (r.metric - parent.metric)) / max(min_effect, 1e-12)
-            recent.append((gain, r.gpu_seconds))
+            recent.append((gain, r.slot_seconds))
             since = 0 if r.verdict in PROGRESS else since + 1
         near = sorted(
             (r for r in done if r.near_miss and kids.get(r.id, 0) == 0 and r.metric is not None),

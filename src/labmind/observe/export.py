@@ -11,15 +11,12 @@ import json
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from labmind.store import ExperimentRow, RunRow, Store
+from labmind.store import ExperimentRow, RunRow, Store, queries
+from labmind.store.records import FLAT_COLUMNS, experiment_json, flat
 
 PAGE = 1000
 
-EXPERIMENT_COLUMNS = [
-    "id", "kind", "line", "parent", "status", "verdict", "reason", "metric", "sd", "ci_low", "ci_high", "n_runs",
-    "p_value", "flags", "near_miss", "brain", "idea_title", "idea_hypothesis", "idea_params", "changed_files",
-    "commit", "slot_seconds", "brain_seconds", "error", "created_at", "finished_at",
-]
+EXPERIMENT_COLUMNS = FLAT_COLUMNS
 RUN_COLUMNS = [
     "id", "experiment", "purpose", "seed", "slot", "status", "outcome", "metric", "self_reported", "secondary",
     "flags", "exit_code", "started_at", "ended_at", "seconds", "sandbox", "log_path", "requeued_from",
@@ -33,15 +30,8 @@ class ExportError(Exception):
 
 
 def experiment_record(exp: ExperimentRow) -> dict[str, Any]:
-    return {
-        "id": exp.id, "kind": exp.kind, "line": exp.line_id, "parent": exp.parent_id, "status": exp.status,
-        "verdict": exp.verdict, "reason": exp.reason, "metric": exp.metric, "sd": exp.metric_sd,
-        "ci_low": exp.ci_low, "ci_high": exp.ci_high, "n_runs": exp.n_runs, "p_value": exp.p_value,
-        "flags": exp.flags, "near_miss": exp.near_miss, "brain": exp.brain, "idea_title": exp.idea.title,
-        "idea_hypothesis": exp.idea.hypothesis, "idea_params": exp.idea.params, "changed_files": exp.changed_files,
-        "commit": exp.commit_sha, "slot_seconds": exp.gpu_seconds, "brain_seconds": exp.brain_seconds,
-        "error": exp.error, "created_at": exp.created_at, "finished_at": exp.finished_at,
-    }
+    """The experiment's one record (`labmind.store.records`) as a table row."""
+    return flat(experiment_json(exp))
 
 
 def run_record(run: RunRow) -> dict[str, Any]:
@@ -55,10 +45,10 @@ def run_record(run: RunRow) -> dict[str, Any]:
 
 
 def iter_experiments(store: Store) -> Iterator[ExperimentRow]:
-    offset = 0
-    while page := store.experiments(limit=PAGE, offset=offset):
+    after = 0
+    while page := queries.experiments_after(store.connection, after, PAGE):
         yield from page
-        offset += len(page)
+        after = page[-1].id
 
 
 def iter_runs(store: Store) -> Iterator[RunRow]:
@@ -149,7 +139,7 @@ def mlflow_params(exp: ExperimentRow) -> dict[str, str]:
 
 def mlflow_metrics(exp: ExperimentRow) -> dict[str, float]:
     values = {"metric": exp.metric, "sd": exp.metric_sd, "p_value": exp.p_value, "ci_low": exp.ci_low,
-              "ci_high": exp.ci_high, "n_runs": float(exp.n_runs), "slot_seconds": exp.gpu_seconds}
+              "ci_high": exp.ci_high, "n_runs": float(exp.n_runs), "slot_seconds": exp.slot_seconds}
     return {k: float(v) for k, v in values.items() if v is not None}
 
 

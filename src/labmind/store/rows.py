@@ -61,7 +61,7 @@ class ExperimentRow:
     p_value: float | None
     flags: list[str]
     near_miss: bool
-    gpu_seconds: float
+    slot_seconds: float
     brain_seconds: float
     error: str | None
     created_at: float
@@ -155,7 +155,9 @@ def experiment_row(r: sqlite3.Row) -> ExperimentRow:
         commit_sha=r["commit_sha"], diff=r["diff"], changed_files=json.loads(r["changed_files"]),
         verdict=r["verdict"], reason=r["reason"], metric=r["metric"], metric_sd=r["metric_sd"],
         ci_low=r["ci_low"], ci_high=r["ci_high"], n_runs=r["n_runs"], p_value=r["p_value"],
-        flags=json.loads(r["flags"]), near_miss=bool(r["near_miss"]), gpu_seconds=r["gpu_seconds"],
+        flags=json.loads(r["flags"]), near_miss=bool(r["near_miss"]),
+        # Schema 4 named it gpu_seconds (a store opened read-only is not migrated).
+        slot_seconds=_get(r, "slot_seconds", _get(r, "gpu_seconds", 0.0)),
         brain_seconds=r["brain_seconds"], error=r["error"], created_at=r["created_at"],
         finished_at=r["finished_at"], analysis=_get(r, "analysis"),
         directive=json.loads(_get(r, "directive_json", "{}") or "{}"),

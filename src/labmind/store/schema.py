@@ -1,6 +1,6 @@
 """The store's SQL schema. Bump SCHEMA_VERSION and add a migration step whenever it changes."""
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Tables that schema 3 added (shared by the full schema and the 2 -> 3 migration).
 _TABLES_3 = """
@@ -92,7 +92,7 @@ CREATE TABLE IF NOT EXISTS experiments (
     p_value REAL,
     flags TEXT NOT NULL DEFAULT '[]',
     near_miss INTEGER NOT NULL DEFAULT 0,
-    gpu_seconds REAL NOT NULL DEFAULT 0,
+    slot_seconds REAL NOT NULL DEFAULT 0,  -- run time on the lab's slots (GPUs or CPU slots), as users see it
     brain_seconds REAL NOT NULL DEFAULT 0,
     error TEXT,
     created_at REAL NOT NULL,
@@ -173,5 +173,9 @@ ALTER TABLE lab ADD COLUMN scale TEXT;
 ALTER TABLE lines ADD COLUMN verified_id INTEGER;
 UPDATE lines SET verified_id = incumbent_id;
 ALTER TABLE experiments ADD COLUMN judgement_json TEXT NOT NULL DEFAULT '{}';
+""",
+    # 4 -> 5: the column is named as users see it (slot-seconds: a slot is a GPU or a CPU slot).
+    4: """
+ALTER TABLE experiments RENAME COLUMN gpu_seconds TO slot_seconds;
 """,
 }

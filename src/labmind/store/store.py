@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from labmind.store import queries
 from labmind.store.rows import (
     DecisionRow,
     EventRow,
@@ -23,7 +24,6 @@ from labmind.store.rows import (
     decision_row,
     event_row,
     experiment_row,
-    lab_row,
     line_row,
     run_row,
 )
@@ -34,7 +34,7 @@ _JSON_COLUMNS = {"idea_json", "changed_files", "flags", "secondary", "settings_j
 _EXPERIMENT_COLUMNS = {
     "line_id", "parent_id", "status", "brain", "idea_json", "base_commit", "commit_sha", "diff",
     "changed_files", "verdict", "reason", "metric", "metric_sd", "ci_low", "ci_high", "n_runs", "p_value",
-    "flags", "near_miss", "gpu_seconds", "brain_seconds", "error", "finished_at", "analysis", "directive_json",
+    "flags", "near_miss", "slot_seconds", "brain_seconds", "error", "finished_at", "analysis", "directive_json",
     "judgement_json",
 }
 _RUN_COLUMNS = {
@@ -90,6 +90,17 @@ class Store:
             raise StoreError(f"{path} is not a readable labmind store ({exc}). Move it aside to start a new lab, "
                              "or restore it from a backup.") from exc
         return store
+
+    @classmethod
+    def reading(cls, conn: sqlite3.Connection, path: Path) -> Store:
+        """A read-only Store over a connection opened elsewhere (the dashboard's `queries.connect`, one per
+        request); closing it stays with whoever opened the connection."""
+        return cls(conn, path, readonly=True)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For the named read queries of `labmind.store.queries` (never for writes: they go through methods)."""
+        return self._conn
 
     @classmethod
     def peek_lab(cls, path: Path) -> LabRow | None:
@@ -244,8 +255,7 @@ class Store:
     # -- queries ---------------------------------------------------------------------------------
 
     def lab(self) -> LabRow | None:
-        row = self._conn.execute("SELECT * FROM lab WHERE id = 1").fetchone()
-        return lab_row(row) if row else None
+        return queries.lab(self._conn)
 
     def lines(self) -> list[LineRow]:
         return [line_row(r) for r in self._conn.execute("SELECT * FROM lines ORDER BY id")]
@@ -279,14 +289,11 @@ class Store:
         return [experiment_row(r) for r in self._conn.execute(sql, params)]
 
     def count_candidates(self) -> int:
-        row = self._conn.execute("SELECT COUNT(*) AS n FROM experiments WHERE kind = 'candidate'").fetchone()
-        return int(row["n"])
+        return queries.candidates(self._conn)
 
     def counts_by_verdict(self) -> dict[str, int]:
-        rows = self._conn.execute(
-            "SELECT verdict, COUNT(*) AS n FROM experiments WHERE verdict IS NOT NULL AND kind = 'candidate' "
-            "GROUP BY verdict ORDER BY verdict")
-        return {r["verdict"]: r["n"] for r in rows}
+        """Candidates by verdict (`queries.verdict_counts`)."""
+        return queries.verdict_counts(self._conn)
 
     def runs_of(self, experiment_id: int) -> list[RunRow]:
         return [run_row(r) for r in self._conn.execute(
@@ -365,7 +372,6 @@ class Store:
                  ("calls", "errors", "cached", "input_tokens", "output_tokens", "cost_usd", "unpriced")}
         return {"total": total, "by_role": by_role}
 
-    def gpu_seconds(self) -> float:
-        row = self._conn.execute("SELECT COALESCE(SUM(ended_at - started_at), 0) AS s FROM runs "
-                                 "WHERE ended_at IS NOT NULL").fetchone()
-        return float(row["s"])
+    def slot_seconds(self) -> float:
+        """Run time on the lab's slots over every finished run (what users see as slot-hours)."""
+        return queries.slot_seconds(self._conn)

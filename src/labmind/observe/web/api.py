@@ -14,10 +14,10 @@ from fastapi.responses import FileResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from labmind.observe.web import queries
+from labmind.observe.web import present
 from labmind.observe.web.deps import db, lab_paths, safe_log_path
-from labmind.observe.web.present import experiment_detail
 from labmind.paths import LabPaths
+from labmind.store import queries
 
 router = APIRouter(prefix="/api")
 
@@ -27,14 +27,14 @@ KEEPALIVE_SECONDS = 15.0
 
 @router.get("/status")
 def status(conn: sqlite3.Connection = Depends(db), paths: LabPaths = Depends(lab_paths)) -> dict[str, Any]:
-    return queries.overview(conn, paths)
+    return present.overview(conn, paths)
 
 
 @router.get("/experiments")
 def experiments(conn: sqlite3.Connection = Depends(db), limit: int = Query(50, ge=1, le=1000),
                 offset: int = Query(0, ge=0), verdict: str | None = None, line: int | None = None,
                 order: str = Query("desc", pattern="^(asc|desc)$")) -> dict[str, Any]:
-    return queries.experiments_page(conn, limit=limit, offset=offset, verdict=verdict or None, line=line,
+    return present.experiments_page(conn, limit=limit, offset=offset, verdict=verdict or None, line=line,
                                     newest_first=order == "desc")
 
 
@@ -44,18 +44,18 @@ def experiment(experiment_id: int, conn: sqlite3.Connection = Depends(db),
     exp = queries.experiment(conn, experiment_id)
     if exp is None:
         raise HTTPException(404, f"no experiment {experiment_id} in this lab")
-    return experiment_detail(conn, paths, exp)
+    return present.experiment_detail(conn, paths, exp)
 
 
 @router.get("/chart")
 def chart(conn: sqlite3.Connection = Depends(db),
           max_points: int = Query(queries.CHART_MAX_POINTS, ge=100, le=20000)) -> dict[str, Any]:
-    return queries.chart(conn, max_points)
+    return present.chart(conn, max_points)
 
 
 @router.get("/tree")
 def tree(conn: sqlite3.Connection = Depends(db), line: int | None = None) -> dict[str, Any]:
-    return queries.tree(conn, line)
+    return present.tree(conn, line)
 
 
 @router.get("/events")
@@ -125,4 +125,4 @@ def _last_event_id(paths: LabPaths) -> int:
     if not paths.db.exists():
         return 0
     with queries.connect(paths.db) as conn:
-        return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+        return queries.last_event(conn)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from fastapi import HTTPException, Request
 
-from labmind.observe.web import queries
 from labmind.paths import LabPaths
+from labmind.store import queries
 from labmind.store.rows import RunRow
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from labmind.library import Insight, Library, LibraryError
 from labmind.library.cite import library_of
-from labmind.observe.web import queries
+from labmind.observe.web import present
 from labmind.observe.web.deps import db, lab_paths
 from labmind.observe.web.pages import _page
 from labmind.paths import LabPaths
@@ -20,7 +20,7 @@ router = APIRouter()
 
 
 def _library(conn: sqlite3.Connection) -> Library | None:
-    info = queries.lab_info(conn)
+    info = present.lab_info(conn)
     path = library_of(info.lab.settings if info else {})
     if path is None or not path.exists():
         return None
@@ -39,7 +39,7 @@ def _row(ins: Insight, paths: LabPaths) -> dict[str, Any]:
 def library(request: Request, q: str = "", conn: sqlite3.Connection = Depends(db),
             paths: LabPaths = Depends(lab_paths)) -> HTMLResponse:
     lib = _library(conn)
-    info = queries.lab_info(conn)
+    info = present.lab_info(conn)
     family = (info.task.task.family or info.task.name) if info else None
     rows: list[dict[str, Any]] = []
     applied: list[dict[str, Any]] = []
@@ -53,7 +53,7 @@ def library(request: Request, q: str = "", conn: sqlite3.Connection = Depends(db
                 items.sort(key=lambda i: (i.provenance.lab_dir != str(paths.task_dir), i.family != family,
                                           -(i.id or 0)))
                 rows = [_row(i, paths) for i in items]
-            applied = queries.applications(conn, lib)
+            applied = present.applications(conn, lib)
         finally:
             lib.close()
     return _page(request, "library.html", conn, nav="library", title="Library", rows=rows, q=q, family=family,

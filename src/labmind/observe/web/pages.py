@@ -12,9 +12,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from labmind import figures
-from labmind.observe.web import present, queries
+from labmind.observe.web import present
 from labmind.observe.web.deps import db, lab_paths
 from labmind.paths import LabPaths
+from labmind.store import queries
 from labmind.verdicts import Verdict
 
 router = APIRouter()
@@ -29,7 +30,7 @@ VERDICT_FILTERS = ["baseline", *[v.value for v in Verdict], "pending"]
 
 
 def _page(request: Request, name: str, conn: sqlite3.Connection, **context: Any) -> HTMLResponse:
-    info = queries.lab_info(conn)
+    info = present.lab_info(conn)
     context.setdefault("title", "")
     return templates.TemplateResponse(request, name, {
         "lab_name": info.lab.name if info else "(no lab yet)",
@@ -42,13 +43,13 @@ def _page(request: Request, name: str, conn: sqlite3.Connection, **context: Any)
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request, conn: sqlite3.Connection = Depends(db),
              paths: LabPaths = Depends(lab_paths)) -> HTMLResponse:
-    data = queries.overview(conn, paths)
+    data = present.overview(conn, paths)
     return _page(request, "overview.html", conn, s=data, events=queries.recent_events(conn), nav="overview",
                  title="Overview")
 
 
 def _list_context(conn: sqlite3.Connection, page: int, verdict: str | None, line: int | None) -> dict[str, Any]:
-    data = queries.experiments_page(conn, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, verdict=verdict, line=line)
+    data = present.experiments_page(conn, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, verdict=verdict, line=line)
     pages = max(1, -(-data["total"] // PAGE_SIZE))
     return {"data": data, "page": min(page, pages), "pages": pages, "verdict": verdict or "", "line": line,
             "verdicts": VERDICT_FILTERS, "lines": queries.line_names(conn)}
@@ -68,7 +69,7 @@ def experiments(request: Request, conn: sqlite3.Connection = Depends(db), page: 
 @router.get("/tree", response_class=HTMLResponse)
 def tree(request: Request, conn: sqlite3.Connection = Depends(db), line: str | None = None) -> HTMLResponse:
     line_id = int(line) if line and line.isdigit() else None
-    return _page(request, "tree.html", conn, tree=queries.tree(conn, line_id), lines=queries.line_names(conn),
+    return _page(request, "tree.html", conn, tree=present.tree(conn, line_id), lines=queries.line_names(conn),
                  line=line_id, nav="tree", title="Tree")
 
 
@@ -92,4 +93,4 @@ def partial(request: Request, name: str, conn: sqlite3.Connection = Depends(db),
     """Fragments of the overview that the live view swaps in with htmx when the lab moves."""
     if name not in PARTIALS:
         raise HTTPException(404, f"no partial {name}")
-    return _page(request, PARTIALS[name], conn, s=queries.overview(conn, paths))
+    return _page(request, PARTIALS[name], conn, s=present.overview(conn, paths))
