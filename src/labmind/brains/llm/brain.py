@@ -18,7 +18,7 @@ from labmind.brains.llm.implement import ImplementLimits, ImplementResult, imple
 from labmind.brains.llm.state import LOG_TAIL_CHARS, describe
 from labmind.execute.sandbox import Sandbox
 from labmind.llm.base import CallContext, LLMClient
-from labmind.model import Idea, PastExperiment
+from labmind.model import DirectiveKind, Idea, PastExperiment
 from labmind.task.model import Task
 from labmind.workspace.git import GitError, worktree_git
 
@@ -61,9 +61,9 @@ class LLMBrain:
 
     def propose(self, ctx: BrainContext) -> Idea:
         kind = ctx.directive.get("kind")
-        if kind == "repair":
+        if kind == DirectiveKind.REPAIR:
             return self._repair(ctx)
-        if kind == "combine":
+        if kind == DirectiveKind.COMBINE:
             return self._combine(ctx)
         problems = []
         for _ in range(max(self.attempts, 1)):

@@ -11,9 +11,10 @@ from labmind.brains.llm import render
 from labmind.brains.llm.state import describe
 from labmind.llm.base import CallContext, LLMClient
 from labmind.llm.jsonout import NoJSONAnswer, ask_json
+from labmind.model import DecisionKind
 from labmind.task.text import task_values
 
-KINDS = ("explore", "combine", "retire")
+KINDS = tuple(k.value for k in DecisionKind)
 SCHEMA = {
     "type": "object",
     "properties": {
