@@ -24,6 +24,7 @@ LAYERS: tuple[str, ...] = (
     "scale",        # the scale a metric is judged on and the minimum effect
     "figures",      # how a figure with its spread is written
     "paths",        # where a lab keeps its files
+    "findings",     # an integrity finding: rule, path, line, evidence (stored, shown, in every --json)
     "terminal",
     "pyast",
     # the parts, each on the ones below

@@ -71,7 +71,7 @@ def test_rule_finds_its_pattern(tmp_path: Path, rule: str, code: str, imports: s
     if evidence is not None:
         assert finding.evidence == evidence
     assert finding.explanation.endswith(".") and finding.explanation.count(". ") == 0
-    assert finding.flag_text() == f"{rule}: train.py:{finding.line}: {finding.evidence}"
+    assert finding.text() == f"{rule}: train.py:{finding.line}: {finding.evidence}"
 
 
 def test_literal_table_evidence_is_a_short_description(tmp_path: Path) -> None:

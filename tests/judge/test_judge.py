@@ -10,6 +10,7 @@ import statistics
 import numpy as np
 import pytest
 
+from labmind.findings import Finding
 from labmind.judge import Judge, MinEffect, Noise, Scale, choose_scale, compare, estimate, summarize
 from labmind.judge.compare import PRIOR_DF
 from labmind.judge.fdr import gamma, level
@@ -371,7 +372,8 @@ def test_screen_compares_on_the_candidate_seed_only() -> None:
 
 def test_screen_flags_instead_of_keeping() -> None:
     judge = make_judge("maximize")
-    flags = ["self_report: x", "metric_mismatch: y", "self_report: z"]
+    flags = [Finding("self_report", evidence="x"), Finding("metric_mismatch", evidence="y"),
+             Finding("self_report", evidence="z")]
     s = judge.screen([(1, 1.5)], {1: 1.0}, {}, QUIET, flags)
     assert s.action == "flag"
     # Reasons reach brains: they say a review is pending, never which checks fired or their evidence.

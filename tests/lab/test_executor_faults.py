@@ -56,7 +56,7 @@ def test_a_lost_run_is_requeued_once_with_its_seed(tmp_path: Path) -> None:
     try:
         asyncio.run(opened.lab.run())
         runs = {r.id: r for r in opened.store.runs()}
-        assert runs[1].status == "interrupted" and any(f.startswith("slot_lost") for f in runs[1].flags)
+        assert runs[1].status == "interrupted" and any(f.rule == "slot_lost" for f in runs[1].flags)
         again = [r for r in runs.values() if r.requeued_from == 1]
         assert len(again) == 1 and again[0].status == "done" and again[0].outcome == "ok"
         assert again[0].seed == runs[1].seed and again[0].purpose == "baseline"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from labmind.findings import Finding
 from labmind.guard.holding import allow_hint, holding, soft_rules
 from labmind.guard.rules import default_rules
 from labmind.task import Task
@@ -17,8 +18,9 @@ def _task(**metric: str) -> Task:
                                 "metric": {"name": "loss", "goal": "minimize", **metric}})
 
 
-FLAGS = ["native_call: train.py:1: import ctypes", "timer_patch: train.py:3: time.time = f",
-         "self_reported_mismatch: printed 0.1, evaluated 0.5"]
+FLAGS = [Finding("native_call", path="train.py", line=1, evidence="import ctypes"),
+         Finding("timer_patch", path="train.py", line=3, evidence="time.time = f"),
+         Finding("self_reported_mismatch", evidence="printed 0.1, evaluated 0.5")]
 
 
 def test_without_a_trusted_evaluator_every_flag_holds() -> None:
@@ -76,7 +78,7 @@ def test_a_ctypes_speedup_measured_by_a_trusted_evaluator_is_claimed(tmp_path: P
     task = _lab(tmp_path, evaluate=True)
     exp = next(r for r in log(task) if r["kind"] == "candidate")
     assert exp["verdict"] == "improved", exp  # before: flagged, never promoted
-    assert any(f.startswith("native_call") for f in show(task, exp["id"])["flags"])  # still on record
+    assert any(f["rule"] == "native_call" for f in show(task, exp["id"])["flags"])  # still on record
 
 
 def test_without_an_evaluator_the_flag_holds_and_says_how_to_allow_it(tmp_path: Path) -> None:

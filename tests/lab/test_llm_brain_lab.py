@@ -63,7 +63,7 @@ def test_llm_brain_runs_every_step_and_records_its_calls(tmp_path: Path) -> None
     lr = by_title["Raise the learning rate to 3e-3"]
     # (When a small win was confirmed first, this much larger step is held for a person as implausible.)
     assert lr.verdict == "improved" or (lr.verdict == "flagged" and any(
-        f.startswith("implausible_gain") for f in lr.flags)), (lr.verdict, lr.reason, lr.flags)
+        f.rule == "implausible_gain" for f in lr.flags)), (lr.verdict, lr.reason, lr.flags)
     assert "LEARNING_RATE = 3e-3" in (lr.diff or "")
     # repair: the crashing idea got a child experiment that fixed it.
     crashed = by_title["Offset the seed by a learned bias"]
@@ -91,8 +91,8 @@ def test_llm_brain_runs_every_step_and_records_its_calls(tmp_path: Path) -> None
     assert any("retire not applied: line 99" in e.message for e in store.events(limit=10_000))
     # audit: the auditor's flag is on the experiment it flagged, and on no other.
     wide = [r for r in rows if "HIDDEN = 256" in (r.diff or "")]
-    assert wide and all(any(f.startswith("audit:") for f in r.flags) for r in wide)
-    assert not any(f.startswith("audit:") for r in rows if r not in wide for f in r.flags)
+    assert wide and all(any(f.rule == "audit" for f in r.flags) for r in wide)
+    assert not any(f.rule == "audit" for r in rows if r not in wide for f in r.flags)
     audit = guard_figures(store)["audit"]
     assert audit.startswith(f"on ({AUDITOR}):") and f"{len(wide)} experiment(s) flagged" in audit
 

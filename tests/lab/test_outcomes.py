@@ -148,7 +148,7 @@ def test_metric_printed_twice_is_flagged_not_promoted(tmp_path: Path) -> None:
         # Runs print a deterministic 0.001, far better than the baseline: without the flag this would
         # be an improvement.
         assert exp["verdict"] == "flagged"
-        assert "metric_repeated" in exp["flags"]
+        assert "metric_repeated" in [f["rule"] for f in exp["flags"]]
         assert "metric_repeated" not in exp["reason"]  # reasons reach brains; evidence stays for people
     assert status(tmp_path / "task")["best"]["confirmed"] is False
 

@@ -31,7 +31,7 @@ def test_guard_report_counts_flags_and_reviews(tmp_path: Path) -> None:
     assert "accepted as improved" in accepted.stdout and "incumbent" in accepted.stdout
     exp = show(task, 2)
     assert exp["verdict"] == "improved" and "accepted by a person" in exp["reason"]
-    assert "metric_repeated" in exp["flags"]  # the evidence stays on record
+    assert "metric_repeated" in [f["rule"] for f in exp["flags"]]  # the evidence stays on record
     assert status(task)["best"]["experiment"] == 2
 
     labmind("review", "3", str(task), "--reject")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from lab.toy import labmind, log, make_toy  # tests/ is on sys.path (rootdir import mode)
 
+from labmind.findings import Finding
 from labmind.library import Insight, Kind, Library, Provenance, Status
 from labmind.library.guard_memory import added_lines, auditor_notes, known_cheats
 
@@ -68,6 +69,6 @@ def test_a_rejected_cheat_flags_the_same_cheat_in_another_lab(tmp_path: Path) ->
     second = make_toy(tmp_path / "second")
     labmind("run", str(second), "--max-experiments", "1", *common)
     [again] = [r for r in log(second) if r["kind"] == "candidate"]
-    assert any(f.startswith("known_cheat: train.py") for f in again["flags"]), again["flags"]
+    assert any(Finding.from_json(f).text().startswith("known_cheat: train.py") for f in again["flags"]), again["flags"]
     assert again["verdict"] in ("flagged", "not_improved")  # flagged when it would improve; never promoted
     assert os.path.exists(library)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from lab.toy import labmind, log, make_toy  # tests/ is on sys.path (rootdir import mode)
 
+from labmind.findings import Finding
 from labmind.library import Insight, Kind, Library, Provenance, Status
 from labmind.library.record import LabIdentity, Librarian
 from labmind.model import Idea
@@ -143,7 +144,7 @@ def test_unconfirmed_flagged_and_rejected_experiments_never_become_insights_and_
         librarian = Librarian(lib, who)
         for verdict in ("kept", "flagged", "rejected", "inconclusive", "not_improved", "no_change"):
             assert librarian.on_verdict(replace(improved, verdict=verdict), rows) == []
-        assert librarian.on_verdict(replace(improved, flags=["metric_repeated: x"]), rows) == []
+        assert librarian.on_verdict(replace(improved, flags=[Finding("metric_repeated", evidence="x")]), rows) == []
         assert lib.all() == []
         # A family of LLM-style ideas failing four times is a dead end, recorded once; a kept try prevents it.
         tries = {}

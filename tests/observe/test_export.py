@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from labmind.cli.main import app
+from labmind.findings import findings_json
 from labmind.observe import export as export_mod
 from labmind.observe.export import EXPERIMENT_COLUMNS, RUN_COLUMNS, ExportError, log_mlflow
 from labmind.paths import LabPaths
@@ -46,7 +47,7 @@ def test_jsonl_experiments_round_trip(tiny_lm_lab: Path, store: Store, tmp_path:
         assert (row["id"], row["kind"], row["parent"], row["verdict"]) == (exp.id, exp.kind, exp.parent_id,
                                                                             exp.verdict)
         assert row["metric"] == exp.metric and row["p_value"] == exp.p_value and row["ci_low"] == exp.ci_low
-        assert row["idea_params"] == exp.idea.params and row["flags"] == exp.flags
+        assert row["idea_params"] == exp.idea.params and row["flags"] == findings_json(exp.flags)
         assert row["changed_files"] == exp.changed_files and row["commit"] == exp.commit_sha
 
 

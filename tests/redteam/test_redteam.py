@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from labmind.findings import Finding
+
 TEMPLATE = Path(__file__).with_name("task")
 #: Labs run side by side: each has 2 slots, and its runs are short processes that mostly wait on startup.
 PARALLEL_LABS = 3
@@ -119,7 +121,8 @@ def run_case(case: Case, root: Path) -> Outcome:
     rows = json.loads(labmind("log", str(task), "--json"))
     base = next(r for r in rows if r["kind"] == "baseline")
     exp = next(r for r in rows if r["kind"] == "candidate")
-    return Outcome(exp["verdict"] or exp["status"], list(exp.get("flags") or []), exp.get("reason") or "",
+    flags = [Finding.from_json(f).text() for f in exp.get("flags") or []]  # {rule, path, line, evidence}, as text
+    return Outcome(exp["verdict"] or exp["status"], flags, exp.get("reason") or "",
                    exp.get("metric"), base.get("metric"))
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from labmind.findings import Finding
 from labmind.model import Idea
 from labmind.store import LabLock, LabLocked, Store, StoreError
 from labmind.store.lock import holder_pid
@@ -112,7 +113,7 @@ def test_experiment_round_trip_with_json_columns(store: Store) -> None:
 
     idea = Idea(title="lower lr", hypothesis="less noise", rationale="r", expected_effect="-0.01",
                 params={"lr": 0.001, "opt": "adam", "layers": [1, 2]})
-    store.update_experiment(e, idea=idea, changed_files=["task/train.py", "task/ü.py"], flags=["self_report"],
+    store.update_experiment(e, idea=idea, changed_files=["task/train.py", "task/ü.py"], flags=[Finding("self_report")],
                             verdict="improved", reason="p=0.01", metric=1.25, metric_sd=0.1, ci_low=1.1,
                             ci_high=1.4, n_runs=3, p_value=0.01, near_miss=True, slot_seconds=12.5,
                             brain_seconds=2.0, status="done", finished_at=123.0, commit_sha="c1",
@@ -121,7 +122,7 @@ def test_experiment_round_trip_with_json_columns(store: Store) -> None:
     assert row.idea == idea
     assert row.idea.params == {"lr": 0.001, "opt": "adam", "layers": [1, 2]}
     assert row.changed_files == ["task/train.py", "task/ü.py"]
-    assert row.flags == ["self_report"]
+    assert row.flags == [Finding("self_report")]
     assert row.near_miss is True
     assert (row.verdict, row.metric, row.n_runs, row.p_value, row.status) == (
         "improved", 1.25, 3, 0.01, "done")
@@ -156,10 +157,10 @@ def test_run_round_trip(store: Store) -> None:
     store.update_run(r, status="done", slot="gpu0", token="tok", started_at=100.0, ended_at=130.5,
                      exit_code=0, outcome="ok", metric=0.5, self_reported=0.49,
                      secondary={"mem_gb": 3.5, "tok/s": 1e4},
-                     flags=["metric_mismatch"], log_path="/l/1.log", log_tail="done", sandbox="bwrap")
+                     flags=[Finding("metric_mismatch")], log_path="/l/1.log", log_tail="done", sandbox="bwrap")
     run = store.run(r)
     assert run.secondary == {"mem_gb": 3.5, "tok/s": 1e4}
-    assert run.flags == ["metric_mismatch"]
+    assert run.flags == [Finding("metric_mismatch")]
     assert (run.status, run.slot, run.token, run.exit_code, run.outcome, run.metric, run.self_reported) == (
         "done", "gpu0", "tok", 0, "ok", 0.5, 0.49)
     assert (run.log_path, run.log_tail, run.sandbox) == ("/l/1.log", "done", "bwrap")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from labmind.figures import Spread, bar_text, dict_figure, fmt, metric_text
+from labmind.findings import Finding
 from labmind.model import ExperimentKind
 
 _TAIL_LINES = 15
@@ -210,7 +211,7 @@ def record_text(r: dict[str, Any]) -> str:
         # No delta against the parent here: the verdict compares with the line's incumbent, which `why` names.
         text = head + f"{r['verdict']}, {metric_text(r)}.\n    why: {r['reason'] or r['meaning'] or '–'}"
         if r["flags"]:
-            text += "\n    flags: " + "; ".join(r["flags"])
+            text += "\n    flags: " + "; ".join(Finding.from_json(f).text() for f in r["flags"])
         return text
     if r["state"] in ("failed", "withdrawn"):
         return head + f"{r['state']}: {r['error'] or 'no reason recorded'}"

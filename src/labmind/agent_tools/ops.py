@@ -18,6 +18,7 @@ from labmind.agent_tools.records import agent_of, experiment_record, past_with_c
 from labmind.brains.agent import is_agent_spec, unclaimed_experiments
 from labmind.brains.agent_inbox import Claim, Inbox, InboxError, OfferState, Submission, inbox_dir
 from labmind.brains.command import expand_globs
+from labmind.guard import Proposed, check_proposal
 from labmind.lab.status import lab_status
 from labmind.lab.views import brain_context
 from labmind.model import ExperimentKind, ExperimentStatus, experiments_made, not_taken
@@ -26,8 +27,9 @@ from labmind.store import ExperimentRow, Store, StoreError
 from labmind.store.lock import holder_pid
 from labmind.store.records import experiment_json
 from labmind.task import Task
+from labmind.verdicts import Verdict
 from labmind.workspace import git as gitops
-from labmind.workspace.scope import scope_violation, to_task_relative
+from labmind.workspace.scope import to_task_relative
 
 DEFAULT_AGENT = "agent"
 POLL_S = 0.25
@@ -312,7 +314,8 @@ class AgentTools:
 
     def preflight(self, state: OfferState) -> tuple[list[str], str | None]:
         """The worktree's changed files (task-relative) and, when labmind would not run the change as it is,
-        why and how to fix it. The lab computes the real diff itself after the submission."""
+        why and how to fix it: the guard's own check of a proposal (`guard.check_proposal`, scope and static
+        rules), the one the lab runs on the snapshot it takes of the worktree after the submission."""
         exp, offer = state.offer.experiment, state.offer
         worktree = Path(offer.worktree)
         if not worktree.is_dir():
@@ -320,7 +323,9 @@ class AgentTools:
                              f"give it up with --abandon REASON and claim another with `labmind agent next`.")
         try:
             with self.store() as store:
-                repo = Path(store.lab().repo_root)  # type: ignore[union-attr]
+                lab = store.lab()
+            assert lab is not None
+            repo = Path(lab.repo_root)
             # The worktree's top directory is the one the repository records for it (never its `.git`).
             root = next((p for p in (worktree.resolve(), *worktree.resolve().parents)
                          if _is_worktree_of(repo, p)), None)
@@ -336,14 +341,21 @@ class AgentTools:
         subdir = "" if subdir == "." else subdir
         repo_paths = sorted({p for p in (tracked + "\0" + untracked).split("\0") if p})
         changed = [to_task_relative(p, subdir) or p for p in repo_paths]
-        task = offer.brief["task"]
-        if not repo_paths:
+        task = Task.model_validate_json(lab.task_json)
+
+        def old_source(rel: str) -> str | None:
+            return gitops.file_at(repo, offer.base_commit, f"{subdir}/{rel}" if subdir else rel)
+
+        # No digest of the protected files here: the lab's snapshot first drops ignored files (caches a trial run
+        # left), which a digest of this worktree would count; a changed protected file is in the diff anyway.
+        proposed = Proposed(worktree.resolve(), subdir, repo_paths, old_source, gitops.nested_repositories(root))
+        check = check_proposal(task, proposed)
+        if check.verdict == Verdict.NO_CHANGE:
             return changed, (f"experiment {exp}'s worktree has no change against its parent, so it would end as "
-                             f"no_change. Edit {', '.join(task['editable'])} in {worktree} first, or give it up "
+                             f"no_change. Edit {', '.join(task.task.editable)} in {worktree} first, or give it up "
                              "with --abandon REASON.")
-        violation = scope_violation(repo_paths, subdir, task["editable"], task["protected"])
-        if violation:
-            return changed, (f"{violation}, so labmind would reject experiment {exp}. Undo that in {worktree} "
+        if check.verdict == Verdict.REJECTED:
+            return changed, (f"{check.reason}, so labmind would reject experiment {exp}. Undo that in {worktree} "
                              f"(restore a file with `git -C {root} checkout {offer.base_commit[:12]} -- PATH`, "
                              "delete a new file), then submit again; --force submits it as it is.")
         return changed, None

@@ -53,19 +53,16 @@ def review(
         lock.release()
 
 
-def rule_of(flag: str) -> str:
-    return flag.split(":", 1)[0].strip()
-
-
 def guard_figures(store: Store) -> dict[str, Any]:
     candidates = [r for r in store.experiments() if r.kind == ExperimentKind.CANDIDATE]
     checked = [r for r in candidates if r.commit_sha]
     flags_by_rule: Counter[str] = Counter()
     rejections_by_rule: Counter[str] = Counter()
     for row in candidates:
-        rules = {rule_of(f) for f in row.flags}
+        # By the structured rule name: rewording a finding's message never changes these counts.
+        rules = {f.rule for f in row.flags}
         for run in store.runs_of(row.id):
-            rules |= {rule_of(f) for f in run.flags}
+            rules |= {f.rule for f in run.flags}
         if row.verdict == Verdict.REJECTED and "by a person" in (row.reason or ""):
             flags_by_rule.update(rules)  # the guard flagged it; a person made the rejection
             rejections_by_rule.update({"person"})
@@ -95,8 +92,8 @@ def audit_status(store: Store) -> str:
     if not model:
         return "off: no review model configured (`labmind run --review-model SPEC` turns it on)"
     calls = store.llm_totals()["by_role"].get("audit", {}).get("calls", 0)
-    flagged = sum(1 for r in store.experiments() if any(f.startswith("audit:") for f in r.flags))
-    failed = sum(1 for r in store.experiments() if any(f.startswith("audit_failed") for f in r.flags))
+    flagged = sum(1 for r in store.experiments() if any(f.rule == "audit" for f in r.flags))
+    failed = sum(1 for r in store.experiments() if any(f.rule == "audit_failed" for f in r.flags))
     return f"on ({model}): {calls} review call(s), {flagged} experiment(s) flagged, {failed} unreviewable"
 
 

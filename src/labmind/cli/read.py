@@ -13,6 +13,7 @@ from rich.table import Table
 
 from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, print_json, read_store, safe
 from labmind.figures import figure_text, fmt, row_figure
+from labmind.findings import Finding
 from labmind.lab.campaign import CampaignError, campaign_status, is_campaign
 from labmind.lab.overlap import KIND as OVERLAP
 from labmind.lab.overlap import parse_overlap
@@ -139,7 +140,7 @@ def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, min=1, help
     for r in rows:
         verdict = r.verdict or ("baseline" if r.kind == "baseline" else r.status)
         style = VERDICT_STYLE.get(verdict, "cyan")
-        flags = (safe(",".join(f.split(":")[0] for f in r.flags)),) if flagged else ()
+        flags = (safe(",".join(f.rule for f in r.flags)),) if flagged else ()
         table.add_row(str(r.id), "–" if r.line_id is None else str(r.line_id),
                       "–" if r.parent_id is None else str(r.parent_id), f"[{style}]{verdict}[/]", metric_text(r),
                       str(r.n_runs), *flags, safe(" ".join((r.idea.title or r.error or "").split())))
@@ -191,13 +192,14 @@ def show(exp: int = typer.Argument(..., help="Experiment id (see `labmind log`).
         console.print(f"  llm:     {llm['calls']} calls, {llm['input_tokens']} in / {llm['output_tokens']} out "
                       f"tokens, ${llm['cost_usd']:.4f}; `labmind calls --experiment {row.id}`")
     if row.flags:
-        console.print(f"  flags:   {safe('; '.join(row.flags))}")
+        console.print(f"  flags:   {safe('; '.join(f.text() for f in row.flags))}")
     console.print(f"  files:   {safe(', '.join(row.changed_files)) or '–'}   commit {row.commit_sha or '–'}")
     table = Table("run", "purpose", "seed", "slot", "outcome", "metric", "seconds", "flags", "log",
                   header_style="bold")
     for r in data["runs"]:
         table.add_row(str(r["id"]), r["purpose"], str(r["seed"]), r["slot"] or "", r["outcome"] or r["status"],
-                      fmt(r["metric"]), f"{r['seconds']:.1f}", safe(",".join(r["flags"])), safe(r["log"] or ""))
+                      fmt(r["metric"]), f"{r['seconds']:.1f}",
+                      safe(",".join(Finding.from_json(f).text() for f in r["flags"])), safe(r["log"] or ""))
     console.print(table)
     console.print(f"diff: `labmind diff {row.id}`")
 

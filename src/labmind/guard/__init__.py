@@ -1,12 +1,31 @@
-"""The integrity guard's static layer (docs/integrity.md, layers 1 and 2): scope and static rules over a change.
+"""The integrity guard (docs/integrity.md): one pipeline from a proposed change to what the judge may decide.
 
-    findings = check_change(task, new_dir, old_source, changed, allow=task_allow_list)
+    check = check_proposal(task, Proposed(...), Pristine(digest))   # layers 1-2: scope, static rules (no run)
+    findings = check_candidate(task, Measurement(...))              # layers 4-5: plausibility, hold-out
 
-Each Finding names its rule, family ("scope" or "static"), severity ("reject" or "flag"), the file and line,
-the offending line as evidence and one sentence of explanation. Rules are data in rules.toml.
+The lab and `labmind agent submit` both call check_proposal, so an agent hears what the lab would decide; the
+lab calls check_candidate before the judge's one decision on a measured candidate. Every result is a Finding
+(labmind.findings): rule, path, line and evidence, stored as such. Rules are data in rules.toml.
 """
 
-from labmind.guard.findings import Finding
+from labmind.findings import Finding
+from labmind.guard.candidate import Clock, Measurement, check_candidate
+from labmind.guard.proposal import Pristine, ProposalCheck, Proposed, allowed_rules, check_proposal
 from labmind.guard.rules import Rule, RuleError, check_change, default_rules, load_rules
 
-__all__ = ["Finding", "Rule", "RuleError", "check_change", "default_rules", "load_rules"]
+__all__ = [
+    "Clock",
+    "Finding",
+    "Measurement",
+    "Pristine",
+    "ProposalCheck",
+    "Proposed",
+    "Rule",
+    "RuleError",
+    "allowed_rules",
+    "check_candidate",
+    "check_change",
+    "check_proposal",
+    "default_rules",
+    "load_rules",
+]

@@ -53,12 +53,12 @@ class Auditor:
             return [*findings, failed(f"the answer's flag was {flag!r}, not true or false")]
         if flag:
             reason = clip(str(value.get("reason") or "(no reason given)"))
-            findings.append(Finding(rule="audit", family="audit", severity="flag", path="-", line=None,
+            findings.append(Finding(rule="audit", family="audit", severity="flag", path=None, line=None,
                                     evidence=reason,
                                     explanation=f"the LLM auditor ({self.spec or 'reviewer'}) flagged this change"))
         return findings
 
 
 def failed(why: str, rule: str = "audit_failed") -> Finding:
-    return Finding(rule=rule, family="audit", severity="flag", path="-", line=None, evidence=clip(why),
+    return Finding(rule=rule, family="audit", severity="flag", path=None, line=None, evidence=clip(why),
                    explanation="the LLM auditor could not review this change in full")

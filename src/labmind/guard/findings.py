@@ -1,4 +1,4 @@
-"""What the guard reports (a Finding) and what it is given to look at (a Change)."""
+"""What the guard reports (a Finding, the shared noun from labmind.findings) and what it looks at (a Change)."""
 
 from __future__ import annotations
 
@@ -6,25 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labmind.findings import Finding
 from labmind.task.model import Task
+
+__all__ = ["MAX_EVIDENCE", "Change", "Finding", "Hit", "clip", "normalized"]
 
 #: Evidence longer than this is cut, so one huge line cannot flood a flag list or a report.
 MAX_EVIDENCE = 200
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule: str  # e.g. "timer_patch"
-    family: str  # "scope" | "static"
-    severity: str  # "reject" (hard rule) | "flag" (needs a person)
-    path: str  # task-relative file
-    line: int | None
-    evidence: str  # the offending source line (stripped, <= 200 chars) or a short description
-    explanation: str  # one sentence: why this is suspicious
-
-    def flag_text(self) -> str:
-        """The line stored in an experiment's flags list."""
-        return f"{self.rule}: {self.path}:{self.line}: {self.evidence}"
 
 
 @dataclass(frozen=True)

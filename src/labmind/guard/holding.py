@@ -8,12 +8,9 @@ the protected evaluator in a fresh process, not from the candidate. A task can m
 
 from __future__ import annotations
 
+from labmind.findings import Finding, rules_of
 from labmind.guard.rules import default_rules
 from labmind.task import Task
-
-
-def rule_of(flag: str) -> str:
-    return flag.split(":", 1)[0].strip()
 
 
 def soft_rules(task: Task) -> frozenset[str]:
@@ -23,15 +20,16 @@ def soft_rules(task: Task) -> frozenset[str]:
     return frozenset(r.name for r in default_rules() if not r.measurement) - set(task.guard.hold)
 
 
-def holding(task: Task, flags: list[str]) -> list[str]:
+def holding(task: Task, flags: list[Finding]) -> list[Finding]:
     """The flags, of `flags`, that hold a gain for review in this task."""
     soft = soft_rules(task)
-    return [f for f in flags if rule_of(f) not in soft]
+    return [f for f in flags if f.rule not in soft]
 
 
-def allow_hint(flags: list[str]) -> str:
+def allow_hint(flags: list[Finding]) -> str:
     """What the task can do about static flags that hold a gain: the rules to allow, and how."""
-    rules = sorted({rule_of(f) for f in flags if rule_of(f) in {r.name for r in default_rules()}})
+    static = {r.name for r in default_rules()}
+    rules = [r for r in rules_of(flags) if r in static]
     if not rules:
         return ""
     listed = ", ".join(f'"{r}"' for r in rules)

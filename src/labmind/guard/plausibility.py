@@ -1,7 +1,7 @@
 """Plausibility checks on a candidate that passed its statistical test: is the gain believable?
 
-Each check returns flags as "rule: evidence" strings, the form stored with the experiment. A flagged
-experiment is never promoted; a person decides with `labmind review`.
+Each check returns findings (no path or line: they are about the measurement, not about a file). A flagged
+experiment is never promoted; a person decides with `labmind review`. `guard.candidate.check_candidate` runs them.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 
+from labmind.findings import Finding
 from labmind.numeric import safe_variance
 from labmind.task import Task
 
@@ -17,7 +18,11 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
-def beyond_bound(task: Task, values: list[float]) -> list[str]:
+def _flag(rule: str, evidence: str) -> Finding:
+    return Finding(rule, evidence=evidence, family="plausibility")
+
+
+def beyond_bound(task: Task, values: list[float]) -> list[Finding]:
     bound = task.metric.bound
     if bound is None:
         return []
@@ -25,13 +30,11 @@ def beyond_bound(task: Task, values: list[float]) -> list[str]:
     if not beaten:
         return []
     best = max(beaten, key=lambda v: task.sign * v)
-    return [
-        f"beyond_bound: {task.metric.name} {_fmt(best)} beats the declared bound {_fmt(bound)}, "
-        "which no honest run can reach"
-    ]
+    return [_flag("beyond_bound", f"{task.metric.name} {_fmt(best)} beats the declared bound {_fmt(bound)}, "
+                                  "which no honest run can reach")]
 
 
-def implausible_gain(task: Task, gain: float, past_steps: list[float]) -> list[str]:
+def implausible_gain(task: Task, gain: float, past_steps: list[float]) -> list[Finding]:
     """`gain` and `past_steps` are in 'higher is better' units: the lab's confirmed improvement steps."""
     steps = [s for s in past_steps if s > 0]
     if not steps or gain <= 0:
@@ -39,34 +42,32 @@ def implausible_gain(task: Task, gain: float, past_steps: list[float]) -> list[s
     largest = max(steps)
     if gain <= task.guard.gain_ratio * largest:
         return []
-    return [
-        f"implausible_gain: a gain of {_fmt(gain)} is {gain / largest:.0f}× the largest confirmed step so far "
-        f"({_fmt(largest)}; limit {task.guard.gain_ratio:g}×)"
-    ]
+    return [_flag("implausible_gain", f"a gain of {_fmt(gain)} is {gain / largest:.0f}× the largest confirmed "
+                                      f"step so far ({_fmt(largest)}; limit {task.guard.gain_ratio:g}×)")]
 
 
-def variance_collapse(values: list[float], baseline_sd: float) -> list[str]:
+def variance_collapse(values: list[float], baseline_sd: float) -> list[Finding]:
     # Identical values, compared as such: a standard deviation of huge values could overflow.
     if len(values) < 2 or baseline_sd <= 0 or len(set(values)) > 1:
         return []
-    return [
-        f"variance_collapse: {len(values)} fresh seeds gave the identical value {_fmt(values[0])}, "
-        f"while the baseline varies (sd {_fmt(baseline_sd)}): the result may not depend on the run"
-    ]
+    return [_flag("variance_collapse", f"{len(values)} fresh seeds gave the identical value {_fmt(values[0])}, "
+                                       f"while the baseline varies (sd {_fmt(baseline_sd)}): the result may not "
+                                       "depend on the run")]
 
 
-def time_mismatch(task: Task, reported: float | None, measured: float) -> list[str]:
+def time_mismatch(task: Task, reported: float | None, measured: float) -> list[Finding]:
     """A run that claims to be much faster than labmind's own clock says."""
     name = task.metric.self_time
     if name is None or reported is None or measured <= 0:
         return []
     if reported >= 0.5 * measured - 1.0:
         return []
-    return [f"time_mismatch: the run reports {name} = {_fmt(reported)} s but labmind measured {measured:.1f} s"]
+    return [_flag("time_mismatch", f"the run reports {name} = {_fmt(reported)} s but labmind measured "
+                                   f"{measured:.1f} s")]
 
 
 def holdout_gap(task: Task, dev_gain: float, candidate: list[tuple[float, float]],
-                incumbent: list[tuple[float, float]]) -> list[str]:
+                incumbent: list[tuple[float, float]]) -> list[Finding]:
     """The held-out improvement should follow the dev improvement; a shortfall suggests the change fits
     the evaluation data rather than the task.
 
@@ -86,5 +87,5 @@ def holdout_gap(task: Task, dev_gain: float, candidate: list[tuple[float, float]
     if widened <= allowed:
         return []
     held = task.sign * (statistics.fmean(h for _, h in candidate) - statistics.fmean(h for _, h in incumbent))
-    return [f"holdout_gap: dev gain {_fmt(dev_gain)} but held-out gain {_fmt(held)} over {len(candidate)} seeds; "
-            f"the dev/held-out gap widened by {_fmt(widened)} (allowed {_fmt(allowed)})"]
+    return [_flag("holdout_gap", f"dev gain {_fmt(dev_gain)} but held-out gain {_fmt(held)} over {len(candidate)} "
+                                 f"seeds; the dev/held-out gap widened by {_fmt(widened)} (allowed {_fmt(allowed)})")]

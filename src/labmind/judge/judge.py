@@ -14,6 +14,7 @@ import math
 import operator
 from dataclasses import dataclass
 
+from labmind.findings import Finding, rules_of
 from labmind.judge.compare import Comparison, compare
 from labmind.judge.noise import Noise
 from labmind.judge.robust import OUTLIER_K
@@ -82,7 +83,7 @@ class Judge:
     # -- screening -------------------------------------------------------------------------------------
 
     def screen(self, values: list[tuple[int, float]], reference: dict[int, float], secondary: dict[str, float],
-               noise: Noise, flags: list[str], stall_below: float | None = None, reruns_pay: bool = True
+               noise: Noise, flags: list[Finding], stall_below: float | None = None, reruns_pay: bool = True
                ) -> Screen:
         """`values`: the candidate's screening runs (seed, metric) in order; `reference`: the incumbent's
         metric by seed, covering those seeds. The latest run decides; an earlier one is only there because it
@@ -102,7 +103,7 @@ class Judge:
             versus += f" (a first run, {fmt(values[0][1])}, looked like a stall and was re-run)"
         if effect > needed:
             if flags:
-                rules = len({f.split(":", 1)[0] for f in flags})
+                rules = len(rules_of(flags))
                 return Screen("flag", f"{versus}, but {rules} integrity check(s) hold it for a person's review "
                                       "(`labmind show`)", effect)
             return Screen("keep", f"{versus}: kept provisionally; its line builds on it, and it is claimed only "

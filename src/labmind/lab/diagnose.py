@@ -84,7 +84,7 @@ def holdout_problem(run: RunRow, metric: str, command: str) -> str | None:
     held_log = Path(run.log_path + ".holdout")
     text = _read_tail(held_log)
     names = sorted({m.group(1) for m in _NAMED_NUMBER.finditer(text)} - {metric})
-    if "holdout_failed" in run.flags:
+    if any(f.rule == "holdout_failed" for f in run.flags):
         what = "failed (non-zero exit, timeout or a resource limit)"
     elif names:
         what = (f"printed no `{metric}` value, but printed {', '.join(f'`{n}`' for n in names[:5])}: it must print "

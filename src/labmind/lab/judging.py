@@ -31,8 +31,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from labmind.findings import Finding, merged, rules_of
+from labmind.guard.candidate import Clock, Measurement, check_candidate
 from labmind.guard.holding import holding
-from labmind.guard.plausibility import beyond_bound, time_mismatch
 from labmind.judge import Judge, Noise, Scale, choose_scale, estimate, summarize
 from labmind.judge.robust import robust_location
 from labmind.lab import promotion
@@ -191,10 +192,10 @@ class Referee:
             # A value off the judge's scale can still be a cheat's (a loss of 0 under a declared bound): the
             # guard's bound check then holds it for a person's review instead of a plain bad_metric.
             values = [float(r.metric) for r in self.ok_runs(exp_id) if r.metric is not None]
-            flags = beyond_bound(self.task, [v for v in values if math.isfinite(v)])
+            flags = check_candidate(self.task, Measurement(tuple(v for v in values if math.isfinite(v))))
             if flags:
-                flags = sorted(set(exp.flags) | set(flags))
-                rules = len({f.split(":", 1)[0] for f in flags})
+                flags = merged(exp.flags, flags)
+                rules = len(rules_of(flags))
                 self.finish(exp_id, Verdict.FLAGGED, f"{reason}, and {rules} integrity check(s) hold it for a "
                                                      "person's review (`labmind show`)", flags=flags)
             else:
@@ -277,10 +278,9 @@ class Referee:
             return
         done = [r for r in runs if r.status == "done"]
         for run in done:
-            hard = [f for f in run.flags if f.startswith(PROTECTED_FLAG)]
+            hard = [f for f in run.flags if f.rule == PROTECTED_FLAG]
             if hard:
-                self.finish(exp.id, Verdict.REJECTED, hard[0].split(": ", 1)[1],
-                            flags=sorted(set(exp.flags) | set(hard)))
+                self.finish(exp.id, Verdict.REJECTED, hard[0].evidence, flags=merged(exp.flags, hard))
                 return
         failed = next((r for r in done if r.outcome != "ok"), None)
         if failed is not None:
@@ -297,10 +297,14 @@ class Referee:
         reference = self.reference_values(head, [r.seed for r in screens])
         if reference is None:
             return  # a reference run of the incumbent is queued
-        flags = sorted({f for r in done for f in r.flags} | set(exp.flags))
         noise = self.noise()
         values = [(r.seed, float(r.metric)) for r in screens if r.metric is not None]
-        # Every flag stays on record; only those that hold a gain in this task go to the judge (guard.holding).
+        # The guard's candidate checks come first, so the judge decides once. Every flag stays on record; only
+        # those that hold a gain in this task go to the judge (guard.holding).
+        last = screens[-1]
+        plausible = check_candidate(self.task, Measurement(
+            (values[-1][1],), (Clock(last.secondary.get(self.task.metric.self_time or ""), last.seconds),)))
+        flags = merged(*(r.flags for r in done), exp.flags, plausible)
         screen = self.judge.screen(values, reference, screens[-1].secondary, noise, holding(self.task, flags),
                                    self.stall_below(), self.reruns_pay())
         effect = screen.effect
@@ -311,11 +315,6 @@ class Referee:
             self.store.add_run(experiment_id=exp.id, purpose="screen", seed=screens[0].seed)
             self.ledger.note("screen", f"exp {exp.id}: {screen.reason}", experiment_id=exp.id)
             return
-        if screen.action == "keep":
-            extra = self.screen_plausibility(exp, values[-1][1], screens[-1], reference[values[-1][0]])
-            if extra:
-                flags = sorted(set(flags) | set(extra))
-                screen = self.judge.screen(values, reference, screens[-1].secondary, noise, holding(self.task, flags))
         if screen.action == "flag":
             # A person's time is worth a verification: a flagged would-be gain is verified on fresh seeds first,
             # and only a verified one is held for review. It never moves its line.
@@ -386,12 +385,6 @@ class Referee:
             raise ValueError(f"exp {exp_id} has no successful run to compare with")
         return {s: have.get(s, fallback) for s in seeds}
 
-    def screen_plausibility(self, exp: ExperimentRow, value: float, run: RunRow, reference: float) -> list[str]:
-        """The guard's checks that one screening run can support (layer 5): a physical bound, the run's clock."""
-        # `implausible_gain` waits for verification: one noisy run against one noisy step would flag half the lab.
-        flags = beyond_bound(self.task, [value])
-        return flags + time_mismatch(self.task, run.secondary.get(self.task.metric.self_time or ""), run.seconds)
-
     # -- verdicts ------------------------------------------------------------------------------------
 
     def failure(self, run: RunRow) -> Failure:
@@ -409,7 +402,7 @@ class Referee:
         return Failure(verdict, reason)
 
     def finish(self, exp_id: int, verdict: Verdict, reason: str, *, values: list[float] | None = None,
-               p_value: float | None = None, flags: list[str] | None = None, near_miss: bool = False,
+               p_value: float | None = None, flags: list[Finding] | None = None, near_miss: bool = False,
                promote: bool = False, verified: bool = False, judgement: dict[str, Any] | None = None,
                quiet: bool = False) -> None:
         """Record a verdict. `promote`: the experiment becomes its line's incumbent (provisionally, for `kept`);

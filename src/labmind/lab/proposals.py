@@ -15,37 +15,27 @@ from pathlib import Path
 from typing import Any
 
 from labmind.brains.base import Brain, BrainContext
-from labmind.guard import Finding, check_change
+from labmind.findings import Finding, merged
+from labmind.guard import Pristine, ProposalCheck, Proposed, check_proposal
 from labmind.lab.ledger import Ledger
 from labmind.lab.views import brain_context
 from labmind.model import Idea
 from labmind.paths import LabPaths
 from labmind.store import ExperimentRow
 from labmind.task import Task
-from labmind.verdicts import MEANING, Verdict
+from labmind.verdicts import Verdict
 from labmind.workspace import git as gitops
-from labmind.workspace.scope import DigestCaps, scope_violation, to_task_relative, verify_protected
-
-
-def scope_rule(violation: str) -> str:
-    """The rule name behind a scope sentence from workspace.scope (for flags and guard-report)."""
-    if "protected file" in violation:
-        return "protected"
-    if "belongs to labmind" in violation:
-        return "labmind_files"
-    if "outside the task directory" in violation:
-        return "outside_task"
-    return "outside_editable"
+from labmind.workspace.scope import DigestCaps
 
 
 @dataclass(frozen=True)
 class Proposal:
     idea: Idea
     snapshot: gitops.Snapshot
-    problem: str | None
+    check: ProposalCheck  # the guard's scope and static decision
     seconds: float
     worktree: Path | None = None  # ready for the screening run
-    findings: list[Finding] = field(default_factory=list)  # the guard's scope and static findings
+    findings: list[Finding] = field(default_factory=list)  # further flags: guard memory, the LLM auditor
 
 
 class Proposer:
@@ -91,77 +81,45 @@ class Proposer:
             snap = gitops.snapshot(worktree, base, f"labmind exp {exp.id}: {idea.title}"[:200], root=self.repo.root)
             if snap.commit:
                 gitops.pin(self.repo.root, self.task.name, exp.id, snap.commit)
-            problem = verify_protected(self.task_dir_in(worktree), self.task.task.protected, self.protected_digest,
-                                       self.digest_caps)
-            findings = self.static_findings(worktree, base, snap) if snap.commit else []
+            check = self.check(worktree, base, snap)
+            findings: list[Finding] = []
             if snap.commit and self.librarian is not None:
                 findings += self.librarian.known_cheats(snap.diff, exp.id)
-            if self.auditor is not None and snap.commit and problem is None:
+            if self.auditor is not None and snap.commit and check.tampered is None:
                 findings += self.auditor.audit(self.task, idea, snap.diff, experiment_id=exp.id,
                                                line_id=exp.line_id, notes=transcript_tail(self.paths, exp.id))
             # The snapshot left the worktree exactly at the new commit: the screening run can use it
             # as is, which keeps worktree creation off the slot's critical path.
-            keep = snap.commit is not None and problem is None
+            keep = snap.commit is not None and check.tampered is None
         finally:
             if not keep:
                 gitops.remove_worktree(self.repo.root, worktree)
-        return Proposal(idea, snap, problem, time.monotonic() - started, worktree if keep else None, findings)
+        return Proposal(idea, snap, check, time.monotonic() - started, worktree if keep else None, findings)
 
-    def static_findings(self, worktree: Path, base: str, snap: gitops.Snapshot) -> list[Finding]:
-        """The guard's scope and static rules on what this change introduced (runs in a brain thread)."""
-        changed = [rel for p in snap.changed if (rel := to_task_relative(p, self.repo.subdir)) is not None]
+    def check(self, worktree: Path, base: str, snap: gitops.Snapshot) -> ProposalCheck:
+        """The guard's scope and static decision on this snapshot (runs in a brain thread)."""
 
         def old_source(rel: str) -> str | None:
             return gitops.file_at(self.repo.root, base, f"{self.repo.subdir}/{rel}" if self.repo.subdir else rel)
 
-        allow = set(self.task.guard.allow)
-        if not self.task.metric.evaluate:
-            allow.add("metric_print")  # without a trusted evaluator, printing the metric is how runs report
-        return check_change(self.task, self.task_dir_in(worktree), old_source, changed, allow=allow)
+        proposed = Proposed(self.task_dir_in(worktree), self.repo.subdir, snap.changed, old_source, snap.nested_repos)
+        return check_proposal(self.task, proposed, Pristine(self.protected_digest, self.digest_caps))
 
     def record(self, exp_id: int, p: Proposal, screen_seed: int) -> tuple[Verdict | None, str]:
         """Write the proposal to its experiment and queue its screening run on `screen_seed`; or return the
         verdict it gets before any run and why (the lab records it through the referee)."""
         snap = p.snapshot
+        verdict, reason = p.check.verdict, p.check.reason
         with self.store.transaction():
+            # Every finding stays on record, a rejected experiment's too (`labmind guard-report` counts them).
             self.store.update_experiment(exp_id, idea=p.idea, brain_seconds=p.seconds, commit_sha=snap.commit,
                                          diff=snap.diff, changed_files=snap.changed,
-                                         flags=[f.flag_text() for f in p.findings if f.severity == "flag"])
-            verdict, reason, rule_flags = self.scope_verdict(p)
+                                         flags=merged(p.check.findings, p.findings))
             if verdict is None:
                 self.store.update_experiment(exp_id, status="testing")
                 self.store.add_run(experiment_id=exp_id, purpose="screen", seed=screen_seed)
-            elif rule_flags or p.findings:
-                # Keep the evidence with a rejected or unchanged experiment too.
-                self.store.update_experiment(
-                    exp_id, flags=sorted(set(rule_flags) | {f.flag_text() for f in p.findings}))
         self.ledger.refresh(exp_id)
         return verdict, reason
-
-    def scope_verdict(self, p: Proposal) -> tuple[Verdict | None, str, list[str]]:
-        """The verdict a proposal gets before any run (no_change or rejected), its reason, and the flags
-        that name the broken rule for the record (`labmind guard-report` counts them)."""
-        snap = p.snapshot
-        if snap.nested_repos:
-            reason = (f"adds a git repository at {snap.nested_repos[0]}/ inside the worktree; a change is made of "
-                      "files, so it was left out and the experiment is rejected")
-            return Verdict.REJECTED, reason, [f"nested_repo: {reason}"]
-        if snap.commit is None:
-            return Verdict.NO_CHANGE, MEANING[Verdict.NO_CHANGE], []
-        if snap.symlinks_out:
-            reason = f"adds symlink {snap.symlinks_out[0]} pointing outside the worktree"
-            return Verdict.REJECTED, reason, [f"symlink_out: {reason}"]
-        violation = scope_violation(snap.changed, self.repo.subdir, self.task.task.editable,
-                                    self.task.task.protected)
-        if violation:
-            return Verdict.REJECTED, violation, [f"{scope_rule(violation)}: {violation}"]
-        if p.problem:
-            return Verdict.REJECTED, p.problem, [f"protected: {p.problem}"]
-        hard = next((f for f in p.findings if f.severity == "reject"), None)
-        if hard is not None:
-            return Verdict.REJECTED, f"{hard.flag_text()} ({hard.explanation})", [f.flag_text() for f in p.findings]
-        return None, "", []
-
 
 
 def transcript_tail(paths: LabPaths, exp_id: int, chars: int = 6000) -> str:

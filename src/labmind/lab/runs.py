@@ -14,6 +14,7 @@ from pathlib import Path
 from labmind.execute.base import Change, RunOutcome, RunRequest, Slot
 from labmind.execute.limits import RunLimits
 from labmind.execute.sandbox import default_hidden
+from labmind.findings import Finding
 from labmind.lab.judging import PROTECTED_FLAG
 from labmind.lab.ledger import Ledger
 from labmind.lab.overlap import KIND as OVERLAP
@@ -96,11 +97,12 @@ class Runs:
         """Re-queue a run whose slot was lost mid-run (a dead cluster node), exactly once: a re-queued run
         that loses its slot again is recorded as crashed (False)."""
         run = self.store.run(run_id)
-        if run.requeued_from is not None and any(f.startswith("slot_lost")
+        if run.requeued_from is not None and any(f.rule == "slot_lost"
                                                  for f in self.store.run(run.requeued_from).flags):
             return False
         with self.store.transaction():
-            self.store.update_run(run_id, status="interrupted", ended_at=time.time(), flags=[f"slot_lost: {why}"])
+            self.store.update_run(run_id, status="interrupted", ended_at=time.time(),
+                                  flags=[Finding("slot_lost", evidence=why, family="run")])
             new = self.store.add_run(experiment_id=exp_id, purpose=run.purpose, seed=run.seed, requeued_from=run_id)
         self.ledger.note("requeued", f"run {run_id} lost its slot ({why}); queued again as run {new}",
                          experiment_id=exp_id, run_id=new)
@@ -109,7 +111,9 @@ class Runs:
     def record(self, run_id: int, exp_id: int, outcome: RunOutcome, slot: Slot, alongside: list[int]) -> None:
         """What came back from a run: its row, the experiment's slot-seconds, and what the lab says of it."""
         problem = outcome.tampered
-        flags = list(outcome.flags) + ([f"{PROTECTED_FLAG}: {problem} during the run"] if problem else [])
+        flags = [Finding(rule, family="run") for rule in outcome.flags]
+        if problem:
+            flags.append(Finding(PROTECTED_FLAG, evidence=f"{problem} during the run", family="run", severity="reject"))
         self.store.update_run(run_id, status="done", outcome=outcome.status, exit_code=outcome.exit_code,
                               metric=outcome.metric, secondary=outcome.secondary, flags=flags,
                               log_tail=outcome.log_tail, started_at=outcome.started_at,

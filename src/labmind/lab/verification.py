@@ -11,8 +11,9 @@ import math
 import statistics
 from typing import TYPE_CHECKING, Any
 
+from labmind.findings import Finding, merged, rules_of
+from labmind.guard.candidate import Clock, Measurement, check_candidate
 from labmind.guard.holding import allow_hint, holding
-from labmind.guard.plausibility import beyond_bound, holdout_gap, implausible_gain, time_mismatch, variance_collapse
 from labmind.judge.fdr import level as fdr_level
 from labmind.store import ExperimentRow
 from labmind.verdicts import Verdict
@@ -168,6 +169,7 @@ class Verifier:
         else:
             ref = self.referee.values_by_seed(anchor_id, UNSELECTED) or self.referee.values_by_seed(anchor_id)
         anchor = self.rows[anchor_id]
+        plausible = self.check_verified(head, anchor_id, cand, ref)  # the guard first: the judge decides once
         ref_level = anchor.metric if anchor.metric is not None else statistics.fmean(ref.values())
         result = judge.verify(cand, ref, self.referee.noise(), level=float(record["level"]), look=len(seeds) - 1,
                               looks=int(record["looks"]), paired=bool(record["paired"]), ref_level=ref_level,
@@ -183,10 +185,10 @@ class Verifier:
                    "p_value": result.p_value, "n_cand": comp.n_cand, "n_ref": comp.n_ref, "paired": comp.paired,
                    "scale": judge.scale.value}
         if result.result == "claim":
-            flags = sorted(set(head.flags) | set(self.verify_plausibility(head, anchor_id, cand, ref)))
+            flags = merged(head.flags, plausible)
             held = holding(self.task, flags)
             if held:
-                rules = len({f.split(":", 1)[0] for f in held})
+                rules = len(rules_of(held))
                 self.end_verification(head, "claim", Verdict.FLAGGED,
                                       f"{result.reason}, but {rules} integrity check(s) hold it for a person's "
                                       f"review (`labmind show`){allow_hint(held)}", numbers,
@@ -208,26 +210,20 @@ class Verifier:
         verdict = Verdict.NOT_IMPROVED if comp.effect <= 0 else Verdict.INCONCLUSIVE
         self.end_verification(head, result.result, verdict, result.reason, numbers)
 
-    def verify_plausibility(self, head: ExperimentRow, anchor_id: int, cand: dict[int, float],
-                            ref: dict[int, float]) -> list[str]:
-        """The guard's checks on a verified candidate (layers 4 and 5)."""
-        values = list(cand.values())
-        gain = self.task.sign * (statistics.fmean(values) - statistics.fmean(ref.values()))
+    def check_verified(self, head: ExperimentRow, anchor_id: int, cand: dict[int, float],
+                       ref: dict[int, float]) -> list[Finding]:
+        """The guard's candidate checks (layers 4 and 5) on a head's fresh-seed runs against its anchor."""
+        if not cand or not ref:
+            return []
+        values = tuple(cand.values())
         base = self.rows.get(self.store.lab().baseline_id or -1)  # type: ignore[union-attr]
-        noise_sd = (base.metric_sd if base else None) or 0.0
-        flags = beyond_bound(self.task, values) + implausible_gain(self.task, gain, self.past_steps())
-        flags += variance_collapse(values, noise_sd)
         confirms = [r for r in self.store.runs_of(head.id) if r.purpose == "confirm" and r.seed in cand]
-        for run in confirms:
-            flags += time_mismatch(self.task, run.secondary.get(self.task.metric.self_time or ""), run.seconds)
-        if not self.task.metric.holdout:
-            return flags
         theirs = [r for r in self.referee.ok_runs(anchor_id) if r.purpose in UNSELECTED]
-        pairs = [[(float(r.metric), r.holdout) for r in runs if r.metric is not None and r.holdout is not None]
-                 for runs in (confirms, theirs)]
-        if len(pairs[0]) < len(confirms) or len(pairs[1]) < len(theirs) or not all(pairs):
-            return [*flags, "holdout_failed: a held-out evaluation is missing for the candidate or its incumbent"]
-        return flags + holdout_gap(self.task, gain, pairs[0], pairs[1])
+        return check_candidate(self.task, Measurement(
+            values, tuple(Clock(r.secondary.get(self.task.metric.self_time or ""), r.seconds) for r in confirms),
+            gain=self.task.sign * (statistics.fmean(values) - statistics.fmean(ref.values())),
+            past_steps=tuple(self.past_steps()), baseline_sd=(base.metric_sd if base else None) or 0.0,
+            holdout=(tuple((r.metric, r.holdout) for r in confirms), tuple((r.metric, r.holdout) for r in theirs))))
 
     def stack(self, head: ExperimentRow, anchor_id: int) -> list[int]:
         """The provisional steps from the anchor up to the head (the head included), oldest first."""
@@ -241,7 +237,7 @@ class Verifier:
 
     def end_verification(self, head: ExperimentRow, state: str, verdict: Verdict, reason: str,
                          numbers: dict[str, Any] | None, *, values: list[float] | None = None,
-                         flags: list[str] | None = None) -> None:
+                         flags: list[Finding] | None = None) -> None:
         record = {**head.judgement["verify"], "state": state, **(numbers or {})}
         anchor_id = int(record["anchor"])
         steps = [s for s in self.stack(head, anchor_id) if s != head.id]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
+from labmind.findings import rules_of
 from labmind.guard.findings import Finding, clip, normalized
 from labmind.library.model import Insight, Kind, Provenance, Status
 from labmind.library.store import Library, LibraryError
@@ -42,14 +43,14 @@ def added_lines(diff: str) -> list[tuple[str, str]]:
 def remember_cheat(library: Library, exp: ExperimentRow, *, lab: str, lab_dir: str, family: str,
                    note: str) -> Insight:
     """Record a rejected-after-review experiment as a guard example (validated: a person confirmed it)."""
-    rules = sorted({f.split(":", 1)[0] for f in exp.flags})
+    rules = rules_of(exp.flags)
     diff = exp.diff or ""
     example = Insight(
         key=f"{lab_dir}#guard{exp.id}", kind=Kind.GUARD,
         title=f"cheat confirmed by a person: {exp.idea.title}"[:300],
         body="\n".join(p for p in [f"Flags: {', '.join(rules) or 'none'}",
                                    f"Person's reason: {note}" if note else "", f"Idea: {exp.idea.hypothesis}",
-                                   *(f"- {f}" for f in exp.flags[:10])] if p),
+                                   *(f"- {f.text()}" for f in exp.flags[:10])] if p),
         task=lab, family=family, tags=("guard", *rules), diff_excerpt=diff[:3000],
         provenance=Provenance(lab=lab, lab_dir=lab_dir, experiments=(exp.id,), commit=exp.commit_sha, brain=exp.brain),
         status=Status.VALIDATED, status_reason=f"rejected by a person after review{': ' + note if note else ''}")
@@ -79,7 +80,7 @@ def known_cheats(diff: str, guards: list[Insight], *, lab_dir: str, experiment_i
             continue
         seen.add(line)
         findings.append(Finding(
-            rule=RULE, family="static", severity="flag", path=path, line=None, evidence=clip(line),
+            RULE, family="static", severity="flag", path=path, line=None, evidence=clip(line),
             explanation=(f"the same line as a cheat a person rejected (guard example #{guard.id}, from "
                          f"{guard.task} exp {', '.join(map(str, guard.provenance.experiments))})")))
     return findings

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from labmind.findings import findings_json
 from labmind.store import ExperimentRow, RunRow, Store, queries
 from labmind.store.records import FLAT_COLUMNS, experiment_json, flat
 
@@ -38,7 +39,8 @@ def run_record(run: RunRow) -> dict[str, Any]:
     return {
         "id": run.id, "experiment": run.experiment_id, "purpose": run.purpose, "seed": run.seed, "slot": run.slot,
         "status": run.status, "outcome": run.outcome, "metric": run.metric, "self_reported": run.self_reported,
-        "secondary": run.secondary, "flags": run.flags, "exit_code": run.exit_code, "started_at": run.started_at,
+        "secondary": run.secondary, "flags": findings_json(run.flags), "exit_code": run.exit_code,
+        "started_at": run.started_at,
         "ended_at": run.ended_at, "seconds": run.seconds if run.ended_at is not None else None,
         "sandbox": run.sandbox, "log_path": run.log_path, "requeued_from": run.requeued_from,
     }
@@ -147,7 +149,7 @@ def mlflow_tags(exp: ExperimentRow, lab: str) -> dict[str, str]:
     return {"labmind.lab": lab, "labmind.experiment": str(exp.id), "labmind.kind": exp.kind,
             "verdict": exp.verdict or ("baseline" if exp.kind == "baseline" else exp.status),
             "line": str(exp.line_id or ""), "parent": str(exp.parent_id or ""), "brain": exp.brain,
-            "commit": exp.commit_sha or "", "flags": ",".join(exp.flags)}
+            "commit": exp.commit_sha or "", "flags": ",".join(f.rule for f in exp.flags)}
 
 
 def log_mlflow(store: Store, uri: str, experiment_name: str | None = None) -> int:

@@ -224,7 +224,7 @@ def _failures(f: Family) -> int:
 def attention_blocks(data: ReportData) -> list[Block]:
     if not data.attention:
         return [Heading(2, "Flagged and rejected"), Para("No experiment was flagged or rejected.")]
-    rows = [[str(e.id), verdict_of(e), "; ".join(flags) or "–", e.reason or e.error or "–"]
+    rows = [[str(e.id), verdict_of(e), "; ".join(f.text() for f in flags) or "–", e.reason or e.error or "–"]
             for e, flags in data.attention]
     return [Heading(2, "Flagged and rejected"),
             Para("Flagged experiments are never promoted; a person should look at them (`labmind show ID`)."),
@@ -269,7 +269,7 @@ def appendix(data: ReportData) -> list[Block]:
     exps = data.experiments[-APPENDIX_ROWS:]
     rows = [[str(e.id), str(e.line_id), str(e.parent_id), verdict_of(e),
              figure_text(e.metric, e.n_runs, ci=[e.ci_low, e.ci_high], short=True), str(e.n_runs),
-             ",".join(f.split(":")[0] for f in e.flags), short(e.idea.title or e.error or "", 70)] for e in exps]
+             ",".join(f.rule for f in e.flags), short(e.idea.title or e.error or "", 70)] for e in exps]
     note = "" if len(exps) == len(data.experiments) else (
         f" (the last {len(exps)} of {len(data.experiments)}; `labmind export` gives them all)")
     return [Heading(2, "All experiments"), Para("One row per candidate" + note + "."),

@@ -16,6 +16,7 @@ from typing import Any
 
 from scipy import stats
 
+from labmind.findings import Finding
 from labmind.lab.views import best_experiment
 from labmind.library.record import title_family
 from labmind.model import ExperimentKind, ExperimentStatus, RunPurpose, RunStatus
@@ -85,7 +86,7 @@ class ReportData:
     improvements: list[Improvement]  # every improved experiment, best first
     families: list[Family]
     family_kind: str  # 'knob' or 'title'
-    attention: list[tuple[ExperimentRow, list[str]]]  # flagged/rejected or carrying flags: (experiment, flags)
+    attention: list[tuple[ExperimentRow, list[Finding]]]  # flagged/rejected or carrying flags: (experiment, flags)
     cost: Cost
     #: Knobs labs: how much each knob mattered (most first) and how many experiments that rests on.
     importance: list[KnobImportance] = field(default_factory=list)
@@ -207,7 +208,8 @@ def _improvement(exp: ExperimentRow, by_id: dict[int, ExperimentRow], baseline: 
     return Improvement(exp, parent, dp, rp, ci, db, rb)
 
 
-def _attention(rows: list[ExperimentRow], runs: dict[int, list[RunRow]]) -> list[tuple[ExperimentRow, list[str]]]:
+def _attention(rows: list[ExperimentRow], runs: dict[int, list[RunRow]]
+               ) -> list[tuple[ExperimentRow, list[Finding]]]:
     out = []
     for exp in rows:
         flags = list(dict.fromkeys([*exp.flags, *(f for r in runs.get(exp.id, []) for f in r.flags)]))

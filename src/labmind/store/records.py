@@ -8,17 +8,18 @@ The shape (every key, wherever an experiment is shown):
     flags, near_miss, idea: {title, ...}, brain, commit, slot_seconds, created_at, finished_at
 
 Full rows add `changed_files`, `brain_seconds`, `analysis`, `directive` and `judgement`; list rows (a page of
-the dashboard, a tree) carry only the idea's title. `flags` are passed through as the store holds them. A
+the dashboard, a tree) carry only the idea's title. `flags` are the guard's findings, `{rule, path, line, evidence}`. A
 *figure* is the smaller block status uses for the baseline, the best and a line's incumbent. `export` writes
 the same record flattened into table columns (`flat`): `ci` as `ci_low`/`ci_high`, the idea as `idea_*`.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
+from labmind.findings import findings_json
+from labmind.findings import stored as stored_findings
 from labmind.store import ExperimentRow, RunRow
 from labmind.verdicts import MEANING, Verdict
 
@@ -47,7 +48,8 @@ def experiment_json(exp: ExperimentRow) -> dict[str, Any]:
     return {
         **_record(id=exp.id, kind=exp.kind, line=exp.line_id, parent=exp.parent_id, status=exp.status,
                   verdict=exp.verdict, reason=exp.reason, error=exp.error, metric=exp.metric, sd=exp.metric_sd,
-                  ci_low=exp.ci_low, ci_high=exp.ci_high, n_runs=exp.n_runs, p_value=exp.p_value, flags=exp.flags,
+                  ci_low=exp.ci_low, ci_high=exp.ci_high, n_runs=exp.n_runs, p_value=exp.p_value,
+                  flags=findings_json(exp.flags),
                   near_miss=exp.near_miss, idea=exp.idea.to_dict(), brain=exp.brain, commit=exp.commit_sha,
                   slot_seconds=exp.slot_seconds, created_at=exp.created_at, finished_at=exp.finished_at),
         "changed_files": exp.changed_files, "brain_seconds": exp.brain_seconds, "analysis": exp.analysis,
@@ -61,7 +63,7 @@ def run_json(run: RunRow) -> dict[str, Any]:
     """One run of an experiment, as `labmind show --json` and the dashboard's detail list it."""
     return {"id": run.id, "purpose": run.purpose, "seed": run.seed, "status": run.status, "outcome": run.outcome,
             "slot": run.slot, "metric": run.metric, "self_reported": run.self_reported, "holdout": run.holdout,
-            "secondary": run.secondary, "flags": run.flags, "exit_code": run.exit_code,
+            "secondary": run.secondary, "flags": findings_json(run.flags), "exit_code": run.exit_code,
             "seconds": round(run.seconds, 3), "started_at": run.started_at, "log": run.log_path,
             "sandbox": run.sandbox, "requeued_from": run.requeued_from}
 
@@ -71,7 +73,8 @@ def listed_json(r: sqlite3.Row) -> dict[str, Any]:
     return _record(id=r["id"], kind=r["kind"], line=r["line_id"], parent=r["parent_id"], status=r["status"],
                    verdict=r["verdict"], reason=r["reason"], error=r["error"], metric=r["metric"],
                    sd=r["metric_sd"], ci_low=r["ci_low"], ci_high=r["ci_high"], n_runs=r["n_runs"],
-                   p_value=r["p_value"], flags=json.loads(r["flags"]), near_miss=bool(r["near_miss"]),
+                   p_value=r["p_value"], flags=findings_json(stored_findings(r["flags"])),
+                   near_miss=bool(r["near_miss"]),
                    idea={"title": r["title"] or ""}, brain=r["brain"], commit=r["commit_sha"],
                    slot_seconds=r["slot_seconds"], created_at=r["created_at"], finished_at=r["finished_at"])
 

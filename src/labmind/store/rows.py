@@ -7,6 +7,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from labmind.findings import Finding
+from labmind.findings import stored as stored_findings
 from labmind.model import Idea, PastExperiment
 
 
@@ -59,7 +61,7 @@ class ExperimentRow:
     ci_high: float | None
     n_runs: int
     p_value: float | None
-    flags: list[str]
+    flags: list[Finding]
     near_miss: bool
     slot_seconds: float
     brain_seconds: float
@@ -105,7 +107,7 @@ class RunRow:
     self_reported: float | None
     holdout: float | None
     secondary: dict[str, float]
-    flags: list[str]
+    flags: list[Finding]
     log_path: str | None
     log_tail: str | None
     sandbox: str | None
@@ -155,7 +157,7 @@ def experiment_row(r: sqlite3.Row) -> ExperimentRow:
         commit_sha=r["commit_sha"], diff=r["diff"], changed_files=json.loads(r["changed_files"]),
         verdict=r["verdict"], reason=r["reason"], metric=r["metric"], metric_sd=r["metric_sd"],
         ci_low=r["ci_low"], ci_high=r["ci_high"], n_runs=r["n_runs"], p_value=r["p_value"],
-        flags=json.loads(r["flags"]), near_miss=bool(r["near_miss"]),
+        flags=stored_findings(r["flags"]), near_miss=bool(r["near_miss"]),
         # Schema 4 named it gpu_seconds (a store opened read-only is not migrated).
         slot_seconds=_get(r, "slot_seconds", _get(r, "gpu_seconds", 0.0)),
         brain_seconds=r["brain_seconds"], error=r["error"], created_at=r["created_at"],
@@ -171,7 +173,7 @@ def run_row(r: sqlite3.Row) -> RunRow:
         slot=r["slot"], token=r["token"], started_at=r["started_at"], ended_at=r["ended_at"],
         exit_code=r["exit_code"], outcome=r["outcome"], metric=r["metric"], self_reported=r["self_reported"],
         holdout=_get(r, "holdout"),
-        secondary=json.loads(r["secondary"]), flags=json.loads(r["flags"]), log_path=r["log_path"],
+        secondary=json.loads(r["secondary"]), flags=stored_findings(r["flags"]), log_path=r["log_path"],
         log_tail=r["log_tail"], sandbox=r["sandbox"], requeued_from=r["requeued_from"],
     )
 

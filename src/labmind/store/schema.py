@@ -150,6 +150,21 @@ CREATE TABLE IF NOT EXISTS reviews (
 """ + _TABLES_3
 
 #: Steps that bring a store from version N to N + 1.
+#: Schema 5 stores each flag as an object {rule, path, line, evidence} (labmind.findings). A schema-4 flag was a
+#: string "rule: evidence" (or a bare rule name): the rule is what comes before the first colon, the evidence
+#: the rest, path and line unknown. Finding.from_json reads an unmigrated string the same way.
+_FLAG_OBJECTS = """
+UPDATE {table} SET flags = (
+    SELECT json_group_array(CASE WHEN j.type = 'text' THEN json_object(
+        'rule', trim(CASE WHEN instr(j.value, ':') > 0 THEN substr(j.value, 1, instr(j.value, ':') - 1)
+                          ELSE j.value END),
+        'path', NULL, 'line', NULL,
+        'evidence', CASE WHEN instr(j.value, ':') > 0 THEN trim(substr(j.value, instr(j.value, ':') + 1)) ELSE '' END)
+        ELSE json(j.value) END)
+    FROM json_each({table}.flags) AS j)
+WHERE flags != '[]';
+"""
+
 MIGRATIONS: dict[int, str] = {
     1: """
 CREATE TABLE IF NOT EXISTS reviews (
@@ -174,8 +189,9 @@ ALTER TABLE lines ADD COLUMN verified_id INTEGER;
 UPDATE lines SET verified_id = incumbent_id;
 ALTER TABLE experiments ADD COLUMN judgement_json TEXT NOT NULL DEFAULT '{}';
 """,
-    # 4 -> 5: the column is named as users see it (slot-seconds: a slot is a GPU or a CPU slot).
+    # 4 -> 5: the column is named as users see it (slot-seconds: a slot is a GPU or a CPU slot), and flags are
+    # structured findings {rule, path, line, evidence} instead of "rule: evidence" strings.
     4: """
 ALTER TABLE experiments RENAME COLUMN gpu_seconds TO slot_seconds;
-""",
+""" + _FLAG_OBJECTS.format(table="experiments") + _FLAG_OBJECTS.format(table="runs"),
 }

@@ -50,6 +50,8 @@ class StoreError(Exception):
 
 
 def _encode(column: str, value: Any) -> Any:
+    if column == "flags":
+        return json.dumps([f.to_json() for f in value])  # findings, stored as {rule, path, line, evidence}
     return json.dumps(value) if column in _JSON_COLUMNS and not isinstance(value, str) else value
 
 

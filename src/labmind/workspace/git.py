@@ -220,7 +220,6 @@ class Snapshot:
     commit: str | None  # None when nothing changed
     diff: str
     changed: list[str]  # paths relative to the repository root
-    symlinks_out: list[str]  # changed paths that are symlinks resolving outside the worktree
     #: Directories (repository-relative) holding a `.git` of their own: never committed (git would record
     #: them as gitlinks to commits that exist nowhere), and a change that adds one is rejected.
     nested_repos: list[str] = field(default_factory=list)
@@ -239,7 +238,6 @@ def snapshot(worktree: Path, base: str, message: str, *, root: Path) -> Snapshot
     # -z: names verbatim (no quoting of spaces or non-ASCII characters).
     changed = [p for p in wgit("diff", "--cached", "--name-only", "-z", "--no-renames", "--no-ext-diff", base)
                .split("\0") if p]
-    symlinks_out = [p for p in changed if _symlink_outside(worktree, p)]
     commit = None
     diff = ""
     if changed:
@@ -248,7 +246,7 @@ def snapshot(worktree: Path, base: str, message: str, *, root: Path) -> Snapshot
         commit = wgit("rev-parse", "HEAD").strip()
         diff = wgit("diff", "--no-renames", "--no-ext-diff", "--no-textconv", base, commit)
     wgit("clean", "-ffdxq")
-    return Snapshot(commit=commit, diff=diff, changed=changed, symlinks_out=symlinks_out, nested_repos=nested)
+    return Snapshot(commit=commit, diff=diff, changed=changed, nested_repos=nested)
 
 
 def nested_repositories(worktree: Path) -> list[str]:
@@ -261,14 +259,6 @@ def nested_repositories(worktree: Path) -> list[str]:
             continue
         dirs[:] = [d for d in dirs if d != ".git"]
     return sorted(found)
-
-
-def _symlink_outside(worktree: Path, rel: str) -> bool:
-    path = worktree / rel
-    if not path.is_symlink():
-        return False
-    target = (path.parent / os.readlink(path)).resolve()
-    return not target.is_relative_to(worktree.resolve())
 
 
 def file_at(root: Path, commit: str, repo_path: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass
 from pathlib import Path
 
 from labmind.workspace.digests import (  # noqa: F401  (digests are part of the scope rules' interface)
@@ -27,19 +28,35 @@ def to_task_relative(repo_path: str, subdir: str) -> str | None:
     return repo_path[len(prefix):] if repo_path.startswith(prefix) else None
 
 
-def scope_violation(changed: list[str], subdir: str, editable: list[str], protected: list[str]) -> str | None:
-    """The first broken rule as a sentence naming the path, or None when the change is in scope."""
+@dataclass(frozen=True)
+class ScopeBreach:
+    """The first scope rule a change breaks: the rule's name, the path, and a sentence naming both."""
+
+    rule: str  # outside_task | labmind_files | protected | outside_editable
+    path: str
+    message: str
+
+
+def scope_breach(changed: list[str], subdir: str, editable: list[str], protected: list[str]) -> ScopeBreach | None:
+    """The first broken scope rule of a change (repository paths), or None when the change is in scope."""
     for repo_path in changed:
         rel = to_task_relative(repo_path, subdir)
         if rel is None:
-            return f"changed {repo_path}, which is outside the task directory"
+            return ScopeBreach("outside_task", repo_path, f"changed {repo_path}, which is outside the task directory")
         if rel == "labmind.toml" or rel.startswith(".labmind/"):
-            return f"changed {rel}, which belongs to labmind"
+            return ScopeBreach("labmind_files", rel, f"changed {rel}, which belongs to labmind")
         if matches(rel, protected):
-            return f"changed protected file {rel}"
+            return ScopeBreach("protected", rel, f"changed protected file {rel}")
         if not matches(rel, editable):
-            return f"changed {rel}, which is not editable (editable: {', '.join(editable)})"
+            return ScopeBreach("outside_editable", rel,
+                               f"changed {rel}, which is not editable (editable: {', '.join(editable)})")
     return None
+
+
+def scope_violation(changed: list[str], subdir: str, editable: list[str], protected: list[str]) -> str | None:
+    """The first broken rule as a sentence naming the path, or None when the change is in scope."""
+    breach = scope_breach(changed, subdir, editable, protected)
+    return breach.message if breach else None
 
 
 def protected_files(task_dir: Path, protected: list[str]) -> list[Path]:

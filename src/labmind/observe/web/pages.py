@@ -21,7 +21,8 @@ from labmind.verdicts import Verdict
 router = APIRouter()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters.update(fmt=partial(figures.fmt, digits=5), fmt_p=present.fmt_p, fmt_time=present.fmt_time,
-                             fmt_duration=present.fmt_duration)
+                             fmt_duration=present.fmt_duration, flag_text=present.flag_text,
+                             flag_detail=present.flag_detail)
 # Figures with a spread are written by the same functions as in the CLI and the report (one `±` convention).
 templates.env.globals.update(meaning=present.meaning, figure=figures.figure, spread_of=figures.spread_of)
 

@@ -12,6 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from labmind.findings import Finding
 from labmind.lab.status import lab_status
 from labmind.observe.web.deps import safe_log_path
 from labmind.paths import LabPaths
@@ -150,3 +151,13 @@ def fmt_duration(seconds: float | None) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.1f}m"
     return f"{seconds / 3600:.1f}h"
+
+
+def flag_text(flag: dict[str, Any]) -> str:
+    """A flag of the API's JSON (`{rule, path, line, evidence}`) as one line of text."""
+    return Finding.from_json(flag).text()
+
+
+def flag_detail(flag: dict[str, Any]) -> str:
+    """What a flag says after its rule."""
+    return Finding.from_json(flag).detail()
