@@ -1,4 +1,4 @@
-"""Helpers for the agent-bench tests: a git task directory, brain contexts, offers, simulated agents."""
+"""Helpers for the agent tools' tests: a git task directory, brain contexts, offers, simulated agents."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from brains.brainkit import make_ctx, make_task
 
-from labmind.agentbench.inbox import Inbox, Offer, OfferState, Submission
+from labmind.brains.agent_inbox import Inbox, Offer, OfferState, Submission
 from labmind.brains.base import BrainContext
 
 

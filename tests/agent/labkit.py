@@ -13,7 +13,7 @@ from typing import Any
 
 from lab.toy import labmind, make_toy
 
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store
 from labmind.store.lock import holder_pid
 

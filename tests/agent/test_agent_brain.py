@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from labmind.agentbench.inbox import Inbox
 from labmind.brains.agent import STOPPED, AgentBrain, agent_spec, parse_agent_spec
+from labmind.brains.agent_inbox import Inbox
 from labmind.brains.base import BrainError
 from labmind.brains.registry import make_brain
 from labmind.execute.sandbox import resolve_sandbox

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from labmind.agentbench.brief import metric_text, render_offer, render_results, render_submitted
+from labmind.agent_tools.brief import render_offer, render_results, render_submitted
+from labmind.figures import metric_text
 
 
 def past(i: int, title: str, verdict: str = "", metric: float | None = 1.0, n: int = 3, **extra: Any) -> dict:

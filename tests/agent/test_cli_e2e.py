@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from labmind.agentbench.ops import Bench, BenchError
+from labmind.agent_tools.ops import AgentTools, ToolsError
 from labmind.verdicts import Verdict
 
 from .labkit import (
@@ -108,10 +108,10 @@ def test_two_agents_drive_a_lab_on_two_lines(tmp_path: Path) -> None:
 
     # A finished experiment whose offer is long gone, and an unknown one, are refused with the reason.
     shutil.rmtree(task / ".labmind" / "agent" / "offers" / f"exp-{a}")
-    with pytest.raises(BenchError, match=rf"experiment {a} is already improved and takes no submission; see"):
-        Bench(task).submit(int(a), "alice", title="once more")
-    with pytest.raises(BenchError, match=r"there is no experiment 99 in this lab; claim one with"):
-        Bench(task).submit(99, "alice", title="made up")
+    with pytest.raises(ToolsError, match=rf"experiment {a} is already improved and takes no submission; see"):
+        AgentTools(task).submit(int(a), "alice", title="once more")
+    with pytest.raises(ToolsError, match=r"there is no experiment 99 in this lab; claim one with"):
+        AgentTools(task).submit(99, "alice", title="made up")
 
     mine = as_json(labmind("agent", "results", t, "--agent", "alice", "--json"))
     assert [r["id"] for r in mine["experiments"]] == [int(a)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from labmind.agentbench.inbox import Inbox, InboxError
+from labmind.brains.agent_inbox import Inbox, InboxError
 
 from .kit import idea, offer, wait_for
 
@@ -79,7 +79,7 @@ def test_threads_racing_for_one_offer_produce_exactly_one_winner(tmp_path: Path)
 CLAIMER = """
 import json, os, sys, time
 from pathlib import Path
-from labmind.agentbench.inbox import Inbox
+from labmind.brains.agent_inbox import Inbox
 inbox, name, got = Inbox(Path(sys.argv[1])), sys.argv[2], []
 Path(sys.argv[1], "ready-" + name).touch()
 while not Path(sys.argv[1], "go").exists():

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from brains.brainkit import make_task
 
-from labmind.agentbench.inbox import OfferState
-from labmind.agentbench.ops import Bench
+from labmind.agent_tools.ops import AgentTools
+from labmind.brains.agent_inbox import OfferState
 from labmind.guard import Proposed, check_proposal
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store import Store
 from labmind.verdicts import Verdict
 from labmind.workspace import git as gitops
@@ -25,7 +25,7 @@ TASK = make_task(["*.py"])
 
 
 @pytest.fixture
-def bench(tmp_path: Path) -> tuple[Bench, OfferState, Path, str]:
+def bench(tmp_path: Path) -> tuple[AgentTools, OfferState, Path, str]:
     repo = tmp_path / "repo"
     task_dir = git_task(repo)
     base = git(repo, "rev-parse", "HEAD").strip()
@@ -37,10 +37,10 @@ def bench(tmp_path: Path) -> tuple[Bench, OfferState, Path, str]:
     gitops.add_worktree(repo, worktree, base)
     state = OfferState(offer=replace(offer(2, worktree=str(worktree / "task")), base_commit=base), claim=None,
                        submission=None, closed=None)
-    return Bench(task_dir), state, worktree, base
+    return AgentTools(task_dir), state, worktree, base
 
 
-def test_a_shadowing_file_is_refused_before_submission(bench: tuple[Bench, OfferState, Path, str]) -> None:
+def test_a_shadowing_file_is_refused_before_submission(bench: tuple[AgentTools, OfferState, Path, str]) -> None:
     b, state, worktree, base = bench
     (worktree / "task" / "train.py").write_text("LR = 0.01\nprint(f'loss: {LR}')\n")
     assert b.preflight(state) == (["train.py"], None)
@@ -60,7 +60,7 @@ def test_a_shadowing_file_is_refused_before_submission(bench: tuple[Bench, Offer
     assert lab.verdict == Verdict.REJECTED and problem.startswith(lab.reason)
 
 
-def test_a_protected_file_and_no_change_are_refused(bench: tuple[Bench, OfferState, Path, str]) -> None:
+def test_a_protected_file_and_no_change_are_refused(bench: tuple[AgentTools, OfferState, Path, str]) -> None:
     b, state, worktree, _ = bench
     _, problem = b.preflight(state)
     assert problem is not None and "no change against its parent" in problem

@@ -6,7 +6,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from labmind.brains.base import BrainContext, Idea, PastExperiment
+from labmind.brains.base import BrainContext
+from labmind.model import Idea, PastExperiment
 from labmind.task.model import Task
 
 

@@ -11,7 +11,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from labmind.brains.base import BrainError, PastExperiment
+from labmind.brains.base import BrainError
 from labmind.brains.knobs import (
     MARKER,
     PARENT,
@@ -24,6 +24,7 @@ from labmind.brains.knobs import (
     write_values,
 )
 from labmind.library import Insight, Kind, KnobChange, Provenance
+from labmind.model import PastExperiment
 
 from .brainkit import BASELINE, make_ctx, make_task, past
 

@@ -15,7 +15,7 @@ from labmind.judge import Judge, MinEffect, Noise, Scale, choose_scale, compare,
 from labmind.judge.compare import PRIOR_DF
 from labmind.judge.fdr import gamma, level
 from labmind.judge.robust import robust_location
-from labmind.judge.scale import effect_text, from_scale, to_scale
+from labmind.scale import effect_text, from_scale, to_scale
 from labmind.task import Task
 
 

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from labmind.lab import promotion
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store import Store
 
 TASK_JSON = json.dumps({"task": {"name": "p", "editable": ["a.py"]}, "run": {"command": "x"},

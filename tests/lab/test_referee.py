@@ -13,7 +13,7 @@ import pytest
 
 from labmind.lab.judging import Referee
 from labmind.lab.ledger import Ledger
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store
 from labmind.task import Task
 

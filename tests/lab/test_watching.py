@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from labmind.observe.progress import duration_text, progress, progress_text
+from labmind.lab.progress import duration_text, progress, progress_text
 
 from .toy import LABMIND, labmind, make_toy, status
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from lab.toy import labmind, log, make_toy  # tests/ is on sys.path (rootdir import mode)
 
-from labmind.brains.base import Idea
 from labmind.findings import Finding
 from labmind.library import Insight, Kind, Library, Provenance, Status
 from labmind.library.record import LabIdentity, Librarian
+from labmind.model import Idea
 from labmind.store import Store
 
 

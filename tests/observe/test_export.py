@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from labmind.cli.main import app
 from labmind.findings import findings_json
-from labmind.lab.paths import LabPaths
 from labmind.observe import export as export_mod
 from labmind.observe.export import EXPERIMENT_COLUMNS, RUN_COLUMNS, ExportError, log_mlflow
+from labmind.paths import LabPaths
 from labmind.store import Store
 
 runner = CliRunner()

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from labmind.agentbench.records import experiment_record as agent_record
-from labmind.lab.paths import LabPaths
+from labmind.agent_tools.records import experiment_record as agent_record
 from labmind.lab.status import lab_status
 from labmind.lab.views import best_experiment
 from labmind.observe.export import experiment_record as export_record
-from labmind.observe.records import FLAT_COLUMNS, experiment_json
 from labmind.observe.web import create_app
+from labmind.paths import LabPaths
 from labmind.store import Store, queries
+from labmind.store.records import FLAT_COLUMNS, experiment_json
 from labmind.task import Task
 
 #: The keys every experiment carries, wherever it is shown (README: one experiment, one shape).

@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from labmind.cli.main import app
-from labmind.lab.paths import LabPaths
+from labmind.library.record import title_family
 from labmind.observe.report import clip_diff, write_report
-from labmind.observe.report_data import changed_knobs, collect, title_family, welch_interval
+from labmind.observe.report_data import changed_knobs, collect, welch_interval
+from labmind.paths import LabPaths
 from labmind.store import Store
 from labmind.store.lock import LabLock
 
@@ -255,7 +256,7 @@ def test_untrusted_text_is_inert_in_report_md(tiny_lm_lab: Path, tmp_path: Path)
 
 
 def _knobs_exp(i: int, lr: float, width: int, metric: float, verdict: str = "not_improved") -> Any:
-    from labmind.brains.base import Idea
+    from labmind.model import Idea
     from labmind.store.rows import ExperimentRow
 
     fields = {f: None for f in ExperimentRow.__dataclass_fields__}

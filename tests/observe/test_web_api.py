@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from labmind.lab.paths import LabPaths
 from labmind.observe.web import create_app
 from labmind.observe.web.api import event_stream
+from labmind.paths import LabPaths
 from labmind.store import Store
 
 

@@ -17,8 +17,8 @@ import pytest
 import uvicorn
 from lab.toy import LABMIND, make_toy  # tests/ is on sys.path (rootdir import mode)
 
-from labmind.lab.paths import LabPaths
 from labmind.observe.web import create_app
+from labmind.paths import LabPaths
 from labmind.store import Store
 
 pytestmark = pytest.mark.browser

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from labmind.lab.paths import LabPaths
 from labmind.observe.web import create_app
+from labmind.paths import LabPaths
 from labmind.store import Store
 
 N_EXPERIMENTS = 100_000

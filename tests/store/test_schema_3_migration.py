@@ -10,7 +10,7 @@ from pathlib import Path
 from labmind.judge import Scale
 from labmind.lab.judging import Referee
 from labmind.lab.ledger import Ledger
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store import Store
 from labmind.store.schema import SCHEMA_VERSION
 from labmind.task import Task

@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store import Store, queries
 from labmind.store.schema import MIGRATIONS
 

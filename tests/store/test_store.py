@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from labmind.brains.base import Idea
 from labmind.findings import Finding
+from labmind.model import Idea
 from labmind.store import LabLock, LabLocked, Store, StoreError
 from labmind.store.lock import holder_pid
 from labmind.store.schema import SCHEMA_VERSION

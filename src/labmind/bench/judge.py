@@ -35,8 +35,9 @@ from pathlib import Path
 
 from scipy import stats
 
-from labmind.brains.base import BrainContext, Idea, PastExperiment
+from labmind.brains.base import BrainContext
 from labmind.lab.open import open_lab
+from labmind.model import ExperimentKind, Idea, PastExperiment, RunStatus
 from labmind.observe.live import PlainReporter
 
 TOML = """[task]
@@ -199,8 +200,8 @@ def run_labmind(workdir: Path, regime: Regime, rep: int, experiments: int) -> tu
         asyncio.run(opened.lab.run())
         store = opened.store
         rows = {r.id: r for r in store.experiments()}
-        runs = sum(1 for r in store.runs() if r.status == "done")
-        verdicts = sum(1 for r in rows.values() if r.kind == "candidate" and r.verdict)
+        runs = sum(1 for r in store.runs() if r.status == RunStatus.DONE)
+        verdicts = sum(1 for r in rows.values() if r.kind == ExperimentKind.CANDIDATE and r.verdict)
         best = opened.lab.ledger.best()
 
         def gain_of(exp_id: int) -> float:
@@ -209,7 +210,7 @@ def run_labmind(workdir: Path, regime: Regime, rep: int, experiments: int) -> tu
         claims = [r for r in rows.values() if r.verdict == "improved"]
         false = sum(1 for r in claims
                     if gain_of(r.id) <= gain_of(int(r.judgement.get("verify", {}).get("anchor", r.parent_id or 0))))
-        gain = gain_of(best.id) if best is not None and best.kind == "candidate" else 0.0
+        gain = gain_of(best.id) if best is not None and best.kind == ExperimentKind.CANDIDATE else 0.0
         heads = [gain_of(line.incumbent_id) for line in store.lines() if line.incumbent_id in brain.configs]
         return Outcome("labmind", gain, max([gain, *heads]), len(claims), false, runs, verdicts), brain
     finally:

@@ -21,8 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from labmind.brains.base import BrainContext, Idea, PastExperiment
+from labmind.brains.base import BrainContext
 from labmind.lab.open import open_lab
+from labmind.model import ExperimentKind, Idea, PastExperiment, RunPurpose, RunStatus
 from labmind.observe.live import PlainReporter
 from labmind.store import Store
 
@@ -99,11 +100,11 @@ def measure(store: Store, mode: str, slots: int, run_s: float, brain_s: float) -
     lab = store.lab()
     assert lab is not None and lab.baseline_id is not None
     start = store.experiment(lab.baseline_id).finished_at or 0.0
-    runs = [r for r in store.runs() if r.ended_at and r.started_at and r.purpose != "baseline"]
+    runs = [r for r in store.runs() if r.ended_at and r.started_at and r.purpose != RunPurpose.BASELINE]
     end = max(r.ended_at or 0.0 for r in runs)
     busy = sum(max(0.0, min(r.ended_at or 0.0, end) - max(r.started_at or 0.0, start)) for r in runs)
     window = end - start
-    done = sum(1 for r in store.experiments() if r.kind == "candidate" and r.verdict)
+    done = sum(1 for r in store.experiments() if r.kind == ExperimentKind.CANDIDATE and r.verdict)
     return BenchResult(mode=mode, slots=slots, run_s=run_s, brain_s=brain_s, experiments=done, window_s=window,
                        duty_cycle=busy / (window * slots), experiments_per_hour=done / window * 3600.0)
 
@@ -123,7 +124,7 @@ def bench_once(workdir: Path, *, prefetch: bool, slots: int, run_s: float, brain
         cpu = _cpu_s() - cpu_before
         mode = "labmind (prefetch)" if prefetch else "sequential"
         result = measure(opened.store, mode, slots, run_s, brain_s)
-        runs = [r for r in opened.store.runs() if r.status == "done" and r.ended_at and r.started_at]
+        runs = [r for r in opened.store.runs() if r.status == RunStatus.DONE and r.ended_at and r.started_at]
         command_s = sum((r.ended_at or 0.0) - (r.started_at or 0.0) for r in runs)
         return BenchResult(**{**result.__dict__, "executor": executor,
                               "overhead_s": max(0.0, stats.busy_s - command_s) / max(1, len(runs)),

@@ -35,6 +35,7 @@ from scipy import stats
 
 from labmind.lab.open import open_lab
 from labmind.library import Library
+from labmind.model import ExperimentKind
 from labmind.observe.live import PlainReporter
 
 FAMILY = "bench/transfer"
@@ -139,8 +140,9 @@ def run_task(root: Path, spec: TaskSpec, position: int, *, experiments: int, see
         params = row.idea.params
         return {n: params.get(n, BASE[n]) for n in BASE} if params.get("_brain") == "knobs" else dict(BASE)
 
-    cands = [r for r in rows if r.kind == "candidate"]
-    gain = math.log(base_true / spec.true_loss(config(best))) if best is not None and best.kind == "candidate" else 0.0
+    cands = [r for r in rows if r.kind == ExperimentKind.CANDIDATE]
+    found = best is not None and best.kind == ExperimentKind.CANDIDATE
+    gain = math.log(base_true / spec.true_loss(config(best))) if found else 0.0
     first = next((i for i, r in enumerate(cands, 1) if spec.true_loss(config(r)) <= (1 - REAL) * base_true),
                  experiments + 1)
     recorded = applications = hits = 0

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from labmind.brains.base import Decision, DirectorView, PastExperiment
+from labmind.brains.base import Decision, DirectorView
+from labmind.model import PastExperiment
 
 
 @runtime_checkable

@@ -1,7 +1,7 @@
 """The `agent` brain: an interactive agent (Claude Code, Codex, Cursor, a person) makes each proposal.
 
 For every experiment the lab wants, `propose` (in a lab worker thread) publishes a work offer in the inbox
-under `.labmind/agent/` (see labmind.agentbench.inbox) and waits. An agent claims the offer with
+under `.labmind/agent/` (see labmind.brains.agent_inbox) and waits. An agent claims the offer with
 `labmind agent next` (or the MCP tool next_experiment), edits files in the experiment's worktree, and
 submits its idea with `labmind agent submit`. `propose` then returns that idea; labmind computes the diff
 itself with git, runs it in the sandbox and judges it, exactly as for any other brain.
@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labmind.agentbench.inbox import Claim, Inbox, InboxError, Offer, OfferState, Submission, inbox_dir
-from labmind.brains.base import NOT_TAKEN, BrainContext, BrainError, Idea, PastExperiment
-from labmind.lab.paths import LabPaths
+from labmind.brains.agent_inbox import Claim, Inbox, InboxError, Offer, OfferState, Submission, inbox_dir
+from labmind.brains.base import BrainContext, BrainError
+from labmind.model import NOT_TAKEN, ExperimentKind, ExperimentStatus, Idea, PastExperiment
+from labmind.paths import LabPaths
 from labmind.task import parse_duration
 from labmind.workspace import git as gitops
 
@@ -204,7 +205,7 @@ def is_agent_spec(spec: object) -> bool:
 def unclaimed_experiments(paths: LabPaths, rows: Any) -> set[int]:
     """For a lab run by the agent brain, read from outside it (`labmind status`, agents): the experiments being
     proposed that no agent has claimed (on offer, or about to be). They do not count toward the limit yet."""
-    proposing = {r.id for r in rows if r.kind == "candidate" and r.status == "proposing"}
+    proposing = {r.id for r in rows if r.kind == ExperimentKind.CANDIDATE and r.status == ExperimentStatus.PROPOSING}
     root = inbox_dir(paths)
     if not proposing or not root.is_dir():
         return proposing

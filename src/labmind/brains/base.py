@@ -2,55 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from labmind.library.model import Insight
+from labmind.model import Idea, PastExperiment
 from labmind.task import Task
-
-
-@dataclass(frozen=True)
-class Idea:
-    """What a proposal tries and why. `params` holds machine-readable settings (e.g. knob values)."""
-
-    title: str
-    hypothesis: str = ""
-    rationale: str = ""
-    expected_effect: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Idea:
-        known = {k: data[k] for k in ("hypothesis", "rationale", "expected_effect", "params") if k in data}
-        return cls(title=str(data.get("title", "")), **known)
-
-
-@dataclass(frozen=True)
-class PastExperiment:
-    """One finished experiment as brains see it: what was tried, what happened and why."""
-
-    id: int
-    line_id: int
-    parent_id: int | None
-    idea: Idea
-    verdict: str
-    reason: str  # the human sentence of why this verdict
-    metric: float | None  # mean over its runs (None when no run gave a metric)
-    metric_sd: float | None
-    n_runs: int
-    log_tail: str = ""  # for failures: the end of the failing run's log
-    analysis: str = ""  # the brain's reflection on this result, when it made one
-    directive: str = ""  # "repair" or "combine" when the lab asked for this experiment
-    kind: str = "candidate"  # or "baseline": its spread is shown as an sd, a candidate's as a 95% CI
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["idea"] = self.idea.to_dict()
-        return d
 
 
 @dataclass(frozen=True)
@@ -153,7 +111,7 @@ class Decision:
     """A director's decision. explore: open a new line with `direction`; combine: merge the incumbent of
     `other_line_id` into the incumbent of `line_id`; retire: stop extending `line_id`."""
 
-    kind: str  # explore | combine | retire
+    kind: str  # a DecisionKind: explore | combine | retire
     reason: str
     line_id: int | None = None
     other_line_id: int | None = None
@@ -162,29 +120,6 @@ class Decision:
 
 class BrainError(Exception):
     """A proposal step failed (recorded against the experiment; the lab keeps going)."""
-
-
-#: How a failed proposal that no one ever started says so (an agent offer nobody claimed): it does not count
-#: toward `--max-experiments`, nor as a brain failure.
-NOT_TAKEN = "not taken up"
-
-
-def counts_toward_limit(status: str, error: str | None, *, unclaimed: bool = False) -> bool:
-    """Whether a candidate experiment counts toward `--max-experiments`: from the moment work on it starts (for
-    the agent brain, its claim), not from the moment it is offered."""
-    return not unclaimed and not (status == "failed" and NOT_TAKEN in (error or ""))
-
-
-def not_taken(row: Any) -> bool:
-    """An offer no one took up (withdrawn unclaimed): a record, not an experiment of its line."""
-    return row.kind == "candidate" and not counts_toward_limit(row.status, row.error)
-
-
-def experiments_made(rows: Any, unclaimed: set[int] | frozenset[int] = frozenset()) -> int:
-    """How many of `rows` (experiment rows) count toward `--max-experiments`; `unclaimed`: ids on offer to
-    agents and not claimed yet."""
-    return sum(1 for r in rows if r.kind == "candidate"
-               and counts_toward_limit(r.status, r.error, unclaimed=r.id in unclaimed))
 
 
 class Brain(Protocol):

@@ -31,49 +31,28 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
-from labmind.brains.base import BrainContext, BrainError, Idea, PastExperiment
-from labmind.execute.prepared import with_interpreter
+from labmind.brains.base import BrainContext, BrainError
+from labmind.execute.programs import kill_group, scrubbed_env
+from labmind.execute.sandbox import Sandbox
+from labmind.figures import metric_text, spread_of
 from labmind.library.record import insight_lines, parse_applies
-from labmind.observe.numbers import bar_text, figure_text, spread_of
+from labmind.model import Idea, PastExperiment
 from labmind.task.model import Task
+from labmind.task.text import bar_sentence
 from labmind.workspace.scope import hide_targets
 
 DEFAULT_TIMEOUT_S = 30 * 60.0
 _TITLE_MAX = 120
 _TAIL_CHARS = 4000
-_KILL_GRACE_S = 5.0
-#: Variables kept in a scrubbed environment: enough to find programs and print text, nothing secret.
-_SAFE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "SHELL")
 #: Placeholder in preset templates, replaced by the shell-quoted editable files of the worktree.
 EDITABLE_PLACEHOLDER = "{editable}"
-
-
-class SandboxLike(Protocol):
-    """What this brain needs from labmind.execute.sandbox.Sandbox."""
-
-    name: str
-
-    def wrap(
-        self,
-        argv: list[str],
-        *,
-        workdir: Path,
-        writable: list[Path],
-        readonly: list[Path],
-        hidden: list[Path],
-        gpus: bool,
-        network: bool,
-        env: dict[str, str],
-    ) -> list[str]: ...
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -93,29 +72,13 @@ def expand_globs(task_dir: Path, patterns: Sequence[str]) -> list[Path]:
     return sorted(found)
 
 
-def scrubbed_env() -> dict[str, str]:
-    """The caller's environment reduced to harmless variables (no keys, tokens, credentials)."""
-    env = {k: v for k, v in os.environ.items() if k in _SAFE_ENV or k.startswith("LC_")}
-    env["PATH"] = with_interpreter(env.get("PATH", "/usr/local/bin:/usr/bin:/bin"))
-    return env
-
-
-def metric_text(p: PastExperiment) -> str:
-    """`1.234 ± 0.002 (95% CI, n=3)`, the baseline's `1.234 ± 0.004 (sd, n=5)`, one run's `1.234 (1 run)`."""
-    if p.metric is None:
-        return "no metric"
-    return figure_text(p.metric, p.n_runs, spread=spread_of(p.kind), sd=p.metric_sd)
+def past_metric(p: PastExperiment) -> str:
+    """A past experiment's metric as `figures.metric_text` writes it, the baseline's with its sd."""
+    return metric_text(p.to_dict(), spread_of(p.kind))
 
 
 def _line(p: PastExperiment) -> str:
-    return f"- #{p.id} {p.idea.title!r}: {p.verdict}, {metric_text(p)}. {p.reason}".rstrip()
-
-
-def bar_sentence(task: Task, incumbent_of: str) -> str:
-    """"A change counts only if it beats ...", with `[noise] min_effect` as the task says it."""
-    wanted = task.noise.parsed_min_effect()
-    clause = bar_text(wanted.text(), wanted.kind == "auto", f"{incumbent_of}'s incumbent")
-    return clause[0].upper() + clause[1:]
+    return f"- #{p.id} {p.idea.title!r}: {p.verdict}, {past_metric(p)}. {p.reason}".rstrip()
 
 
 def render_prompt(ctx: BrainContext, idea_path: Path) -> str:
@@ -128,11 +91,11 @@ def render_prompt(ctx: BrainContext, idea_path: Path) -> str:
         f"Goal: {task.metric.goal} the metric '{task.metric.name}', printed by `{task.run.command}`. "
         f"{bar_sentence(ctx.task, 'the line')}.",
         "",
-        f"Baseline: {metric_text(ctx.baseline)}",
+        f"Baseline: {past_metric(ctx.baseline)}",
         f"Parent (the code in this directory): #{ctx.parent.id} {ctx.parent.idea.title!r}, "
-        f"{metric_text(ctx.parent)}",
-        f"Line incumbent: #{ctx.incumbent.id}, {metric_text(ctx.incumbent)}",
-        f"Best in the lab: #{ctx.best.id} {ctx.best.idea.title!r}, {metric_text(ctx.best)}",
+        f"{past_metric(ctx.parent)}",
+        f"Line incumbent: #{ctx.incumbent.id}, {past_metric(ctx.incumbent)}",
+        f"Best in the lab: #{ctx.best.id} {ctx.best.idea.title!r}, {past_metric(ctx.best)}",
     ]
     if ctx.brief_text.strip():
         parts += ["", "Research brief:", ctx.brief_text.strip()]
@@ -203,29 +166,6 @@ def _tail(text: str, n: int = _TAIL_CHARS) -> str:
     return text if len(text) <= n else "…" + text[-n:]
 
 
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass  # the group is already gone
-
-
-def _kill_group(proc: subprocess.Popen[bytes], *, graceful: bool) -> None:
-    """End the program's whole process group: SIGTERM first when it is still running (a chance to clean
-    up), then SIGKILL, which also ends anything it left running in the background after a normal exit."""
-    if graceful:
-        _signal_group(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=_KILL_GRACE_S)
-        except subprocess.TimeoutExpired:
-            pass
-    _signal_group(proc.pid, signal.SIGKILL)
-    try:
-        proc.wait(timeout=_KILL_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-
-
 # -------------------------------------------------------------------------------------------- brain
 
 
@@ -237,7 +177,7 @@ class CommandBrain:
         command: str,
         task: Task,
         *,
-        sandbox: SandboxLike,
+        sandbox: Sandbox,
         network: bool = False,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         transcript_dir: Path | None = None,
@@ -269,7 +209,7 @@ class CommandBrain:
         with self._live_lock:
             live = list(self._live)
         for proc in live:
-            _kill_group(proc, graceful=True)
+            kill_group(proc, graceful=True)
 
     def learn(self, result: PastExperiment) -> None:
         """Nothing to keep: the program sees the history in every brief."""
@@ -359,7 +299,7 @@ class CommandBrain:
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                _kill_group(proc, graceful=timed_out)
+                kill_group(proc, graceful=timed_out)
                 with self._live_lock:
                     self._live.discard(proc)
         seconds = time.monotonic() - start

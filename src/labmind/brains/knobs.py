@@ -48,8 +48,9 @@ from optuna.samplers import TPESampler
 from optuna.trial import Trial, TrialState
 
 from labmind import pyast
-from labmind.brains.base import BrainContext, BrainError, Idea, PastExperiment
+from labmind.brains.base import BrainContext, BrainError
 from labmind.library.model import KnobChange
+from labmind.model import Idea, PastExperiment
 from labmind.task.model import KnobSpec, Task
 from labmind.verdicts import RUN_FAILURES, Verdict
 

@@ -18,10 +18,11 @@ from pathlib import Path
 
 from labmind.brains.agent import make_agent_brain
 from labmind.brains.base import Brain
-from labmind.brains.command import DEFAULT_TIMEOUT_S, EDITABLE_PLACEHOLDER, CommandBrain, SandboxLike
+from labmind.brains.command import DEFAULT_TIMEOUT_S, EDITABLE_PLACEHOLDER, CommandBrain
 from labmind.brains.knobs import KnobsBrain
 from labmind.brains.llm.brain import LLMBrain
 from labmind.brains.llm.clients import LLMClients, is_llm_spec
+from labmind.execute.sandbox import Sandbox
 from labmind.task.model import Task
 
 #: Agent presets. The prompt tells the agent to write its idea JSON to $LABMIND_IDEA.
@@ -66,7 +67,7 @@ def make_brain(
     *,
     seed: int,
     network: bool,
-    sandbox: SandboxLike,
+    sandbox: Sandbox,
     task_dir: Path | None = None,
     transcript_dir: Path | None = None,
     hidden: list[Path] | None = None,

@@ -1,6 +1,6 @@
 """`labmind agent ...`: drive an agent-driven lab from a shell (Claude Code, Codex, Cursor or a person).
 
-Thin over labmind.agentbench: each verb calls one Bench operation and prints it as text or --json.
+Thin over labmind.agent_tools: each verb calls one AgentTools operation and prints it as text or --json.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 
 import typer
 
-from labmind.agentbench import brief
-from labmind.agentbench.launch import start_lab
-from labmind.agentbench.ops import Bench, BenchError, default_agent
+from labmind.agent_tools import brief
+from labmind.agent_tools.launch import start_lab
+from labmind.agent_tools.ops import AgentTools, ToolsError, default_agent
 from labmind.cli.common import JsonOpt, TaskDirArg, fail, print_json
 
 agent_app = typer.Typer(
@@ -54,7 +54,7 @@ def start(
         data = start_lab(task_dir, slots=slots, gpus=gpus, lines=lines, max_experiments=max_experiments,
                          budget=budget, policy=policy, sandbox=sandbox, seed=seed, claim_timeout=claim_timeout,
                          submit_timeout=submit_timeout)
-    except BenchError as exc:
+    except ToolsError as exc:
         fail(str(exc))
     _emit(data, brief.render_started(data), json_out)
 
@@ -69,8 +69,8 @@ def next_(
 ) -> None:
     """Claim one open experiment and print its brief: worktree, files, goal, state of the lab, what to do."""
     try:
-        data = Bench(task_dir).next_experiment(agent or default_agent(), line=line, wait_s=wait)
-    except BenchError as exc:
+        data = AgentTools(task_dir).next_experiment(agent or default_agent(), line=line, wait_s=wait)
+    except ToolsError as exc:
         fail(str(exc))
     _emit(data, brief.render_offer(data, "cli"), json_out)
 
@@ -93,10 +93,10 @@ def submit(
 ) -> None:
     """Submit a claimed experiment: labmind commits the worktree as it is, then checks, runs and judges it."""
     try:
-        data = Bench(task_dir).submit(experiment, agent or default_agent(), title=title, hypothesis=hypothesis,
+        data = AgentTools(task_dir).submit(experiment, agent or default_agent(), title=title, hypothesis=hypothesis,
                                       rationale=rationale, expected_effect=expected_effect, family=family,
                                       abandon=abandon, token=token, force=force)
-    except BenchError as exc:
+    except ToolsError as exc:
         fail(str(exc))
     _emit(data, brief.render_submitted(data, "cli"), json_out)
 
@@ -120,8 +120,8 @@ def results(
             fail(f"{experiment!r} is not an experiment id; give a number, e.g. `labmind agent results 7 {task_dir}`.")
         task_dir = Path(experiment)
     try:
-        data = Bench(task_dir or Path(".")).results(agent or default_agent(), exp_id, wait_s=wait, limit=limit)
-    except BenchError as exc:
+        data = AgentTools(task_dir or Path(".")).results(agent or default_agent(), exp_id, wait_s=wait, limit=limit)
+    except ToolsError as exc:
         fail(str(exc))
     _emit(data, brief.render_results(data), json_out)
 
@@ -135,8 +135,8 @@ def history(
 ) -> None:
     """What was tried on each line and what happened: idea, verdict and why, metric, flags, agent."""
     try:
-        data = Bench(task_dir).history(line, limit)
-    except BenchError as exc:
+        data = AgentTools(task_dir).history(line, limit)
+    except ToolsError as exc:
         fail(str(exc))
     _emit(data, brief.render_history(data), json_out)
 
@@ -145,7 +145,7 @@ def history(
 def status(task_dir: Path = TaskDirArg, json_out: bool = JsonOpt) -> None:
     """`labmind status` plus the lab's brain and the offers: open, claimed (by whom, until when), submitted."""
     try:
-        data = Bench(task_dir).status()
-    except BenchError as exc:
+        data = AgentTools(task_dir).status()
+    except ToolsError as exc:
         fail(str(exc))
     _emit(data, brief.render_status(data), json_out)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store import Store
 from labmind.terminal import printable
 
@@ -54,5 +54,3 @@ def read_store(task_dir: Path) -> Iterator[tuple[Store, LabPaths]]:
         store.close()
 
 
-def fmt(value: float | None, digits: int = 6) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"

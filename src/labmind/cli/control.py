@@ -10,8 +10,8 @@ from pathlib import Path
 import typer
 
 from labmind.cli.common import TaskDirArg, console, err_console, fail
-from labmind.lab.paths import LabPaths
 from labmind.lab.reset import reset_lab
+from labmind.paths import LabPaths
 from labmind.store import LabLocked
 from labmind.store.lock import holder_pid
 from labmind.workspace import git as gitops

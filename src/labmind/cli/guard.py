@@ -10,8 +10,9 @@ import typer
 from rich.table import Table
 
 from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, print_json, read_store, safe
-from labmind.lab.paths import LabPaths
 from labmind.lab.review import ReviewError, apply_review, check_reviewable, post_review
+from labmind.model import ExperimentKind
+from labmind.paths import LabPaths
 from labmind.store import LabLock, LabLocked, Store, StoreError
 from labmind.verdicts import Verdict
 
@@ -53,7 +54,7 @@ def review(
 
 
 def guard_figures(store: Store) -> dict[str, Any]:
-    candidates = [r for r in store.experiments() if r.kind == "candidate"]
+    candidates = [r for r in store.experiments() if r.kind == ExperimentKind.CANDIDATE]
     checked = [r for r in candidates if r.commit_sha]
     flags_by_rule: Counter[str] = Counter()
     rejections_by_rule: Counter[str] = Counter()

@@ -1,4 +1,4 @@
-"""`labmind mcp`: serve the agent bench of one lab to a coding agent over stdio (Model Context Protocol)."""
+"""`labmind mcp`: serve the agent tools of one lab to a coding agent over stdio (Model Context Protocol)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from labmind.agentbench.ops import default_agent
+from labmind.agent_tools.ops import default_agent
 from labmind.cli.common import TaskDirArg, fail
 
 
@@ -24,6 +24,6 @@ def mcp(
     # One server is one agent: without a name, the process id keeps two servers on one lab apart.
     name = agent or (default_agent() if os.environ.get("LABMIND_AGENT") else f"mcp-{os.getpid()}")
     # Imported here: the MCP SDK takes about a second to import, and only this verb needs it.
-    from labmind.agentbench.server import build_server
+    from labmind.agent_tools.server import build_server
 
     build_server(task_dir.resolve(), name).run("stdio")

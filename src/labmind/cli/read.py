@@ -11,16 +11,16 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, fmt, print_json, read_store, safe
+from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, print_json, read_store, safe
+from labmind.figures import figure_text, fmt, row_figure
 from labmind.findings import Finding
 from labmind.lab.campaign import CampaignError, campaign_status, is_campaign
 from labmind.lab.overlap import KIND as OVERLAP
 from labmind.lab.overlap import parse_overlap
 from labmind.lab.status import lab_status
 from labmind.observe.live import status_view
-from labmind.observe.numbers import figure_text, row_figure
-from labmind.observe.records import experiment_json, run_json
 from labmind.store import ExperimentRow, Store, StoreError
+from labmind.store.records import experiment_json, run_json
 from labmind.terminal import printable
 from labmind.verdicts import MEANING, Verdict
 
@@ -67,7 +67,7 @@ def campaign_view(data: dict[str, Any]) -> None:
 
 
 def experiment_dict(exp: ExperimentRow, store: Store | None = None, *, with_diff: bool = False) -> dict[str, Any]:
-    """An experiment as `labmind log/show --json` print it: the one record (`labmind.observe.records`), and for
+    """An experiment as `labmind log/show --json` print it: the one record (`labmind.store.records`), and for
     `show` its runs and LLM spend."""
     out = experiment_json(exp)
     if with_diff:
@@ -91,7 +91,7 @@ def metric_text(exp: ExperimentRow) -> str:
 
 def judgement_text(exp: ExperimentRow) -> str:
     """The judge's numbers in one line: the effect with its CI (as a percentage on a log scale), P(better), runs."""
-    from labmind.judge.scale import Scale, effect_text
+    from labmind.scale import Scale, effect_text
 
     j = exp.judgement
     verify = j.get("verify") or {}

@@ -13,14 +13,14 @@ from typing import Any
 import typer
 
 from labmind.brains.base import BrainError
-from labmind.cli.common import TaskDirArg, console, err_console, fail, fmt, safe
+from labmind.cli.common import TaskDirArg, console, err_console, fail, safe
 from labmind.cli.control import start_afresh
 from labmind.execute.sandbox import SandboxUnavailable
+from labmind.figures import dict_figure, fmt
 from labmind.lab import LabError
 from labmind.lab.open import open_lab
 from labmind.lab.status import lab_status
 from labmind.observe.live import LiveReporter, judged_text, make_reporter
-from labmind.observe.numbers import dict_figure
 from labmind.store import LabLocked, StoreError
 from labmind.task import TaskError, parse_duration
 from labmind.workspace.git import GitError

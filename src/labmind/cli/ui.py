@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from labmind.cli.common import TaskDirArg, console, fail
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 
 
 def ui(task_dir: Path = TaskDirArg,

@@ -8,14 +8,15 @@ Use a different model from the implementer where possible (`--review-model`).
 
 from __future__ import annotations
 
-from labmind.brains.base import BrainError, Idea
-from labmind.brains.llm.jsonout import ask_json
-from labmind.brains.llm.state import task_values
-from labmind.brains.llm.templates import render
 from labmind.guard.findings import Finding, clip
 from labmind.llm.base import CallContext, LLMClient
+from labmind.llm.jsonout import NoJSONAnswer, ask_json
+from labmind.llm.templates import PromptTemplates
+from labmind.model import Idea
 from labmind.task.model import Task
+from labmind.task.text import task_values
 
+render = PromptTemplates("labmind.guard").render  # the auditor's prompt: guard/prompts/audit.md
 DIFF_CHARS = 30_000
 NOTES_CHARS = 6_000
 SCHEMA = {
@@ -43,7 +44,7 @@ class Auditor:
                            rule="audit_incomplete")] if cut else []
         try:
             value = ask_json(self.client, prompt, system="", schema=SCHEMA, context=context, max_tokens=800)
-        except BrainError as exc:
+        except NoJSONAnswer as exc:
             return [*findings, failed(str(exc))]
         except Exception as exc:  # anything else from the model's answer: fail closed, never wave it through
             return [*findings, failed(f"{type(exc).__name__}: {exc}")]

@@ -18,8 +18,8 @@ from labmind.findings import Finding, rules_of
 from labmind.judge.compare import Comparison, compare
 from labmind.judge.noise import Noise
 from labmind.judge.robust import OUTLIER_K
-from labmind.judge.scale import MinEffect, Scale, effect_text, from_scale, to_scale
 from labmind.judge.stats import mean_beyond
+from labmind.scale import MinEffect, Scale, effect_text, from_scale, to_scale
 from labmind.task import Task
 
 #: A verification stops as a failure when the probability that the candidate is better falls below this.

@@ -1,16 +1,16 @@
 """The lab: one working state of labmind on a task, and the loop that runs it.
 
-Names are loaded on first use: `labmind.lab.paths` (used by every command) must not pull in the loop and,
-behind it, the judge's scipy."""
+Names are loaded on first use: a command that needs only the settings must not pull in the loop and, behind
+it, the judge's scipy. Where a lab keeps its files is `labmind.paths.LabPaths`, below every part."""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-_WHERE = {"Lab": "loop", "LabError": "loop", "SessionStats": "loop", "LabPaths": "paths", "LabSettings": "settings"}
+_WHERE = {"Lab": "loop", "LabError": "loop", "SessionStats": "loop", "LabSettings": "settings"}
 
-__all__ = ["Lab", "LabError", "LabPaths", "LabSettings", "SessionStats"]
+__all__ = ["Lab", "LabError", "LabSettings", "SessionStats"]
 
 
 def __getattr__(name: str) -> Any:

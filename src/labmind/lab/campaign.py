@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from labmind.lab.paths import LabPaths
+from labmind.figures import fmt
 from labmind.lab.status import lab_status
 from labmind.numeric import safe_mean
+from labmind.paths import LabPaths
 from labmind.store import Store, StoreError
 
 MANIFEST = "campaign.json"
@@ -89,18 +90,15 @@ def campaign_status(directory: Path) -> dict[str, Any]:
 
 
 def campaign_markdown(data: dict[str, Any]) -> str:
-    def f(v: float | None) -> str:
-        return "–" if v is None else f"{v:.4g}"
-
     metric = data["metric"]["name"] if data["metric"] else "metric"
     lines = [f"# Campaign {data['campaign']}", "",
              f"{data['tasks']} tasks, {data['labs']} with a lab, {data['improved_tasks']} with a confirmed "
-             f"improvement. Mean {metric}: start {f(data['mean_start'])}, now {f(data['mean_current'])} (each task "
-             "at its best confirmed value, else its measured baseline, else its starting score).", "",
+             f"improvement. Mean {metric}: start {fmt(data['mean_start'], 4)}, now {fmt(data['mean_current'], 4)} "
+             "(each task at its best confirmed value, else its measured baseline, else its starting score).", "",
              "| task | start | lab baseline | best confirmed | experiment | experiments | verdicts | state |",
              "|---|---|---|---|---|---|---|---|"]
     for r in data["rows"]:
         verdicts = ", ".join(f"{k} {v}" for k, v in r["verdicts"].items()) or "–"
-        lines.append(f"| {r['task']} | {f(r['start'])} | {f(r['baseline'])} | {f(r['best'])} | "
+        lines.append(f"| {r['task']} | {fmt(r['start'], 4)} | {fmt(r['baseline'], 4)} | {fmt(r['best'], 4)} | "
                      f"{r['best_experiment'] or '–'} | {r['experiments']} | {verdicts} | {r['state']} |")
     return "\n".join(lines) + "\n"

@@ -36,12 +36,12 @@ from labmind.guard.candidate import Clock, Measurement, check_candidate
 from labmind.guard.holding import holding
 from labmind.judge import Judge, Noise, Scale, choose_scale, estimate, summarize
 from labmind.judge.robust import robust_location
-from labmind.judge.scale import from_scale, to_scale
 from labmind.lab import promotion
 from labmind.lab.diagnose import baseline_failed_message, holdout_problem
 from labmind.lab.ledger import Ledger
-from labmind.lab.paths import LabPaths
 from labmind.lab.verification import UNSELECTED, Verifier
+from labmind.paths import LabPaths
+from labmind.scale import from_scale, to_scale
 from labmind.store import ExperimentRow, RunRow
 from labmind.task import Task
 from labmind.verdicts import MEANING, Verdict

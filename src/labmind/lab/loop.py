@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from labmind.brains.abilities import Abilities
-from labmind.brains.base import NOT_TAKEN, Brain, experiments_made
+from labmind.brains.base import Brain
 from labmind.execute.base import Executor, RunOutcome, RunRequest, Slot, SlotLost
 from labmind.execute.cgroups import memory_available
 from labmind.execute.limits import resolve_limits
@@ -30,7 +30,6 @@ from labmind.lab import promotion, startup
 from labmind.lab.director import Director
 from labmind.lab.judging import Referee
 from labmind.lab.ledger import Ledger
-from labmind.lab.paths import LabPaths
 from labmind.lab.proposals import Proposal, Proposer
 from labmind.lab.repairs import Repairs
 from labmind.lab.review import ReviewError, apply_review, take_posted
@@ -40,6 +39,8 @@ from labmind.lab.setup import SetupFailed, run_setup
 from labmind.lab.startup import LabError
 from labmind.lab.stoppers import BrainBudget, BrainFailures, Deadline, Halted, MaxExperiments, Stoppers
 from labmind.lab.views import failure_tail, search_view
+from labmind.model import NOT_TAKEN, experiments_made
+from labmind.paths import LabPaths
 from labmind.search.base import Policy
 from labmind.store import ExperimentRow, RunRow, Store, StoreError
 from labmind.task import Task

@@ -18,12 +18,12 @@ from labmind.execute.sandbox import resolve_sandbox
 from labmind.execute.slots import plan_slots
 from labmind.guard.audit import Auditor
 from labmind.lab.loop import Lab, LabError, Reporter
-from labmind.lab.paths import LabPaths
 from labmind.lab.runs import hidden_paths
 from labmind.lab.settings import LabSettings
 from labmind.library import Library, LibraryError
 from labmind.library import resolve as resolve_library
 from labmind.library.record import LabIdentity, Librarian
+from labmind.paths import LabPaths
 from labmind.search import POLICIES, make_policy
 from labmind.store import LabLock, Store
 from labmind.store.calls import StoreCallLog

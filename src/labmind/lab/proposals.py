@@ -14,12 +14,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from labmind.brains.base import Brain, BrainContext, Idea
+from labmind.brains.base import Brain, BrainContext
 from labmind.findings import Finding, merged
 from labmind.guard import Pristine, ProposalCheck, Proposed, check_proposal
 from labmind.lab.ledger import Ledger
-from labmind.lab.paths import LabPaths
 from labmind.lab.views import brain_context
+from labmind.model import Idea
+from labmind.paths import LabPaths
 from labmind.store import ExperimentRow
 from labmind.task import Task
 from labmind.verdicts import Verdict

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store import LabLock, Store
 from labmind.workspace import git as gitops
 

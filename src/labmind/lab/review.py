@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from labmind.lab import promotion
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store
 from labmind.task import Task
 from labmind.verdicts import Verdict

@@ -19,7 +19,7 @@ from labmind.lab.judging import PROTECTED_FLAG
 from labmind.lab.ledger import Ledger
 from labmind.lab.overlap import KIND as OVERLAP
 from labmind.lab.overlap import overlap_text
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store import RunRow
 from labmind.task import Task
 from labmind.workspace import git as gitops

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from labmind.execute.prepared import with_interpreter
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 
 
 class SetupFailed(Exception):

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import time
 
-from labmind.brains.base import Idea
 from labmind.execute.base import Executor
 from labmind.lab import promotion
 from labmind.lab.ledger import Ledger
-from labmind.lab.paths import LabPaths
-from labmind.observe.progress import duration_text
+from labmind.lab.progress import duration_text
+from labmind.model import Idea
+from labmind.paths import LabPaths
 from labmind.task import Task
 from labmind.verdicts import Verdict
 from labmind.workspace import git as gitops

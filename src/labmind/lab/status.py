@@ -2,7 +2,7 @@
 overview, `labmind agent status` and scripts (--json).
 
 Built only from the store's named, bounded queries (`labmind.store.queries`), so the dashboard can show it for
-a lab of 100,000 experiments. Experiments appear in the shapes of `labmind.observe.records`.
+a lab of 100,000 experiments. Experiments appear in the shapes of `labmind.store.records`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import time
 from typing import Any
 
 from labmind.brains.agent import is_agent_spec, unclaimed_experiments
-from labmind.brains.base import NOT_TAKEN
-from labmind.lab.paths import LabPaths
-from labmind.observe.progress import progress_of
-from labmind.observe.records import figure_json
+from labmind.lab.progress import progress_of
+from labmind.model import NOT_TAKEN
+from labmind.paths import LabPaths
 from labmind.store import LabRow, Store
 from labmind.store import queries as q
 from labmind.store.lock import holder_pid
+from labmind.store.records import figure_json
 from labmind.store.rows import experiment_row
 from labmind.task import Task
 

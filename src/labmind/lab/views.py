@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labmind.brains.base import BrainContext, PastExperiment, not_taken
+from labmind.brains.base import BrainContext
+from labmind.model import PastExperiment, not_taken
 from labmind.search.base import LineView, SearchView
 from labmind.store import ExperimentRow, Store
 from labmind.task import Task

@@ -9,6 +9,7 @@ Everything here is code, no LLM: the knobs brain's insights say which settings m
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from labmind.guard.findings import Finding
 from labmind.library.guard_memory import examples, known_cheats
 from labmind.library.model import Effect, Insight, Kind, KnobChange, Provenance
 from labmind.library.store import Hit, Library, LibraryError
-from labmind.observe.report_data import title_family
+from labmind.model import ExperimentKind
 from labmind.store import ExperimentRow
 from labmind.verdicts import RUN_FAILURES, Verdict
 
@@ -31,6 +32,18 @@ NOT_EVIDENCE = {Verdict.FLAGGED, Verdict.REJECTED, Verdict.NO_CHANGE, Verdict.KE
 DIFF_EXCERPT = 3000
 #: How many insights a brain is offered per proposal.
 OFFERED = 6
+
+_WORD = re.compile(r"[a-z0-9][a-z0-9_\-]*")
+
+
+def title_family(exp: ExperimentRow, words: int = 2) -> str:
+    """A non-knobs idea's family: `params["family"]` when the brain gave one, else the first two words of the
+    title, lowercased, without punctuation ("Add RMSNorm before attention" -> "add rmsnorm")."""
+    given = exp.idea.params.get("family")
+    if isinstance(given, str) and given.strip():
+        return given.strip().lower()
+    found = _WORD.findall(exp.idea.title.lower())
+    return " ".join(found[:words]) or "(untitled)"
 
 
 @dataclass(frozen=True)
@@ -87,7 +100,7 @@ class Librarian:
         """Called for every candidate verdict; returns the insights newly recorded (for the lab's events)."""
         out: list[Insight] = []
         verdict = exp.verdict
-        if verdict is None or exp.kind != "candidate":
+        if verdict is None or exp.kind != ExperimentKind.CANDIDATE:
             return out
         if verdict not in NOT_EVIDENCE:
             for insight_id in applied_ids(exp):
@@ -114,7 +127,7 @@ class Librarian:
     def stack(self, head: ExperimentRow, anchor_id: int | None, rows: dict[int, ExperimentRow]) -> list[ExperimentRow]:
         """The experiments from (not including) the anchor up to the head, oldest first."""
         out, row = [], head
-        while row is not None and row.id != anchor_id and row.kind == "candidate":
+        while row is not None and row.id != anchor_id and row.kind == ExperimentKind.CANDIDATE:
             out.append(row)
             row = rows.get(row.parent_id or -1)  # type: ignore[assignment]
         return out[::-1]
@@ -162,7 +175,7 @@ class Librarian:
 
     def dead_end(self, family: str, rows: dict[int, ExperimentRow]) -> Insight | None:
         """A dead end when the family's finished tries hold DEAD_END_TRIES failures and no success."""
-        tries = [r for r in rows.values() if r.kind == "candidate" and r.verdict and not _is_knobs(r)
+        tries = [r for r in rows.values() if r.kind == ExperimentKind.CANDIDATE and r.verdict and not _is_knobs(r)
                  and title_family(r) == family]
         failed = [r for r in tries if r.verdict in FAILED]
         if any(r.verdict in (Verdict.IMPROVED, Verdict.KEPT) for r in tries) or len(failed) < DEAD_END_TRIES:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from labmind.findings import findings_json
-from labmind.observe.records import FLAT_COLUMNS, experiment_json, flat
 from labmind.store import ExperimentRow, RunRow, Store, queries
+from labmind.store.records import FLAT_COLUMNS, experiment_json, flat
 
 PAGE = 1000
 
@@ -31,7 +31,7 @@ class ExportError(Exception):
 
 
 def experiment_record(exp: ExperimentRow) -> dict[str, Any]:
-    """The experiment's one record (`labmind.observe.records`) as a table row."""
+    """The experiment's one record (`labmind.store.records`) as a table row."""
     return flat(experiment_json(exp))
 
 

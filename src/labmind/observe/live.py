@@ -16,9 +16,10 @@ from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from labmind.figures import dict_figure, fmt
+from labmind.lab.progress import progress_text
 from labmind.lab.status import lab_status
-from labmind.observe.numbers import dict_figure
-from labmind.observe.progress import progress_text
+from labmind.model import LineStatus
 from labmind.terminal import printable
 
 if TYPE_CHECKING:
@@ -69,10 +70,6 @@ def _safe(text: str) -> str:
     return escape(printable(text))
 
 
-def fmt(value: float | None, digits: int = 6) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"
-
-
 def judged_text(status: dict[str, Any]) -> str:
     """The minimum effect as `[noise] min_effect` says it, and the judge's scale once the baseline chose it."""
     text = f"minimum effect: {status.get('min_effect_text') or fmt(status.get('min_effect'), 3)}"
@@ -106,9 +103,9 @@ def status_view(status: dict[str, Any], events: list[str], *, lines: bool = Fals
     if llm.get("calls"):
         head.add_row("llm", f"{llm['calls']} calls, {llm['input_tokens'] + llm['output_tokens']:,} tokens, "
                             f"${llm['cost_usd']:.2f}" + (f" ({llm['cached']} re-used)" if llm.get("cached") else ""))
-    steered = [ln for ln in status.get("lines", []) if ln.get("direction") or ln.get("status") != "active"]
+    steered = [ln for ln in status.get("lines", []) if ln.get("direction") or ln.get("status") != LineStatus.ACTIVE]
     for ln in steered:
-        what = f"retired: {ln['note']}" if ln["status"] != "active" else f"direction: {ln['direction']}"
+        what = f"retired: {ln['note']}" if ln["status"] != LineStatus.ACTIVE else f"direction: {ln['direction']}"
         head.add_row(f"line {ln['id']}", _safe(what[:100]))
     parts: list[Any] = [Panel(head, title="labmind", border_style="blue")]
     if lines and status.get("lines"):

@@ -18,7 +18,7 @@ from typing import ClassVar
 import jinja2
 from markupsafe import Markup
 
-from labmind.observe.numbers import figure_text, row_figure
+from labmind.figures import figure_text, fmt, row_figure
 from labmind.observe.report_data import (
     Family,
     Improvement,
@@ -75,11 +75,6 @@ Block = Heading | Para | TableBlock | Code | Image
 # -------------------------------------------------------------------------------------------- numbers
 
 
-def num(value: float | None, digits: int = 6) -> str:
-    """Metric values everywhere in the report: 6 significant digits, '–' when missing."""
-    return "–" if value is None else f"{value:.{digits}g}"
-
-
 def signed(value: float | None, digits: int = 4) -> str:
     return "–" if value is None else f"{value:+.{digits}g}"
 
@@ -88,12 +83,8 @@ def pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:+.1f}%"
 
 
-def pval(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2g}"
-
-
 def ci(low: float | None, high: float | None) -> str:
-    return "–" if low is None or high is None else f"[{num(low)}, {num(high)}]"
+    return "–" if low is None or high is None else f"[{fmt(low)}, {fmt(high)}]"
 
 
 def hours(seconds: float) -> str:
@@ -118,7 +109,7 @@ def headline(data: ReportData) -> list[Block]:
         best = data.best
         lines.append(f"Best: {data.metric} {row_figure(best).text()}, experiment {best.id} "
                      f"\"{short(best.idea.title, 80)}\".")
-        lines.append(f"Gain vs baseline: {signed(gain[0])} ({pct(gain[1])}), p={pval(data.best_p_value)} "
+        lines.append(f"Gain vs baseline: {signed(gain[0])} ({pct(gain[1])}), p={fmt(data.best_p_value, 2)} "
                      f"(one-sided Welch test against its line's incumbent). Kept on branch {data.branch}.")
     else:
         lines.append(f"No confirmed improvement yet: the baseline is still the best ({len(data.experiments)} "
@@ -156,10 +147,10 @@ def clip_diff(diff: str, max_lines: int = DIFF_LINES, max_chars: int = DIFF_LINE
 def improvement_blocks(data: ReportData) -> list[Block]:
     if not data.improvements:
         return [Heading(2, "Confirmed improvements"), Para("None yet.")]
-    rows = [[str(i.exp.id), str(i.exp.line_id), str(i.exp.parent_id), num(i.exp.metric),
+    rows = [[str(i.exp.id), str(i.exp.line_id), str(i.exp.parent_id), fmt(i.exp.metric),
              ci(i.exp.ci_low, i.exp.ci_high), str(i.exp.n_runs), signed(i.delta_parent), pct(i.rel_parent),
              ci(*i.delta_ci) if i.delta_ci else "–", signed(i.delta_baseline), pct(i.rel_baseline),
-             pval(i.exp.p_value), short(i.exp.idea.title, 60)] for i in data.improvements]
+             fmt(i.exp.p_value, 2), short(i.exp.idea.title, 60)] for i in data.improvements]
     out: list[Block] = [
         Heading(2, "Confirmed improvements"),
         Para("Δ parent is the change of the mean against the experiment it started from, with the 95% Welch "

@@ -17,10 +17,12 @@ from typing import Any
 from scipy import stats
 
 from labmind.findings import Finding
-from labmind.lab.paths import LabPaths
 from labmind.lab.views import best_experiment
+from labmind.library.record import title_family
+from labmind.model import ExperimentKind, ExperimentStatus, RunPurpose, RunStatus
 from labmind.numeric import summarisable
 from labmind.observe.knob_analysis import KnobImportance, knob_importance
+from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, RunRow, Store
 from labmind.store.lock import holder_pid
 from labmind.task import Task
@@ -94,7 +96,7 @@ class ReportData:
 
     @property
     def improved(self) -> bool:
-        return self.best is not None and self.best.kind == "candidate"
+        return self.best is not None and self.best.kind == ExperimentKind.CANDIDATE
 
     @property
     def top(self) -> list[Improvement]:
@@ -115,8 +117,8 @@ def defining_values(runs: list[RunRow]) -> list[float]:
     """The runs that define an experiment's metric, as the judge uses them: baseline or confirmation runs
     (a screening run is left out because it was selected for looking good), else whatever finished."""
     # Only values the statistics can take: a lab may hold one recorded before labmind bounded metrics.
-    done = [r for r in runs if r.status == "done" and summarisable(r.metric)]
-    chosen = [r.metric for r in done if r.purpose in ("baseline", "confirm")]
+    done = [r for r in runs if r.status == RunStatus.DONE and summarisable(r.metric)]
+    chosen = [r.metric for r in done if r.purpose in (RunPurpose.BASELINE, RunPurpose.CONFIRM)]
     return [float(v) for v in (chosen or [r.metric for r in done]) if v is not None]
 
 
@@ -142,7 +144,6 @@ def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple
 # ------------------------------------------------------------------------------------------ families
 
 _SET_NAMES = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
-_WORD = re.compile(r"[a-z0-9][a-z0-9_\-]*")
 
 
 def is_knobs(exp: ExperimentRow) -> bool:
@@ -160,16 +161,6 @@ def changed_knobs(exp: ExperimentRow, parent: ExperimentRow | None) -> list[str]
     if exp.idea.title.startswith("set "):
         return sorted(set(_SET_NAMES.findall(exp.idea.title)))
     return []
-
-
-def title_family(exp: ExperimentRow, words: int = 2) -> str:
-    """A non-knobs idea's family: `params["family"]` when the brain gave one, else the first two words of the
-    title, lowercased, without punctuation ("Add RMSNorm before attention" -> "add rmsnorm")."""
-    given = exp.idea.params.get("family")
-    if isinstance(given, str) and given.strip():
-        return given.strip().lower()
-    found = _WORD.findall(exp.idea.title.lower())
-    return " ".join(found[:words]) or "(untitled)"
 
 
 def families_of(exp: ExperimentRow, parent: ExperimentRow | None) -> list[str]:
@@ -252,15 +243,16 @@ def collect(store: Store, paths: LabPaths) -> ReportData:
         runs_by_exp.setdefault(r.experiment_id, []).append(r)
     values = {eid: defining_values(rs) for eid, rs in runs_by_exp.items()}
     by_id = {r.id: r for r in rows}
-    baseline = next((r for r in rows if r.kind == "baseline"), None)
-    candidates = [r for r in rows if r.kind == "candidate"]
+    baseline = next((r for r in rows if r.kind == ExperimentKind.BASELINE), None)
+    candidates = [r for r in rows if r.kind == ExperimentKind.CANDIDATE]
     best = best_experiment(rows, task)
     improved = [r for r in candidates if r.verdict == Verdict.IMPROVED]
     improvements = sorted((_improvement(r, by_id, baseline, values) for r in improved),
                           key=lambda i: -task.sign * (i.exp.metric or 0.0))
     counts = dict(store.counts_by_verdict())
-    in_progress = sum(1 for r in candidates if r.verdict is None and r.status in ("proposing", "testing"))
-    failed = sum(1 for r in candidates if r.status == "failed")
+    in_progress = sum(1 for r in candidates
+                      if r.verdict is None and r.status in (ExperimentStatus.PROPOSING, ExperimentStatus.TESTING))
+    failed = sum(1 for r in candidates if r.status == ExperimentStatus.FAILED)
     if in_progress:
         counts["in_progress"] = in_progress
     if failed:
@@ -304,7 +296,7 @@ def running_best(data: ReportData) -> list[tuple[int, float]]:
 
 
 def verdict_of(exp: ExperimentRow) -> str:
-    return exp.verdict or ("failed_proposal" if exp.status == "failed" else "in_progress")
+    return exp.verdict or ("failed_proposal" if exp.status == ExperimentStatus.FAILED else "in_progress")
 
 
 def is_failure(verdict: str) -> bool:

@@ -7,9 +7,9 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from labmind.brains.base import Idea, PastExperiment
 from labmind.findings import Finding
 from labmind.findings import stored as stored_findings
+from labmind.model import Idea, PastExperiment
 
 
 @dataclass(frozen=True)

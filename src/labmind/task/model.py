@@ -185,13 +185,13 @@ class NoiseSection(_Section):
     @field_validator("min_effect")
     @classmethod
     def _min_effect(cls, value: Any) -> Any:
-        from labmind.judge.scale import MinEffect
+        from labmind.scale import MinEffect
 
         MinEffect.parse(value)  # raises with the allowed forms
         return value
 
     def parsed_min_effect(self) -> Any:
-        from labmind.judge.scale import MinEffect
+        from labmind.scale import MinEffect
 
         return MinEffect.parse(self.min_effect)
 

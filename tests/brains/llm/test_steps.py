@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from labmind.brains.base import BrainContext, BrainError, DirectorView, Idea, LineSummary, PastExperiment
+from labmind.brains.base import BrainContext, BrainError, DirectorView, LineSummary
 from labmind.brains.llm import director, ideate, reflect
-from labmind.brains.llm.jsonout import ask_json, extract_json
 from labmind.guard.audit import Auditor
 from labmind.llm.base import CallContext, LLMError
+from labmind.llm.jsonout import ask_json, extract_json
+from labmind.model import Idea, PastExperiment
 from labmind.task import Task
 
 from .scripted import ScriptedClient, reply

@@ -11,14 +11,14 @@ import json
 import threading
 from pathlib import Path
 
-from labmind.brains.base import BrainContext, BrainError, Decision, DirectorView, Idea, PastExperiment
-from labmind.brains.command import SandboxLike
-from labmind.brains.llm import director, ideate, reflect
+from labmind.brains.base import BrainContext, BrainError, Decision, DirectorView
+from labmind.brains.llm import director, ideate, reflect, render
 from labmind.brains.llm.check import SandboxedCheck
 from labmind.brains.llm.implement import ImplementLimits, ImplementResult, implement, system_prompt
 from labmind.brains.llm.state import LOG_TAIL_CHARS, describe
-from labmind.brains.llm.templates import render
+from labmind.execute.sandbox import Sandbox
 from labmind.llm.base import CallContext, LLMClient
+from labmind.model import DirectiveKind, Idea, PastExperiment
 from labmind.task.model import Task
 from labmind.workspace.git import GitError, worktree_git
 
@@ -35,7 +35,7 @@ class LLMBrain:
     can_repair = True
 
     def __init__(self, task: Task, *, implementer: LLMClient, thinker: LLMClient | None = None,
-                 sandbox: SandboxLike | None = None, hidden: list[Path] | None = None,
+                 sandbox: Sandbox | None = None, hidden: list[Path] | None = None,
                  limits: ImplementLimits | None = None, transcript_dir: Path | None = None,
                  max_repairs: int = 2, ideas_per_call: int = IDEAS_PER_CALL, attempts: int = ATTEMPTS) -> None:
         self.task = task
@@ -61,9 +61,9 @@ class LLMBrain:
 
     def propose(self, ctx: BrainContext) -> Idea:
         kind = ctx.directive.get("kind")
-        if kind == "repair":
+        if kind == DirectiveKind.REPAIR:
             return self._repair(ctx)
-        if kind == "combine":
+        if kind == DirectiveKind.COMBINE:
             return self._combine(ctx)
         problems = []
         for _ in range(max(self.attempts, 1)):

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from labmind.brains.command import SandboxLike, _kill_group, expand_globs, hidden_files, scrubbed_env
+from labmind.brains.command import expand_globs, hidden_files
+from labmind.execute.programs import kill_group, scrubbed_env
+from labmind.execute.sandbox import Sandbox
 from labmind.workspace.git import GitError, worktree_git
 
 TAIL_CHARS = 4_000
@@ -131,7 +133,7 @@ class SandboxedCheck:
 
     def __init__(
         self,
-        sandbox: SandboxLike,
+        sandbox: Sandbox,
         *,
         workdir: Path,
         worktree_root: Path | None = None,
@@ -199,7 +201,7 @@ class SandboxedCheck:
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                _kill_group(proc, graceful=timed_out)
+                kill_group(proc, graceful=timed_out)
             seconds = time.monotonic() - start
             tail = _read_tail(out, self.tail_chars)
         return CheckResult(None if timed_out else proc.returncode, tail, timed_out, seconds)

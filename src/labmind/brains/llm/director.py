@@ -6,13 +6,15 @@ only asks and parses.
 
 from __future__ import annotations
 
-from labmind.brains.base import Decision, DirectorView
-from labmind.brains.llm.jsonout import ask_json
-from labmind.brains.llm.state import describe, task_values
-from labmind.brains.llm.templates import render
+from labmind.brains.base import BrainError, Decision, DirectorView
+from labmind.brains.llm import render
+from labmind.brains.llm.state import describe
 from labmind.llm.base import CallContext, LLMClient
+from labmind.llm.jsonout import NoJSONAnswer, ask_json
+from labmind.model import DecisionKind
+from labmind.task.text import task_values
 
-KINDS = ("explore", "combine", "retire")
+KINDS = tuple(k.value for k in DecisionKind)
 SCHEMA = {
     "type": "object",
     "properties": {
@@ -58,7 +60,10 @@ def direct(client: LLMClient, view: DirectorView) -> list[Decision]:
     prompt = render("director", **task_values(view.task, view.min_effect, view.brief_text), lines=lines,
                     baseline=describe(view.baseline)[2:], best=describe(view.best)[2:],
                     room=max(view.max_lines - len(view.lines), 0))
-    value = ask_json(client, prompt, system="", schema=SCHEMA, context=CallContext(role="director"))
+    try:
+        value = ask_json(client, prompt, system="", schema=SCHEMA, context=CallContext(role="director"))
+    except NoJSONAnswer as exc:
+        raise BrainError(str(exc)) from exc
     decisions = []
     raw = value.get("decisions")
     for item in raw if isinstance(raw, list) else []:

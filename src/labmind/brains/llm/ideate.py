@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from labmind.brains.base import BrainContext, BrainError, Idea
-from labmind.brains.llm.jsonout import ask_json
+from labmind.brains.base import BrainContext, BrainError
+from labmind.brains.llm import render
 from labmind.brains.llm.state import editable_files, state_values
-from labmind.brains.llm.templates import render
 from labmind.library.record import insight_lines, parse_applies
 from labmind.llm.base import CallContext, LLMClient
+from labmind.llm.jsonout import NoJSONAnswer, ask_json
+from labmind.model import Idea
 
 SIMILAR = 0.6
 #: Titles of ideas tried on other lines shown to the model (the newest), so it does not propose them again.
@@ -109,8 +110,11 @@ def ideate(client: LLMClient, ctx: BrainContext, *, n: int, tried: list[Idea],
     elsewhere = [i.title for i in tried if i.title and i.title not in mine][-ELSEWHERE:]
     prompt = render("ideate", **state_values(ctx), files=editable_files(ctx.task_dir, ctx.task), n=n,
                     elsewhere=elsewhere, insights=insight_lines(ctx.insights))
-    value = ask_json(client, prompt, system=render("ideate_system"), schema=IDEAS_SCHEMA, temperature=temperature,
-                     context=CallContext(role="ideate", experiment_id=ctx.experiment_id, line_id=ctx.line_id))
+    try:
+        value = ask_json(client, prompt, system=render("ideate_system"), schema=IDEAS_SCHEMA, temperature=temperature,
+                         context=CallContext(role="ideate", experiment_id=ctx.experiment_id, line_id=ctx.line_id))
+    except NoJSONAnswer as exc:
+        raise BrainError(str(exc)) from exc
     ideas = parse_ideas(value, {i.id for i in ctx.insights if i.id is not None})
     if not ideas:
         raise BrainError("ideate: the model proposed no usable idea (each needs a title)")

@@ -48,9 +48,9 @@ from pathlib import Path
 from typing import Any
 
 from labmind.brains.command import expand_globs
+from labmind.brains.llm import render
 from labmind.brains.llm.check import CheckResult
 from labmind.brains.llm.edits import Block, Editor, EditRefused, Scope, parse_blocks
-from labmind.brains.llm.templates import render
 from labmind.brains.llm.tools import BadArguments, FileTools, ToolResult, check_arguments, tool_specs
 from labmind.llm.base import CallContext, Completion, LLMClient, LLMError, Message, ToolCall
 from labmind.task.model import Task

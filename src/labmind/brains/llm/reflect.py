@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from labmind.brains.base import BrainError, PastExperiment
-from labmind.brains.llm.state import LOG_TAIL_CHARS, describe, task_values
-from labmind.brains.llm.templates import render
+from labmind.brains.base import BrainError
+from labmind.brains.llm import render
+from labmind.brains.llm.state import LOG_TAIL_CHARS, describe
 from labmind.llm.base import CallContext, LLMClient, LLMError, Message
+from labmind.model import PastExperiment
 from labmind.task.model import Task
+from labmind.task.text import task_values
 
 WORDS = 80
 DIFF_CHARS = 12_000

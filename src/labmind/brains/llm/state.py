@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from labmind.brains.base import BrainContext, PastExperiment
-from labmind.brains.command import bar_sentence, expand_globs, metric_text
+from labmind.brains.base import BrainContext
+from labmind.brains.command import expand_globs, past_metric
+from labmind.model import PastExperiment
 from labmind.task.model import Task
+from labmind.task.text import task_values
 
 #: How much code the ideate prompt shows (per file, and over all files).
 FILE_CHARS = 24_000
@@ -18,24 +20,12 @@ LOG_TAIL_CHARS = 3_000
 def describe(p: PastExperiment) -> str:
     """One line per experiment: what was tried, what happened, why, and what was learned."""
     title = p.idea.title or "baseline"
-    text = f"- #{p.id} {title!r}: {p.verdict or 'baseline'}, {metric_text(p)}."
+    text = f"- #{p.id} {title!r}: {p.verdict or 'baseline'}, {past_metric(p)}."
     if p.reason:
         text += f" {p.reason}"
     if p.analysis:
         text += f" Lesson: {p.analysis}"
     return text
-
-
-def task_values(task: Task, min_effect: float, brief: str) -> dict[str, Any]:
-    """`min_effect`: the minimum effect in the metric's units at the incumbent (0 for "auto")."""
-    wanted = task.noise.parsed_min_effect()
-    shown = wanted.text() + (f" (about {min_effect:.4g} here)" if wanted.kind == "relative" and min_effect else "")
-    return {
-        "task_name": task.name, "goal": task.metric.goal, "metric": task.metric.name, "command": task.run.command,
-        "min_effect": shown, "bar": bar_sentence(task, "its line"),
-        "editable": ", ".join(task.task.editable),
-        "protected": ", ".join(task.task.protected) or "none", "brief": brief.strip(),
-    }  # fmt: skip
 
 
 def state_values(ctx: BrainContext) -> dict[str, Any]:

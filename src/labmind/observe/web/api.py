@@ -14,9 +14,9 @@ from fastapi.responses import FileResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from labmind.lab.paths import LabPaths
 from labmind.observe.web import present
 from labmind.observe.web.deps import db, lab_paths, safe_log_path
+from labmind.paths import LabPaths
 from labmind.store import queries
 
 router = APIRouter(prefix="/api")

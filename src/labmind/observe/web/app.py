@@ -13,8 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from labmind.lab.paths import LabPaths
 from labmind.observe.web import api, library_pages, pages
+from labmind.paths import LabPaths
 
 HERE = Path(__file__).parent
 COOKIE = "labmind_token"

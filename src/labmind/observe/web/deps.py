@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import HTTPException, Request
 
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 from labmind.store import queries
 from labmind.store.rows import RunRow
 

@@ -9,12 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from labmind.lab.paths import LabPaths
 from labmind.library import Insight, Library, LibraryError
 from labmind.library.cite import library_of
 from labmind.observe.web import present
 from labmind.observe.web.deps import db, lab_paths
 from labmind.observe.web.pages import _page
+from labmind.paths import LabPaths
 
 router = APIRouter()
 

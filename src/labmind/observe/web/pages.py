@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,20 +11,20 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from labmind.lab.paths import LabPaths
-from labmind.observe import numbers
+from labmind import figures
 from labmind.observe.web import present
 from labmind.observe.web.deps import db, lab_paths
+from labmind.paths import LabPaths
 from labmind.store import queries
 from labmind.verdicts import Verdict
 
 router = APIRouter()
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-templates.env.filters.update(fmt=present.fmt, fmt_p=present.fmt_p, fmt_time=present.fmt_time,
+templates.env.filters.update(fmt=partial(figures.fmt, digits=5), fmt_p=present.fmt_p, fmt_time=present.fmt_time,
                              fmt_duration=present.fmt_duration, flag_text=present.flag_text,
                              flag_detail=present.flag_detail)
 # Figures with a spread are written by the same functions as in the CLI and the report (one `±` convention).
-templates.env.globals.update(meaning=present.meaning, figure=numbers.figure, spread_of=numbers.spread_of)
+templates.env.globals.update(meaning=present.meaning, figure=figures.figure, spread_of=figures.spread_of)
 
 PAGE_SIZE = 50
 VERDICT_FILTERS = ["baseline", *[v.value for v in Verdict], "pending"]

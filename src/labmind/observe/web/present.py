@@ -1,7 +1,7 @@
 """Turning the store's named queries into what the pages and the API show: the lab's status, pages of
 experiments, the chart, the tree, experiment detail, diff lines and number formats.
 
-Every experiment is shaped by `labmind.observe.records` and the status is `labmind.lab.status.lab_status`,
+Every experiment is shaped by `labmind.store.records` and the status is `labmind.lab.status.lab_status`,
 the same as in the CLI; this module only adds what a page needs around them (pages, depths, log links)."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from labmind.findings import Finding
-from labmind.lab.paths import LabPaths
 from labmind.lab.status import lab_status
-from labmind.observe.records import experiment_json, listed_json, run_json
-from labmind.observe.records import meaning as verdict_meaning
 from labmind.observe.web.deps import safe_log_path
+from labmind.paths import LabPaths
 from labmind.store import LabRow, Store
 from labmind.store import queries as q
+from labmind.store.records import experiment_json, listed_json, run_json
+from labmind.store.records import meaning as verdict_meaning
 from labmind.store.rows import ExperimentRow
 from labmind.task import Task
 
@@ -129,10 +129,6 @@ def diff_lines(diff: str) -> list[tuple[str, str]]:
             cls = "ctx"
         out.append((cls, line))
     return out
-
-
-def fmt(value: float | None, digits: int = 5) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"
 
 
 def fmt_p(value: float | None) -> str:

@@ -199,6 +199,6 @@ def calibrate_all(root: Path, *, only: list[str] | None = None, log: Any = print
 
 def score_text(row: dict[str, Any]) -> str:
     """`0.527 ± 0.012 (95% CI, n=3)`, or the single value of a calibration made before repeats."""
-    from labmind.observe.numbers import figure_text
+    from labmind.figures import figure_text
 
     return figure_text(row["sol_score"], row.get("sol_score_n", 1), ci=row.get("sol_score_ci"), digits=4)

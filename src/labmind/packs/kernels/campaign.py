@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from labmind.model import RunPurpose
 from labmind.packs.kernels.score import campaign_score, fast_p
 
 MIN_HEADROOM = 0.02  # a problem at its bound still gets a sliver, so ties are broken by order, not skipped
@@ -134,7 +135,7 @@ def _fill(row: ProblemRow, task: Path) -> None:
         if proc.returncode == 0:
             runs = json.loads(proc.stdout).get("runs", [])
             speedups = [r["secondary"]["speedup"] for r in runs
-                        if r.get("purpose") == "confirm" and "speedup" in (r.get("secondary") or {})]
+                        if r.get("purpose") == RunPurpose.CONFIRM and "speedup" in (r.get("secondary") or {})]
             row.best_speedup = sum(speedups) / len(speedups) if speedups else None
     row.experiments = int(status.get("experiments") or 0)
     row.improved = int((status.get("verdicts") or {}).get("improved", 0))

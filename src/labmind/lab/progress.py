@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from labmind.model import ExperimentKind
+
 
 def duration_text(seconds: float | None) -> str:
     if seconds is None:
@@ -23,7 +25,7 @@ def progress(rows: Any, made: int, max_experiments: int | None, session: dict[st
     """`progress_of` counted from experiment rows (the lab's own row cache)."""
     now = time.time() if now is None else now
     started = float(session.get("started_at") or now) if session else now
-    judged = [r for r in rows if r.kind == "candidate" and r.verdict is not None]
+    judged = [r for r in rows if r.kind == ExperimentKind.CANDIDATE and r.verdict is not None]
     return progress_of(made, len(judged), max_experiments, session, running, now,
                        judged_in_session=sum(1 for r in judged if (r.finished_at or 0) >= started))
 

@@ -1,7 +1,7 @@
 """The operations agents call, shared by `labmind agent ...` and the `labmind mcp` server.
 
 Everything here reads the store read-only and talks to the running lab only through the inbox, so the lab
-stays the one writer of its store. Every failure is a BenchError whose message ends with what to do.
+stays the one writer of its store. Every failure is a ToolsError whose message ends with what to do.
 """
 
 from __future__ import annotations
@@ -13,19 +13,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from labmind.agentbench.brief import catch_up_command, is_stale
-from labmind.agentbench.inbox import Claim, Inbox, InboxError, OfferState, Submission, inbox_dir
-from labmind.agentbench.records import agent_of, experiment_record, past_with_ci
+from labmind.agent_tools.brief import catch_up_command, is_stale
+from labmind.agent_tools.records import agent_of, experiment_record, past_with_ci
 from labmind.brains.agent import is_agent_spec, unclaimed_experiments
-from labmind.brains.base import experiments_made, not_taken
+from labmind.brains.agent_inbox import Claim, Inbox, InboxError, OfferState, Submission, inbox_dir
 from labmind.brains.command import expand_globs
 from labmind.guard import Proposed, check_proposal
-from labmind.lab.paths import LabPaths
 from labmind.lab.status import lab_status
 from labmind.lab.views import brain_context
-from labmind.observe.records import experiment_json
+from labmind.model import ExperimentKind, ExperimentStatus, experiments_made, not_taken
+from labmind.paths import LabPaths
 from labmind.store import ExperimentRow, Store, StoreError
 from labmind.store.lock import holder_pid
+from labmind.store.records import experiment_json
 from labmind.task import Task
 from labmind.verdicts import Verdict
 from labmind.workspace import git as gitops
@@ -37,7 +37,7 @@ POLL_S = 0.25
 _LIVE_KEYS = ("min_effect", "parent", "incumbent", "best", "baseline", "history", "near_misses", "recent_failures")
 
 
-class BenchError(Exception):
+class ToolsError(Exception):
     """An agent's request cannot be served; the message ends with what to do."""
 
 
@@ -49,8 +49,8 @@ def default_agent() -> str:
 is_agent_brain = is_agent_spec
 
 
-class Bench:
-    """One lab's bench, as agents use it."""
+class AgentTools:
+    """One lab, as agents use it: the operations behind `labmind agent …` and the MCP tools."""
 
     def __init__(self, task_dir: Path, *, poll_s: float = POLL_S) -> None:
         self.paths = LabPaths(task_dir.resolve())
@@ -67,14 +67,14 @@ class Bench:
     @contextmanager
     def store(self) -> Iterator[Store]:
         if not self.paths.db.exists():
-            raise BenchError(f"no lab in {self.task_dir}. Start one with `labmind agent start {self.task_dir}`.")
+            raise ToolsError(f"no lab in {self.task_dir}. Start one with `labmind agent start {self.task_dir}`.")
         try:
             store = Store.open(self.paths.db, readonly=True)
         except StoreError as exc:
-            raise BenchError(str(exc)) from exc
+            raise ToolsError(str(exc)) from exc
         try:
             if store.lab() is None:
-                raise BenchError(f"the lab in {self.task_dir} is still being set up; ask again in a few seconds.")
+                raise ToolsError(f"the lab in {self.task_dir} is still being set up; ask again in a few seconds.")
             yield store
         finally:
             store.close()
@@ -93,7 +93,7 @@ class Bench:
             if state is not None:
                 return self._brief(state)
             if time.monotonic() >= deadline:
-                raise BenchError(self._no_offer(line, wait_s))
+                raise ToolsError(self._no_offer(line, wait_s))
             time.sleep(self.poll_s)
 
     def made(self, store: Store) -> int:
@@ -108,14 +108,14 @@ class Bench:
                 lab = store.lab()
                 limit = lab.settings.get("max_experiments") if lab is not None else None
                 return limit is not None and self.made(store) >= limit
-        except BenchError:
+        except ToolsError:
             return False
 
     def _agent_lab(self, line: int | None) -> int | None:
         """The pid of the running agent-driven lab (None while it is still setting up); errors otherwise."""
         pid = self.lab_pid()
         if pid is None:
-            raise BenchError(f"no lab is running in {self.task_dir}. Start one with "
+            raise ToolsError(f"no lab is running in {self.task_dir}. Start one with "
                              f"`labmind agent start {self.task_dir}`, then ask again.")
         if not self.paths.db.exists():
             return None
@@ -123,14 +123,14 @@ class Bench:
             with self.store() as store:
                 brain = store.lab().settings.get("brain", "knobs")  # type: ignore[union-attr]
                 line_ids = [ln.id for ln in store.lines()]
-        except BenchError:
+        except ToolsError:
             return None  # being set up
         if not is_agent_brain(brain):
-            raise BenchError(f"the lab running in {self.task_dir} (pid {pid}) uses the {brain} brain, so it offers "
+            raise ToolsError(f"the lab running in {self.task_dir} (pid {pid}) uses the {brain} brain, so it offers "
                              f"no work to agents. Stop it with `labmind stop {self.task_dir}`, then start it with "
                              f"`labmind agent start {self.task_dir}`.")
         if line is not None and line_ids and line not in line_ids:
-            raise BenchError(f"line {line} does not exist in this lab (lines: {', '.join(map(str, line_ids))}); "
+            raise ToolsError(f"line {line} does not exist in this lab (lines: {', '.join(map(str, line_ids))}); "
                              "pick one of those, or leave the line out.")
         return pid
 
@@ -221,7 +221,7 @@ class Bench:
                 limit = lab.settings.get("max_experiments")
                 made = self.made(store)
                 measuring = lab.min_effect is None
-        except BenchError:
+        except ToolsError:
             limit, made, measuring = None, 0, True
         if measuring:
             parts.append("The lab is still measuring the baseline's noise; offers follow.")
@@ -241,26 +241,26 @@ class Bench:
                force: bool = False) -> dict[str, Any]:
         """Hand in the claimed experiment's idea (its code is what the worktree holds), or abandon it."""
         if abandon is not None and not abandon.strip():
-            raise BenchError("--abandon needs a reason, e.g. --abandon 'the idea needs a data change'.")
+            raise ToolsError("--abandon needs a reason, e.g. --abandon 'the idea needs a data change'.")
         if abandon is None and not title.strip():
-            raise BenchError("submit needs a title, a short name for the idea (--title 'cosine LR schedule'); or "
+            raise ToolsError("submit needs a title, a short name for the idea (--title 'cosine LR schedule'); or "
                              "give the experiment up with --abandon REASON.")
         state = self._read(experiment)
         if state is None:
-            raise BenchError(self._not_offered(experiment))
+            raise ToolsError(self._not_offered(experiment))
         claim = self._check_claimer(state, agent, token)
         changed: list[str] = []
         if abandon is None:
             changed, problem = self.preflight(state)
             if problem and not force:
-                raise BenchError(problem)
+                raise ToolsError(problem)
         submission = Submission(agent=claim.agent, at=time.time(), title=title.strip(), hypothesis=hypothesis.strip(),
                                 rationale=rationale.strip(), expected_effect=expected_effect.strip(),
                                 family=family.strip(), abandon=abandon.strip() if abandon is not None else None)
         standing = self.inbox.submit(experiment, submission)
         if standing is not submission:
             reason = standing.withdrawn if standing is not None and standing.withdrawn else "it was already submitted"
-            raise BenchError(f"experiment {experiment} takes no submission: {reason}. See "
+            raise ToolsError(f"experiment {experiment} takes no submission: {reason}. See "
                              f"`labmind agent results {experiment}`, or claim another with `labmind agent next`.")
         return {"experiment": experiment, "line": state.offer.line, "agent": claim.agent,
                 "status": "abandoned" if abandon is not None else "submitted", "title": submission.title,
@@ -270,31 +270,31 @@ class Bench:
         try:
             return self.inbox.read(experiment)
         except InboxError as exc:
-            raise BenchError(str(exc)) from exc
+            raise ToolsError(str(exc)) from exc
 
     def _check_claimer(self, state: OfferState, agent: str, token: str | None) -> Claim:
         exp = state.offer.experiment
         withdrawn = state.withdrawn_reason
         if withdrawn:
-            raise BenchError(f"experiment {exp} was withdrawn: {withdrawn}")
+            raise ToolsError(f"experiment {exp} was withdrawn: {withdrawn}")
         if state.closed is not None or state.submission is not None:
-            raise BenchError(f"experiment {exp} was already submitted; see `labmind agent results {exp}`, or claim "
+            raise ToolsError(f"experiment {exp} was already submitted; see `labmind agent results {exp}`, or claim "
                              "another with `labmind agent next`.")
         if self.lab_pid() != state.offer.lab_pid:
-            raise BenchError(f"the lab process that offered experiment {exp} (pid {state.offer.lab_pid}) is no "
+            raise ToolsError(f"the lab process that offered experiment {exp} (pid {state.offer.lab_pid}) is no "
                              "longer running, so nobody would take the submission. Start the lab again with "
                              f"`labmind agent start {self.task_dir}`; it offers the experiment again for "
                              "`labmind agent next`.")
         claim = state.claim
         if claim is None:
-            raise BenchError(f"experiment {exp} is open but not claimed; claim it first with `labmind agent next "
+            raise ToolsError(f"experiment {exp} is open but not claimed; claim it first with `labmind agent next "
                              f"--line {state.offer.line}`, edit its worktree, then submit.")
         if token:
             if token != claim.token:
-                raise BenchError(f"that token does not match the claim on experiment {exp} (claimed by agent "
+                raise ToolsError(f"that token does not match the claim on experiment {exp} (claimed by agent "
                                  f"{claim.agent!r}); pass the token `labmind agent next` printed when you claimed it.")
         elif claim.agent != agent:
-            raise BenchError(f"experiment {exp} is claimed by agent {claim.agent!r}, not {agent!r}; submit as that "
+            raise ToolsError(f"experiment {exp} is claimed by agent {claim.agent!r}, not {agent!r}; submit as that "
                              f"agent (--agent {claim.agent}) or with its claim token (--token).")
         return claim
 
@@ -305,7 +305,7 @@ class Bench:
             except StoreError:
                 return (f"there is no experiment {experiment} in this lab; claim one with `labmind agent next` "
                         "(`labmind agent history` lists what exists).")
-        if row.status == "proposing":
+        if row.status == ExperimentStatus.PROPOSING:
             return (f"experiment {experiment} is not on offer right now: the lab that made it stopped before it was "
                     f"submitted. Start the lab with `labmind agent start {self.task_dir}`; it offers the "
                     "experiment again for `labmind agent next`.")
@@ -319,7 +319,7 @@ class Bench:
         exp, offer = state.offer.experiment, state.offer
         worktree = Path(offer.worktree)
         if not worktree.is_dir():
-            raise BenchError(f"experiment {exp}'s worktree {worktree} is gone, so there is nothing to submit; "
+            raise ToolsError(f"experiment {exp}'s worktree {worktree} is gone, so there is nothing to submit; "
                              f"give it up with --abandon REASON and claim another with `labmind agent next`.")
         try:
             with self.store() as store:
@@ -335,7 +335,7 @@ class Bench:
                                           offer.base_commit)
             untracked = gitops.worktree_git(repo, root, "ls-files", "--others", "--exclude-standard", "-z")
         except gitops.GitError as exc:
-            raise BenchError(f"cannot read experiment {exp}'s worktree with git ({exc}); check {worktree} with "
+            raise ToolsError(f"cannot read experiment {exp}'s worktree with git ({exc}); check {worktree} with "
                              "`git status`, then submit again.") from exc
         subdir = worktree.resolve().relative_to(root).as_posix()
         subdir = "" if subdir == "." else subdir
@@ -387,7 +387,7 @@ class Bench:
             try:
                 row = store.experiment(experiment)
             except StoreError:
-                raise BenchError(f"there is no experiment {experiment} in this lab; `labmind agent history` lists "
+                raise ToolsError(f"there is no experiment {experiment} in this lab; `labmind agent history` lists "
                                  "what exists.") from None
             by_id: dict[int, ExperimentRow] = {row.id: row}
             if row.parent_id is not None:
@@ -403,7 +403,7 @@ class Bench:
             assert lab is not None
             lines, rows = store.lines(), store.experiments()
         if line is not None and line not in {ln.id for ln in lines}:
-            raise BenchError(f"line {line} does not exist in this lab (lines: "
+            raise ToolsError(f"line {line} does not exist in this lab (lines: "
                              f"{', '.join(str(ln.id) for ln in lines) or 'none yet'}); pick one, or leave it out.")
         by_id = {r.id: r for r in rows}
         offers = {s.offer.experiment: s for s in self.inbox.states()}
@@ -413,7 +413,7 @@ class Bench:
             if line is not None and ln.id != line:
                 continue
             records = [experiment_record(r, by_id, offers.get(r.id)) for r in rows
-                       if r.line_id == ln.id and r.kind == "candidate" and not not_taken(r)]
+                       if r.line_id == ln.id and r.kind == ExperimentKind.CANDIDATE and not not_taken(r)]
             incumbent = by_id.get(ln.incumbent_id) if ln.incumbent_id is not None else None
             out.append({"id": ln.id, "name": ln.name, "status": ln.status,
                         "incumbent": _summary(incumbent), "experiments": records[-limit:] if limit else records})
@@ -455,7 +455,7 @@ def _summary(row: ExperimentRow | None) -> dict[str, Any] | None:
 
 
 def _min_effect(task_json: str) -> Any:
-    """The task's `[noise] min_effect` (a `labmind.judge.scale.MinEffect`)."""
+    """The task's `[noise] min_effect` (a `labmind.scale.MinEffect`)."""
     return Task.model_validate_json(task_json).noise.parsed_min_effect()
 
 

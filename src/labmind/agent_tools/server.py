@@ -1,4 +1,4 @@
-"""The MCP server behind `labmind mcp`: the bench's operations as tools for a coding agent, over stdio.
+"""The MCP server behind `labmind mcp`: the agent tools' operations as tools for a coding agent, over stdio.
 
 One server process is one agent (its name is fixed when the server starts), bound to one task directory.
 Every tool answers with readable text for the model and the same data as structured content; a refusal is
@@ -16,9 +16,9 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
-from labmind.agentbench import brief
-from labmind.agentbench.launch import start_lab, stop_lab
-from labmind.agentbench.ops import Bench, BenchError
+from labmind.agent_tools import brief
+from labmind.agent_tools.launch import start_lab, stop_lab
+from labmind.agent_tools.ops import AgentTools, ToolsError
 
 #: Default seconds a tool waits for an offer or a verdict: below the 60 s tool timeout some clients use.
 DEFAULT_WAIT_S = 45.0
@@ -43,20 +43,20 @@ def _answer(data: dict[str, Any], text: str) -> CallToolResult:
 def _call(op: Callable[[], dict[str, Any]], render: Callable[[dict[str, Any]], str]) -> CallToolResult:
     try:
         data = op()
-    except BenchError as exc:
+    except ToolsError as exc:
         raise ToolError(str(exc)) from exc
     return _answer(data, render(data))
 
 
 def build_server(task_dir: Path, agent: str) -> MCPServer:
-    bench = Bench(task_dir)
+    tools = AgentTools(task_dir)
     server = MCPServer(name="labmind", instructions=INSTRUCTIONS, log_level="WARNING")
 
     @server.tool(description="The lab's state: running or not, the baseline (metric ± sd of its runs), the best "
                              "(metric ± 95% CI half-width), the minimum effect, verdict counts, lines and "
                              "incumbents, running runs, and the experiments on offer to agents.")
     def status() -> CallToolResult:
-        return _call(bench.status, brief.render_status)
+        return _call(tools.status, brief.render_status)
 
     @server.tool(name="start_lab",
                  description="Start the lab in the background with the agent brain, if none is running. Options "
@@ -92,7 +92,7 @@ def build_server(task_dir: Path, agent: str) -> MCPServer:
         line: Annotated[int | None, Field(description="only an experiment on this research line")] = None,
         wait_seconds: Annotated[float, Field(description="how long to wait for an offer", ge=0)] = DEFAULT_WAIT_S,
     ) -> CallToolResult:
-        return _call(lambda: bench.next_experiment(agent, line=line, wait_s=wait_seconds),
+        return _call(lambda: tools.next_experiment(agent, line=line, wait_s=wait_seconds),
                      lambda d: brief.render_offer(d, "mcp"))
 
     @server.tool(description="Submit the experiment you claimed, after editing its worktree. labmind commits the "
@@ -109,7 +109,7 @@ def build_server(task_dir: Path, agent: str) -> MCPServer:
         abandon: Annotated[str | None, Field(description="give the experiment up, for this reason")] = None,
         force: Annotated[bool, Field(description="submit despite the pre-submit check's objection")] = False,
     ) -> CallToolResult:
-        return _call(lambda: bench.submit(experiment, agent, title=title, hypothesis=hypothesis, rationale=rationale,
+        return _call(lambda: tools.submit(experiment, agent, title=title, hypothesis=hypothesis, rationale=rationale,
                                           expected_effect=expected_effect, family=family, abandon=abandon,
                                           force=force),
                      lambda d: brief.render_submitted(d, "mcp"))
@@ -123,7 +123,7 @@ def build_server(task_dir: Path, agent: str) -> MCPServer:
         wait_seconds: Annotated[float, Field(description="how long to wait for a verdict", ge=0)] = 0.0,
         limit: Annotated[int, Field(description="how many of your latest experiments", ge=1)] = 10,
     ) -> CallToolResult:
-        return _call(lambda: bench.results(agent, experiment, wait_s=wait_seconds, limit=limit),
+        return _call(lambda: tools.results(agent, experiment, wait_s=wait_seconds, limit=limit),
                      brief.render_results)
 
     @server.tool(description="What was tried on each research line (or one line) and what happened: idea, verdict "
@@ -132,6 +132,6 @@ def build_server(task_dir: Path, agent: str) -> MCPServer:
         line: Annotated[int | None, Field(description="only this line")] = None,
         limit: Annotated[int | None, Field(description="only the last N experiments per line", ge=1)] = None,
     ) -> CallToolResult:
-        return _call(lambda: bench.history(line, limit), brief.render_history)
+        return _call(lambda: tools.history(line, limit), brief.render_history)
 
     return server

@@ -16,7 +16,7 @@ The dashboard's templates call these same functions, so its labels cannot drift 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,7 +30,9 @@ LEVEL = 0.95
 CI_LABEL = "95% CI"
 
 
-def num(value: float | None, digits: int = VALUE_DIGITS) -> str:
+def fmt(value: float | None, digits: int = VALUE_DIGITS) -> str:
+    """A bare value: `digits` significant digits, "–" when missing (every figure's value and spread, and the
+    tables' cells, are written with it)."""
     return "–" if value is None else f"{value:.{digits}g}"
 
 
@@ -72,7 +74,7 @@ def figure(value: float | None, n: int | None, *, spread: Spread = "ci", sd: flo
     if value is None:
         return Figure("–", None, ", ".join(extra))
     runs = int(n or 0)
-    shown = num(value, digits)
+    shown = fmt(value, digits)
     if runs == 1:
         return Figure(shown, None, ", ".join(["1 run", *extra]))
     if runs < 1:
@@ -85,7 +87,7 @@ def figure(value: float | None, n: int | None, *, spread: Spread = "ci", sd: flo
             half = ci_half_from_sd(sd, runs)
     if half is None or not math.isfinite(half):
         return Figure(shown, None, ", ".join([f"n={runs}", *extra]))
-    return Figure(shown, num(half, SPREAD_DIGITS), ", ".join([f"{what}, n={runs}", *extra]))
+    return Figure(shown, fmt(half, SPREAD_DIGITS), ", ".join([f"{what}, n={runs}", *extra]))
 
 
 def figure_text(value: float | None, n: int | None, *, spread: Spread = "ci", sd: float | None = None,
@@ -105,7 +107,7 @@ def row_figure(row: Any, *, digits: int = VALUE_DIGITS, extra: Sequence[str] = (
                   ci=[row.ci_low, row.ci_high], digits=digits, extra=extra)
 
 
-def dict_figure(d: dict[str, Any] | None, *, spread: Spread = "ci", digits: int = VALUE_DIGITS,
+def dict_figure(d: Mapping[str, Any] | None, *, spread: Spread = "ci", digits: int = VALUE_DIGITS,
                 extra: Sequence[str] = ()) -> Figure:
     """A dict as `labmind status`, the bench and the dashboard write them: `metric`, `n_runs`, `sd` (or
     `metric_sd`) and `ci` ([low, high])."""
@@ -114,6 +116,16 @@ def dict_figure(d: dict[str, Any] | None, *, spread: Spread = "ci", digits: int 
     sd = d.get("sd", d.get("metric_sd"))
     return figure(d.get("metric"), d.get("n_runs"), spread=spread, sd=sd, ci=d.get("ci"), digits=digits,
                   extra=extra)
+
+
+def metric_text(d: Mapping[str, Any], spread: Spread = "ci") -> str:
+    """An experiment's metric in a sentence: `1.234 ± 0.002 (95% CI, n=4, p=0.003)` from a record, a brief's or a
+    brain's past experiment (`PastExperiment.to_dict()`); `spread="sd"` for the baseline (`1.234 ± 0.004 (sd,
+    n=5)`); one run is `1.234 (1 run)`; "no metric" when no run gave one."""
+    if d.get("metric") is None:
+        return "no metric"
+    extra = [f"p={fmt(d['p_value'], 2)}"] if d.get("p_value") is not None else []
+    return dict_figure(d, spread=spread, extra=extra).text()
 
 
 # ------------------------------------------------------------------------------------ the minimum effect

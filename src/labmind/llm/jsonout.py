@@ -2,7 +2,8 @@
 
 Schema-constrained output is requested (providers and servers that support it return valid JSON); the
 answer is still parsed defensively, because models without that support wrap JSON in prose or code
-fences. A broken answer is shown back to the model once with the parse error; after that the step fails.
+fences. A broken answer is shown back to the model once with the parse error; after that the step fails
+with `NoJSONAnswer`, an `LLMError` (brains turn it into their BrainError, the auditor into a failed audit).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import json
 import re
 from typing import Any
 
-from labmind.brains.base import BrainError
 from labmind.llm.base import CallContext, LLMClient, LLMError, Message
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+class NoJSONAnswer(LLMError):
+    """The model call failed, or its answers held no JSON object; the message starts with the call's role."""
 
 
 def extract_json(text: str) -> dict[str, Any] | None:
@@ -48,7 +52,7 @@ def _clean(value: object) -> object:
 
 def ask_json(client: LLMClient, prompt: str, *, system: str, schema: dict[str, Any], context: CallContext,
              max_tokens: int = 4096, temperature: float | None = None, tries: int = 2) -> dict[str, Any]:
-    """One JSON object from the model, retried once with the parse error; BrainError when it never comes."""
+    """One JSON object from the model, retried once with the parse error; NoJSONAnswer when it never comes."""
     messages = [Message(role="user", content=prompt)]
     problem = ""
     for _ in range(max(tries, 1)):
@@ -56,7 +60,7 @@ def ask_json(client: LLMClient, prompt: str, *, system: str, schema: dict[str, A
             answer = client.complete(messages, system=system, max_tokens=max_tokens, temperature=temperature,
                                      json_schema=schema, context=context)
         except LLMError as exc:
-            raise BrainError(f"{context.role}: the model call failed: {exc}") from exc
+            raise NoJSONAnswer(f"{context.role}: the model call failed: {exc}") from exc
         value = extract_json(answer.text)
         if value is not None:
             return value
@@ -64,4 +68,4 @@ def ask_json(client: LLMClient, prompt: str, *, system: str, schema: dict[str, A
         messages += [Message(role="assistant", content=answer.text or "(empty)"),
                      Message(role="user", content=f"That was not usable: {problem}. Answer again with only "
                                                   "the JSON object the schema describes.")]
-    raise BrainError(f"{context.role}: {problem} after {tries} tries")
+    raise NoJSONAnswer(f"{context.role}: {problem} after {tries} tries")

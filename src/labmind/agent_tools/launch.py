@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from labmind.agentbench.inbox import inbox_dir
-from labmind.agentbench.ops import BenchError, is_agent_brain
+from labmind.agent_tools.ops import ToolsError, is_agent_brain
 from labmind.brains.agent import (
     DEFAULT_CLAIM_TIMEOUT_S,
     DEFAULT_SUBMIT_TIMEOUT_S,
@@ -25,7 +24,8 @@ from labmind.brains.agent import (
     parse_agent_spec,
     parse_timeout,
 )
-from labmind.lab.paths import LabPaths
+from labmind.brains.agent_inbox import inbox_dir
+from labmind.paths import LabPaths
 from labmind.store import Store
 from labmind.store.lock import holder_pid
 
@@ -49,12 +49,12 @@ def brain_spec(paths: LabPaths, claim_timeout: str | None, submit_timeout: str |
         if claim_timeout is not None:
             claim = parse_timeout(claim_timeout)
     except ValueError as exc:
-        raise BenchError(f"--claim-timeout: {exc}; e.g. --claim-timeout 30m") from exc
+        raise ToolsError(f"--claim-timeout: {exc}; e.g. --claim-timeout 30m") from exc
     try:
         if submit_timeout is not None:
             submit = parse_timeout(submit_timeout)
     except ValueError as exc:
-        raise BenchError(f"--submit-timeout: {exc}; e.g. --submit-timeout 2h") from exc
+        raise ToolsError(f"--submit-timeout: {exc}; e.g. --submit-timeout 2h") from exc
     return agent_spec(claim, submit)
 
 
@@ -76,10 +76,10 @@ def start_lab(task_dir: Path, *, claim_timeout: str | None = None, submit_timeou
         brain = _stored_brain(paths)
         hint = ("agents can use it now (`labmind agent next`)" if is_agent_brain(brain)
                 else f"it uses the {brain} brain, which offers no work to agents")
-        raise BenchError(f"a lab is already running in {paths.task_dir} (pid {pid}); {hint}. To change how it runs, "
+        raise ToolsError(f"a lab is already running in {paths.task_dir} (pid {pid}); {hint}. To change how it runs, "
                          f"stop it first with `labmind stop {paths.task_dir}`.")
     if not (paths.task_dir / "labmind.toml").is_file() and not paths.db.exists():
-        raise BenchError(f"{paths.task_dir} has no labmind.toml and no lab yet; write one (see docs/task-file.md), "
+        raise ToolsError(f"{paths.task_dir} has no labmind.toml and no lab yet; write one (see docs/task-file.md), "
                          "or create the lab with task flags: `labmind run --brain agent --edit ... --command ...`.")
     spec = brain_spec(paths, claim_timeout, submit_timeout)
     argv = run_argv(paths.task_dir, spec, options)
@@ -101,7 +101,7 @@ def start_lab(task_dir: Path, *, claim_timeout: str | None = None, submit_timeou
             break
         if proc.poll() is not None:
             tail = log_path.read_bytes()[start:].decode(errors="replace")[-_LOG_TAIL:]
-            raise BenchError(f"the lab exited at once (status {proc.returncode}):\n{tail.strip()}\nFix what it says, "
+            raise ToolsError(f"the lab exited at once (status {proc.returncode}):\n{tail.strip()}\nFix what it says, "
                              f"then run `labmind agent start {paths.task_dir}` again.")
         time.sleep(0.1)
     return {"pid": proc.pid, "state": state, "brain": spec, "log": str(log_path), "task_dir": str(paths.task_dir),
@@ -115,12 +115,12 @@ def stop_lab(task_dir: Path, *, wait_s: float = 60.0) -> dict[str, Any]:
     if pid is None:
         if paths.db.exists():  # it stopped by itself (limit, budget) or was stopped: nothing left to do
             return {"stopped": None, "already_stopped": True, "task_dir": str(paths.task_dir)}
-        raise BenchError(f"no lab in {paths.task_dir}; start one with `labmind agent start {paths.task_dir}`.")
+        raise ToolsError(f"no lab in {paths.task_dir}; start one with `labmind agent start {paths.task_dir}`.")
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if holder_pid(paths.lock) is None:
             return {"stopped": pid, "already_stopped": False, "task_dir": str(paths.task_dir)}
         time.sleep(0.2)
-    raise BenchError(f"lab process {pid} did not stop within {wait_s:g} s; it may be finishing a step. Ask again, "
+    raise ToolsError(f"lab process {pid} did not stop within {wait_s:g} s; it may be finishing a step. Ask again, "
                      f"or end it with `kill {pid}`.")

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labmind.lab.paths import LabPaths
+from labmind.paths import LabPaths
 
 #: Closed offers kept for `labmind agent results` (newest first); older folders are removed.
 KEEP_CLOSED = 200

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from labmind.agentbench.inbox import OfferState
-from labmind.observe.records import experiment_json
+from labmind.brains.agent_inbox import OfferState
+from labmind.model import ExperimentStatus
 from labmind.store import ExperimentRow
+from labmind.store.records import experiment_json
 
 #: Experiment states as agents see them, from offer to verdict.
 STATES = ("open", "claimed", "submitted", "running", "done", "failed", "withdrawn")
@@ -21,9 +22,9 @@ def state_of(row: ExperimentRow | None, offer: OfferState | None) -> str:
     """One word for where an experiment stands (see STATES)."""
     if row is not None and row.verdict is not None:
         return "done"
-    if row is not None and row.status == "failed":
+    if row is not None and row.status == ExperimentStatus.FAILED:
         return "failed"
-    if row is not None and row.status == "testing":
+    if row is not None and row.status == ExperimentStatus.TESTING:
         return "running"
     if offer is None:
         return "open"  # made by the lab, its offer not published yet

@@ -8,8 +8,8 @@ import statistics
 import pytest
 from scipy import stats
 
+from labmind.figures import bar_text, ci_half_from_sd, dict_figure, figure, figure_text, spread_of
 from labmind.judge.stats import summarize
-from labmind.observe.numbers import bar_text, ci_half_from_sd, dict_figure, figure, figure_text, spread_of
 
 
 def test_a_mean_shows_its_ci_half_width_and_a_baseline_its_sd() -> None:
@@ -56,7 +56,7 @@ def test_every_verdict_has_a_colour_in_the_report_and_the_dashboard() -> None:
     from labmind.observe.report_plots import COLORS
     from labmind.verdicts import Verdict
 
-    static = Path(__file__).resolve().parents[2] / "src" / "labmind" / "observe" / "web" / "static"
+    static = Path(__file__).resolve().parents[1] / "src" / "labmind" / "observe" / "web" / "static"
     css, js = (static / "labmind.css").read_text(), (static / "overview.js").read_text()
     for v in Verdict:
         assert v.value in COLORS, v

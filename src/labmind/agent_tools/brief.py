@@ -1,4 +1,4 @@
-"""Plain-text renderings of the bench's answers, for people and for agents reading tool output.
+"""Plain-text renderings of the agent tools' answers, for people and for agents reading tool output.
 
 `how` picks the next-step instructions: "cli" names `labmind agent ...` commands, "mcp" names the MCP tools.
 """
@@ -9,24 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from labmind.figures import Spread, bar_text, dict_figure, fmt, metric_text
 from labmind.findings import Finding
-from labmind.observe.numbers import Spread, bar_text, dict_figure
+from labmind.model import ExperimentKind
 
 _TAIL_LINES = 15
 _HISTORY_SHOWN = 20
-
-
-def _num(value: Any, digits: int = 6) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"
-
-
-def metric_text(d: dict[str, Any], spread: Spread = "ci") -> str:
-    """`1.234 ± 0.002 (95% CI, n=4, p=0.003)` from a record or a brief's past experiment; `spread="sd"` for the
-    baseline (`1.234 ± 0.004 (sd, n=5)`); one run is `1.234 (1 run)` (see labmind.observe.numbers)."""
-    if d.get("metric") is None:
-        return "no metric"
-    extra = [f"p={_num(d['p_value'], 2)}"] if d.get("p_value") is not None else []
-    return dict_figure(d, spread=spread, extra=extra).text()
 
 
 def _spread(p: dict[str, Any] | None, baseline: dict[str, Any] | None) -> Spread:
@@ -117,7 +105,7 @@ def _bar(d: dict[str, Any]) -> str:
     if d["min_effect"] is None:
         return ("the lab is still measuring the baseline's noise, which sets the minimum effect a change must "
                 "show (`labmind agent status` shows it once measured).")
-    text = d.get("min_effect_text") or _num(d["min_effect"], 4)
+    text = d.get("min_effect_text") or fmt(d["min_effect"], 4)
     return bar_text(text, d.get("min_effect_kind") == "auto", f"line {d['line']}'s incumbent") + "."
 
 
@@ -242,7 +230,7 @@ def render_results(d: dict[str, Any]) -> str:
 
 def render_history(d: dict[str, Any]) -> str:
     metric = d["metric"]
-    effect = d.get("min_effect_text") or _num(d["min_effect"], 4)
+    effect = d.get("min_effect_text") or fmt(d["min_effect"], 4)
     out = [f"{metric['goal']} {metric['name']}; minimum effect: {effect}"]
     if d["baseline"]:
         out.append(f"baseline #{d['baseline']['id']}: {metric_text(d['baseline'], 'sd')}")
@@ -264,7 +252,7 @@ def render_status(d: dict[str, Any]) -> str:
            + f", brain {d['brain']}, {d['experiments']} experiment(s)"
            + (f" of {d['max_experiments']}" if d.get("max_experiments") is not None else "")]
     if d["baseline"]:
-        effect = d.get("min_effect_text") or _num(d.get("min_effect"), 4)
+        effect = d.get("min_effect_text") or fmt(d.get("min_effect"), 4)
         out.append(f"baseline {metric['name']} {metric_text(d['baseline'], 'sd')}; minimum effect: {effect}")
     best = d["best"]
     if best and best.get("confirmed"):
@@ -275,7 +263,7 @@ def render_status(d: dict[str, Any]) -> str:
     if d["verdicts"]:
         out.append("verdicts " + ", ".join(f"{k} {v}" for k, v in d["verdicts"].items()))
     for ln in d["lines"]:
-        figure = dict_figure(ln, spread="sd" if ln.get("kind") == "baseline" else "ci").text()
+        figure = dict_figure(ln, spread="sd" if ln.get("kind") == ExperimentKind.BASELINE else "ci").text()
         out.append(f"line {ln['id']}: incumbent #{ln['incumbent']}, {metric['name']} {figure}")
     for run in d["running"]:
         out.append(f"running: run {run['run']} of exp {run['experiment']} ({run['purpose']}) on {run['slot']}, "
