@@ -9,10 +9,13 @@ schedules, data loader, tokenizer training) stays upstream's, from the user's ow
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from labmind.packs import upstream
+from labmind.packs.upstream import AdaptError, Edit, Pin
+
+__all__ = ["AdaptError", "Edit"]
 
 UPSTREAM_REPO = "karpathy/autoresearch"
 UPSTREAM_COMMIT = "228791fb499afffb54b46200aca536f79142f117"
@@ -27,44 +30,13 @@ UPSTREAM_SHA256 = {
 DEFAULT_DEVICE_BATCH_SIZE = 64
 
 
-class AdaptError(Exception):
-    """Upstream's text is not what the pack was written for."""
-
-
-@dataclass(frozen=True)
-class Edit:
-    """Replace one line (`line` = how it begins) or one block (`first`...`last`, whole lines) by `new`."""
-
-    name: str
-    why: str
-    new: str
-    line: str | None = None
-    first: str | None = None
-    last: str | None = None
-
-    def pattern(self) -> re.Pattern[str]:
-        if self.line is not None:
-            return re.compile(rf"^{re.escape(self.line)}.*\n", re.MULTILINE)
-        assert self.first is not None and self.last is not None
-        return re.compile(rf"^{re.escape(self.first)}.*\n(?:.*\n)*?{re.escape(self.last)}.*\n", re.MULTILINE)
-
-    def describe(self) -> str:
-        return f"the line beginning {self.line!r}" if self.line is not None else \
-            f"the block from the line beginning {self.first!r} to the one beginning {self.last!r}"
+#: The version this pack was written for.
+PIN = Pin(UPSTREAM_REPO, UPSTREAM_COMMIT, UPSTREAM_SHA256)
 
 
 def apply_edits(text: str, edits: Sequence[Edit], filename: str) -> str:
     """`text` with every edit applied; AdaptError when an anchor is missing or ambiguous."""
-    for edit in edits:
-        matches = list(edit.pattern().finditer(text))
-        if len(matches) != 1:
-            raise AdaptError(
-                f"{filename}: edit '{edit.name}' needs {edit.describe()} exactly once, found it {len(matches)} "
-                f"times. This pack adapts {UPSTREAM_REPO} at {UPSTREAM_COMMIT[:7]}; check that commit out "
-                f"(git -C UPSTREAM checkout {UPSTREAM_COMMIT[:7]}) and pack again.")
-        match = matches[0]
-        text = text[:match.start()] + edit.new + text[match.end():]
-    return text
+    return upstream.apply_edits(text, edits, filename, PIN)
 
 
 def train_edits(device_batch_size: int) -> list[Edit]:

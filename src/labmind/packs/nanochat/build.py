@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from labmind.packs import upstream
 from labmind.packs.nanochat import adapt
 from labmind.packs.nanochat.data import (
     DataRoot,
@@ -91,27 +92,8 @@ class PackResult:
 
 
 def check_upstream(path: Path, any_commit: bool) -> dict[str, Any]:
-    """Digests (and git HEAD, when it is a checkout) of the upstream files; PackError for another version."""
-    if not path.is_dir():
-        raise PackError(f"--upstream {path} is not a directory: clone {adapt.UPSTREAM_REPO} and pass its path")
-    digests = {}
-    for name in adapt.UPSTREAM_SHA256:
-        file = path / name
-        if not file.is_file():
-            raise PackError(f"--upstream {path} has no {name}: is it a checkout of {adapt.UPSTREAM_REPO}?")
-        digests[name] = file_sha256(file)
-    head = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    commit = head.stdout.strip() if head.returncode == 0 else None
-    exact = digests == adapt.UPSTREAM_SHA256
-    if not exact and not any_commit:
-        differ = [n for n in digests if digests[n] != adapt.UPSTREAM_SHA256[n]]
-        raise PackError(
-            f"{path} is not {adapt.UPSTREAM_REPO} at {adapt.UPSTREAM_COMMIT[:7]}: {', '.join(differ)} differ"
-            f"{f' (HEAD is {commit[:7]})' if commit else ''}. Run `git -C {path} checkout "
-            f"{adapt.UPSTREAM_COMMIT[:7]}`, or pass --any-commit to try the pack's edits on this version.")
-    return {"repo": adapt.UPSTREAM_REPO, "commit": adapt.UPSTREAM_COMMIT if exact else commit,
-            "pinned_commit": adapt.UPSTREAM_COMMIT, "matches_pinned": exact, "sha256": digests,
-            "path": str(path.resolve())}
+    """Digests (and git HEAD, when it is a checkout) of upstream's files; PackError for another version."""
+    return upstream.check_upstream(path, adapt.PIN, any_commit, PackError)
 
 
 def _own_file(name: str) -> str:

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labmind.packs.upstream import file_sha256
+
 SPLITS = ("train", "val", "holdout")
 SHUFFLE_SEED = 1337
 ROW_GROUP = 1024
@@ -258,14 +260,6 @@ def write_shards(documents: list[str], directory: Path, shards: int, first_index
         out[name] = file_sha256(directory / name)
         start = end
     return out
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------- the data root

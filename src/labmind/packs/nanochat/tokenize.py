@@ -13,23 +13,16 @@ The last line of output is `LABMIND_TOKENIZE_RESULT {json}`.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
+from labmind.packs.upstream import file_sha256
+
 RESULT_MARKER = "LABMIND_TOKENIZE_RESULT "
 ENCODE_BATCH = 1024
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def encode_split(tokenizer, parquet: Path, max_tokens: int, dest: Path) -> dict[str, object]:
@@ -60,7 +53,7 @@ def encode_split(tokenizer, parquet: Path, max_tokens: int, dest: Path) -> dict[
     dest.parent.mkdir(parents=True, exist_ok=True)
     stream.tofile(dest)
     return {"file": dest.name, "dtype": dtype.name, "tokens": len(stream), "documents": documents,
-            "truncated": total >= max_tokens, "sha256": _sha256(dest)}
+            "truncated": total >= max_tokens, "sha256": file_sha256(dest)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from labmind.packs.nanochat.adapt import Edit
+from labmind.packs import upstream
+from labmind.packs.upstream import AdaptError, Edit, Pin
+
+__all__ = ["AdaptError", "Edit"]
 
 UPSTREAM_REPO = "KellerJordan/modded-nanogpt"
 UPSTREAM_COMMIT = "f411b3d346aa52d3504324ca93c230fd84c6c07f"
@@ -29,8 +33,8 @@ UPSTREAM_VAL_TOKENS = 10485760
 UPSTREAM_ITERATIONS = (1270, 15)
 
 
-class AdaptError(Exception):
-    """Upstream's text is not what the pack was written for."""
+#: The version this pack was written for.
+PIN = Pin(UPSTREAM_REPO, UPSTREAM_COMMIT, UPSTREAM_SHA256)
 
 
 @dataclass(frozen=True)
@@ -51,18 +55,9 @@ def val_batch_size(text: str) -> int:
     return math.prod(int(f) for f in match.group(1).split("*"))
 
 
-def apply_edits(text: str, edits: list[Edit], filename: str) -> str:
+def apply_edits(text: str, edits: Sequence[Edit], filename: str) -> str:
     """`text` with every edit applied; AdaptError when an anchor is missing or ambiguous."""
-    for edit in edits:
-        matches = list(edit.pattern().finditer(text))
-        if len(matches) != 1:
-            raise AdaptError(
-                f"{filename}: edit '{edit.name}' needs {edit.describe()} exactly once, found it {len(matches)} "
-                f"times. This pack adapts {UPSTREAM_REPO} at {UPSTREAM_COMMIT[:7]}; check that commit out "
-                f"(git -C UPSTREAM checkout {UPSTREAM_COMMIT[:7]}) and pack again.")
-        match = matches[0]
-        text = text[:match.start()] + edit.new + text[match.end():]
-    return text
+    return upstream.apply_edits(text, edits, filename, PIN)
 
 
 _SCORE_FN = '''\
