@@ -129,11 +129,57 @@ class Sandbox:
         `tmp_size` bounds the sandbox's private /tmp and /dev/shm (bytes), where bwrap supports it."""
         if self.name == "none":
             return list(argv)
-        return _bwrap_argv(
-            argv, workdir=workdir, writable=writable, readonly=readonly, hidden=hidden,
-            gpus=gpus, network=network, env=env, isolation=self.isolation,
-            tmp_size=tmp_size if self.tmpfs_size else None,
-        )  # fmt: skip
+        tmp_size = tmp_size if self.tmpfs_size else None
+        out = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/"]
+        # GPUs need the host's /dev/nvidia* nodes; a fresh /dev/shm keeps shared memory private either way.
+        out += _devices(gpus, tmp_size)
+        out += ["--proc", "/proc", *(["--size", str(tmp_size)] if tmp_size else []), "--tmpfs", "/tmp"]
+        # The host's sockets and secret files are masked like the caller's hidden paths (see hostview), except
+        # where they lie inside a writable path: what a run makes in its own worktree is its own.
+        mine = [w.resolve() for w in writable]
+        hidden = [*hidden, *(h for h in host_hidden() if not any(h.is_relative_to(w) for w in mine))]
+        # Order matters: later mounts cover earlier ones. After the /tmp tmpfs come, in order: masks of hidden
+        # directories that contain a tool or writable path (the home directory, the lab's .labmind/ holding the
+        # run's worktree), the tool paths bound back read-only, the writable binds, the protected files, and
+        # last every other mask, so it also hides what lies inside bound-back or writable paths.
+        tools = tool_paths()
+        inside = [w.resolve() for w in writable] + tools
+        # Shallowest first: a mask made inside another would be covered (and lost) by the outer one.
+        outer = sorted({p.resolve() for p in hidden if any(w.is_relative_to(p.resolve()) for w in inside)},
+                       key=lambda p: len(p.parts))
+        for path in outer:
+            out += _mask(path)
+        for path in tools:
+            out += ["--ro-bind", str(path), str(path)]
+        for path in writable:
+            out += ["--bind", str(path.resolve()), str(path.resolve())]
+            # A worktree's `.git` link stays labmind's: read-only, so it cannot be replaced or redirected.
+            link = path.resolve() / ".git"
+            if link.exists() and not link.is_symlink():
+                out += ["--ro-bind", str(link), str(link)]
+        for path in readonly:
+            if path.exists():
+                out += ["--ro-bind", str(path.resolve()), str(path.resolve())]
+        for path in hidden:
+            if path.resolve() not in outer:
+                out += _mask(path.resolve())
+        for path in rebound_config([h.resolve() for h in hidden]):
+            out += ["--ro-bind", str(path), str(path)]
+        # Masks are empty tmpfs mounts: make them read-only too (mounts bound inside keep their own mode), so
+        # a write "outside the worktree" fails loudly instead of vanishing into a private directory.
+        for path in sorted({p.resolve() for p in hidden}, key=lambda p: len(p.parts)):
+            if path.is_dir():
+                out += ["--remount-ro", str(path)]
+        out += ["--unshare-all", *self.isolation]
+        if network:
+            out += ["--share-net"]
+        out += ["--die-with-parent", "--new-session", "--clearenv"]
+        for key, value in env.items():
+            out += ["--setenv", key, value]
+        out += ["--chdir", str(workdir.resolve()), "--", *argv]
+        return out
+
+
 
 
 #: Credential stores in a home directory. Runs and brains see the home directory only through the
@@ -217,69 +263,6 @@ def _mask(path: Path) -> list[str]:
     if path.exists():
         return ["--ro-bind", str(_empty_file()), str(path)]
     return []
-
-
-def _bwrap_argv(
-    argv: list[str],
-    *,
-    workdir: Path,
-    writable: list[Path],
-    readonly: list[Path],
-    hidden: list[Path],
-    gpus: bool | Sequence[str],
-    network: bool,
-    env: dict[str, str],
-    isolation: Sequence[str],
-    tmp_size: int | None = None,
-) -> list[str]:
-    out = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/"]
-    # GPUs need the host's /dev/nvidia* nodes; a fresh /dev/shm keeps shared memory private either way.
-    out += _devices(gpus, tmp_size)
-    out += ["--proc", "/proc", *(["--size", str(tmp_size)] if tmp_size else []), "--tmpfs", "/tmp"]
-    # The host's sockets and secret files are masked like the caller's hidden paths (see hostview), except
-    # where they lie inside a writable path: what a run makes in its own worktree is its own.
-    mine = [w.resolve() for w in writable]
-    hidden = [*hidden, *(h for h in host_hidden() if not any(h.is_relative_to(w) for w in mine))]
-    # Order matters: later mounts cover earlier ones. After the /tmp tmpfs come, in order: masks of hidden
-    # directories that contain a tool or writable path (the home directory, the lab's .labmind/ holding the
-    # run's worktree), the tool paths bound back read-only, the writable binds, the protected files, and
-    # last every other mask, so it also hides what lies inside bound-back or writable paths.
-    tools = tool_paths()
-    inside = [w.resolve() for w in writable] + tools
-    # Shallowest first: a mask made inside another would be covered (and lost) by the outer one.
-    outer = sorted({p.resolve() for p in hidden if any(w.is_relative_to(p.resolve()) for w in inside)},
-                   key=lambda p: len(p.parts))
-    for path in outer:
-        out += _mask(path)
-    for path in tools:
-        out += ["--ro-bind", str(path), str(path)]
-    for path in writable:
-        out += ["--bind", str(path.resolve()), str(path.resolve())]
-        # A worktree's `.git` link stays labmind's: read-only, so it cannot be replaced or redirected.
-        link = path.resolve() / ".git"
-        if link.exists() and not link.is_symlink():
-            out += ["--ro-bind", str(link), str(link)]
-    for path in readonly:
-        if path.exists():
-            out += ["--ro-bind", str(path.resolve()), str(path.resolve())]
-    for path in hidden:
-        if path.resolve() not in outer:
-            out += _mask(path.resolve())
-    for path in rebound_config([h.resolve() for h in hidden]):
-        out += ["--ro-bind", str(path), str(path)]
-    # Masks are empty tmpfs mounts: make them read-only too (mounts bound inside keep their own mode), so
-    # a write "outside the worktree" fails loudly instead of vanishing into a private directory.
-    for path in sorted({p.resolve() for p in hidden}, key=lambda p: len(p.parts)):
-        if path.is_dir():
-            out += ["--remount-ro", str(path)]
-    out += ["--unshare-all", *isolation]
-    if network:
-        out += ["--share-net"]
-    out += ["--die-with-parent", "--new-session", "--clearenv"]
-    for key, value in env.items():
-        out += ["--setenv", key, value]
-    out += ["--chdir", str(workdir.resolve()), "--", *argv]
-    return out
 
 
 def resolve_sandbox(mode: SandboxMode = "auto") -> tuple[Sandbox, str | None]:
