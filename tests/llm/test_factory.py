@@ -100,3 +100,23 @@ def test_importing_the_package_loads_no_sdk() -> None:
     code = "import sys, labmind.llm; print('anthropic' in sys.modules, 'openai' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "body"),
+    [
+        ("anthropic:claude-sonnet-4-6", bodies.anthropic_text("hi")),
+        ("openai:gpt-5", bodies.openai_response([bodies.openai_message_item("hi")])),
+        ("openai-compatible:llama3@http://localhost:11434/v1", bodies.chat_text("hi")),
+    ],
+)
+def test_every_provider_opens_its_sdk_with_the_connection_given(spec: str, body: dict) -> None:
+    # One constructor path (SDKProvider) serves all three: the key, the HTTP client and the timeout reach the wire.
+    config = LLMConfig.from_dict({"providers": {spec.split(":")[0]: {"api_key": "sk-conn-test"}}})
+    wire = Wire(ok(body))
+    llm = make_llm(spec, config=config, http_client=wire.client(), max_retries=0, timeout_s=7)
+    assert llm.complete([Message("user", "hi")]).text == "hi"
+    (request,) = wire.requests
+    assert "sk-conn-test" in request.headers.get("x-api-key", "") + request.headers.get("authorization", "")
+    assert request.extensions["timeout"] == {"connect": 7.0, "read": 7.0, "write": 7.0, "pool": 7.0}
+    assert (llm.client.max_retries, llm.client.timeout_s) == (0, 7.0)

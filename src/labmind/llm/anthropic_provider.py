@@ -20,14 +20,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from labmind.llm.base import (
-    Completion,
-    Message,
-    ToolCall,
-    ToolSpec,
-    Usage,
-)
-from labmind.llm.common import SDKProvider, check_messages, count, require, tool_call
+from labmind.llm.base import Completion, Message, RequestOptions, ToolCall, Usage
+from labmind.llm.common import Connection, SDKProvider, check_messages, count, require, tool_call
 from labmind.llm.spec import ProviderSpec
 
 API_URL = "https://api.anthropic.com"  # passed explicitly so ANTHROPIC_BASE_URL never redirects keys unseen
@@ -51,16 +45,7 @@ def supports_thinking(model: str) -> bool:
 class AnthropicProvider(SDKProvider):
     provider_label = "anthropic"
 
-    def __init__(
-        self,
-        spec: ProviderSpec,
-        *,
-        api_key: str,
-        http_client: Any = None,
-        max_retries: int = 3,
-        timeout_s: float = 600.0,
-        thinking_budget: int | None = None,
-    ) -> None:
+    def __init__(self, spec: ProviderSpec, connection: Connection, *, thinking_budget: int | None = None) -> None:
         import anthropic  # imported here: the SDK is heavy and most labmind commands never call a model
 
         if spec.provider != "anthropic":
@@ -74,44 +59,24 @@ class AnthropicProvider(SDKProvider):
                 raise ValueError(
                     f"thinking_budget must be at least 1024 tokens (the API's minimum), not {thinking_budget}"
                 )
-        self.spec = str(spec)
-        self.model = spec.model
+        super().__init__(spec, connection, sdk=anthropic, client=anthropic.Anthropic, base_url=API_URL)
         self.thinking_budget = thinking_budget
-        self.max_retries = max_retries
-        self.timeout_s = timeout_s
-        self._sdk = anthropic
-        self._client = anthropic.Anthropic(
-            api_key=api_key,
-            base_url=API_URL,
-            max_retries=max_retries,
-            timeout=timeout_s,
-            http_client=http_client,
-        )
         self._thinking: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def _create(self, request: dict[str, Any]) -> Any:
         return self._client.messages.create(**request, timeout=self.timeout_s)
 
-    def build_request(
-        self,
-        messages: list[Message],
-        *,
-        system: str = "",
-        tools: list[ToolSpec] | None = None,
-        max_tokens: int = 4096,
-        temperature: float | None = None,
-        json_schema: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def build_request(self, messages: list[Message], options: RequestOptions) -> dict[str, Any]:
         """The keyword arguments for `messages.create` (public so tests and the docs can show them)."""
         check_messages(messages)
         wire, complete_turns = self._messages(messages)
-        request: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens, "messages": wire}
-        if system:
-            request["system"] = [{"type": "text", "text": system, "cache_control": _CACHE}]
-        if tools:
+        request: dict[str, Any] = {"model": self.model, "max_tokens": options.max_tokens, "messages": wire}
+        if options.system:
+            request["system"] = [{"type": "text", "text": options.system, "cache_control": _CACHE}]
+        if options.tools:
             request["tools"] = [
-                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in tools
+                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in options.tools
             ]
             request["tools"][-1]["cache_control"] = _CACHE
         if any(m.role == "tool" for m in messages):
@@ -119,13 +84,13 @@ class AnthropicProvider(SDKProvider):
         thinking = self.thinking_budget is not None and complete_turns
         if thinking:
             request["thinking"] = {"type": "enabled", "budget_tokens": self.thinking_budget}
-            request["max_tokens"] = max_tokens + self.thinking_budget
-        elif temperature is not None:
+            request["max_tokens"] = options.max_tokens + self.thinking_budget
+        elif options.temperature is not None:
             # The SDK has no typed temperature parameter; the API still takes it in the body.
-            request["extra_body"] = {"temperature": temperature}
-        if json_schema is not None:
+            request["extra_body"] = {"temperature": options.temperature}
+        if options.json_schema is not None:
             request["output_config"] = {
-                "format": {"type": "json_schema", "schema": self._sdk.transform_schema(json_schema)}
+                "format": {"type": "json_schema", "schema": self._sdk.transform_schema(options.json_schema)}
             }
         return request
 

@@ -79,6 +79,20 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class RequestOptions:
+    """What a call asks of the model besides the conversation: `complete`'s keyword arguments, less the context.
+
+    Providers take it whole (`build_request(messages, options)`) rather than each re-declaring five arguments.
+    """
+
+    system: str = ""
+    tools: tuple[ToolSpec, ...] = ()
+    max_tokens: int = 4096
+    temperature: float | None = None
+    json_schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class CallContext:
     """Who makes a call and for what: recorded with the call, and part of its resume-cache key."""
 

@@ -1,8 +1,9 @@
-"""What both SDK-backed providers share: turning SDK exceptions into LLMError, and reading tool arguments.
+"""What the SDK-backed providers share: opening the SDK client, turning SDK exceptions into LLMError, and
+reading tool arguments.
 
 Both official SDKs come from the same generator and have the same exception tree (APIStatusError,
-APIConnectionError, APITimeoutError, APIResponseValidationError under a base error), so one translator
-serves both; it is handed the SDK module.
+APIConnectionError, APITimeoutError, APIResponseValidationError under a base error) and the same client
+constructor, so one translator and one constructor path serve both; they are handed the SDK module.
 """
 
 from __future__ import annotations
@@ -10,11 +11,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any, TypeVar
 
-from labmind.llm.base import CallContext, Completion, LLMBadResponse, LLMError, Message, ToolCall, ToolSpec
+from labmind.llm.base import (
+    CallContext,
+    Completion,
+    LLMBadResponse,
+    LLMError,
+    Message,
+    RequestOptions,
+    ToolCall,
+    ToolSpec,
+)
+from labmind.llm.spec import ProviderSpec
 
 T = TypeVar("T")
 
@@ -143,16 +154,40 @@ def count(value: object, provider: str, what: str, *, optional: bool = False) ->
     return value  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class Connection:
+    """How a provider reaches its API: the key, the HTTP client (None: the SDK's own), the SDK's retries and
+    its timeout per request."""
+
+    api_key: str
+    http_client: Any = None
+    max_retries: int = 3
+    timeout_s: float = 600.0
+
+
 class SDKProvider:
-    """What every provider shares: one timed SDK call through `call_sdk`, parsed into a Completion. A
-    subclass sets `provider_label`, `_sdk`, `_client`, `max_retries` and defines `build_request`, `_create`
-    (the SDK call) and `parse`."""
+    """What every provider shares: its SDK client, and one timed SDK call through `call_sdk`, parsed into a
+    Completion. A subclass imports its SDK and hands it to `__init__`, sets `provider_label` and defines
+    `build_request`, `_create` (the SDK call) and `parse`; it may override `_send` to ask again."""
 
     provider_label = ""
-    spec: str
-    max_retries: int
-    _sdk: ModuleType
-    _client: Any
+
+    def __init__(
+        self, spec: ProviderSpec, connection: Connection, *, sdk: ModuleType, client: Callable[..., Any], base_url: str
+    ) -> None:
+        # The base URL is always explicit: an *_BASE_URL environment variable must never redirect a key unseen.
+        self.spec = str(spec)
+        self.model = spec.model
+        self.max_retries = connection.max_retries
+        self.timeout_s = connection.timeout_s
+        self._sdk = sdk
+        self._client = client(
+            api_key=connection.api_key,
+            base_url=base_url,
+            max_retries=connection.max_retries,
+            timeout=connection.timeout_s,
+            http_client=connection.http_client,
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"
@@ -171,15 +206,26 @@ class SDKProvider:
         json_schema: dict[str, Any] | None = None,
         context: CallContext | None = None,
     ) -> Completion:
-        request = self.build_request(messages, system=system, tools=tools, max_tokens=max_tokens,
-                                     temperature=temperature, json_schema=json_schema)
+        options = RequestOptions(
+            system=system,
+            tools=tuple(tools or ()),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            json_schema=json_schema,
+        )
         started = time.monotonic()
-        response = call_sdk(lambda: self._create(request), sdk=self._sdk, provider=self.provider_label,
-                            max_retries=self.max_retries)
+        response = self._send(messages, options)
         completion = parse_or_bad(self.parse, response, self.provider_label)
         return replace(completion, latency_s=time.monotonic() - started)
 
-    def build_request(self, messages: list[Message], **kwargs: Any) -> dict[str, Any]:
+    def _send(self, messages: list[Message], options: RequestOptions) -> Any:
+        """One request through the SDK (which retries by itself); a provider overrides it to ask again."""
+        request = self.build_request(messages, options)
+        return call_sdk(
+            lambda: self._create(request), sdk=self._sdk, provider=self.provider_label, max_retries=self.max_retries
+        )
+
+    def build_request(self, messages: list[Message], options: RequestOptions) -> dict[str, Any]:
         raise NotImplementedError
 
     def parse(self, response: Any) -> Completion:

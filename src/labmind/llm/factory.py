@@ -12,6 +12,7 @@ from typing import Any
 
 from labmind.llm.budget import Budget
 from labmind.llm.calllog import CallLog, MemoryCallLog
+from labmind.llm.common import Connection, SDKProvider
 from labmind.llm.config import REASONING_EFFORTS, LLMConfig, LLMConfigError
 from labmind.llm.metered import Metered
 from labmind.llm.pricing import Pricer
@@ -54,10 +55,7 @@ def make_llm(
     api_key = config.api_key(parsed.provider)
     client = _provider(
         parsed,
-        api_key=api_key,
-        http_client=http_client,
-        max_retries=retries,
-        timeout_s=float(timeout),
+        Connection(api_key=api_key, http_client=http_client, max_retries=retries, timeout_s=float(timeout)),
         thinking_budget=_first(thinking_budget, settings.thinking_budget, None),
         reasoning_effort=_first(reasoning_effort, settings.reasoning_effort, None),
     )
@@ -69,15 +67,8 @@ def make_llm(
 
 
 def _provider(
-    spec: ProviderSpec,
-    *,
-    api_key: str,
-    http_client: Any,
-    max_retries: int,
-    timeout_s: float,
-    thinking_budget: int | None,
-    reasoning_effort: str | None,
-) -> Any:
+    spec: ProviderSpec, connection: Connection, *, thinking_budget: int | None, reasoning_effort: str | None
+) -> SDKProvider:
     if thinking_budget is not None and spec.provider != "anthropic":
         raise LLMConfigError(f"thinking_budget applies to anthropic:<model> only, not {spec}")
     if reasoning_effort is not None and spec.provider != "openai":
@@ -86,22 +77,21 @@ def _provider(
         raise LLMConfigError(
             f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)}, not {reasoning_effort!r}"
         )
-    common = {"api_key": api_key, "http_client": http_client, "max_retries": max_retries, "timeout_s": timeout_s}
     # Providers are imported here: each pulls in its SDK, and a lab uses one or two of them.
     if spec.provider == "anthropic":
         from labmind.llm.anthropic_provider import AnthropicProvider
 
         try:
-            return AnthropicProvider(spec, thinking_budget=thinking_budget, **common)
+            return AnthropicProvider(spec, connection, thinking_budget=thinking_budget)
         except ValueError as e:
             raise LLMConfigError(str(e)) from e
     if spec.provider == "openai":
         from labmind.llm.openai_provider import OpenAIResponsesProvider
 
-        return OpenAIResponsesProvider(spec, reasoning_effort=reasoning_effort, **common)
+        return OpenAIResponsesProvider(spec, connection, reasoning_effort=reasoning_effort)
     from labmind.llm.openai_provider import OpenAICompatibleProvider
 
-    return OpenAICompatibleProvider(spec, **common)
+    return OpenAICompatibleProvider(spec, connection)
 
 
 def _shared_limiter(provider: str, rpm: float | None, tpm: float | None) -> RateLimiter:

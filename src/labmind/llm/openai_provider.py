@@ -19,8 +19,9 @@ import os
 import re
 from typing import Any
 
-from labmind.llm.base import CallContext, Completion, LLMError, Message, ToolCall, ToolSpec, Usage
+from labmind.llm.base import Completion, LLMError, Message, RequestOptions, ToolCall, Usage
 from labmind.llm.common import (
+    Connection,
     SDKProvider,
     arguments_text,
     check_messages,
@@ -57,48 +58,14 @@ def is_strict_schema(schema: Any) -> bool:
     return all(is_strict_schema(s) for s in nested if s is not None)
 
 
-class _OpenAIBase(SDKProvider):
-    provider_label = "openai"
-
-    def __init__(
-        self,
-        spec: ProviderSpec,
-        *,
-        api_key: str,
-        base_url: str,
-        http_client: Any = None,
-        max_retries: int = 3,
-        timeout_s: float = 600.0,
-    ) -> None:
-        import openai  # imported here: the SDK is heavy and most labmind commands never call a model
-
-        self.spec = str(spec)
-        self.model = spec.model
-        self.max_retries = max_retries
-        self.timeout_s = timeout_s
-        self._sdk = openai
-        self._client = openai.OpenAI(
-            api_key=api_key,
-            base_url=base_url,
-            max_retries=max_retries,
-            timeout=timeout_s,
-            http_client=http_client,
-        )
-
-
-class OpenAIResponsesProvider(_OpenAIBase):
+class OpenAIResponsesProvider(SDKProvider):
     """`openai:<model>` over the Responses API."""
 
-    def __init__(
-        self,
-        spec: ProviderSpec,
-        *,
-        api_key: str,
-        http_client: Any = None,
-        max_retries: int = 3,
-        timeout_s: float = 600.0,
-        reasoning_effort: str | None = None,
-    ) -> None:
+    provider_label = "openai"
+
+    def __init__(self, spec: ProviderSpec, connection: Connection, *, reasoning_effort: str | None = None) -> None:
+        import openai  # imported here: the SDK is heavy and most labmind commands never call a model
+
         if spec.provider != "openai":
             raise ValueError(f"OpenAIResponsesProvider serves openai:<model> specs, not {spec}")
         if os.environ.get("OPENAI_BASE_URL"):
@@ -108,36 +75,20 @@ class OpenAIResponsesProvider(_OpenAIBase):
                 API_URL,
                 spec.model,
             )
-        super().__init__(
-            spec,
-            api_key=api_key,
-            base_url=API_URL,
-            http_client=http_client,
-            max_retries=max_retries,
-            timeout_s=timeout_s,
-        )
+        super().__init__(spec, connection, sdk=openai, client=openai.OpenAI, base_url=API_URL)
         self.reasoning_effort = reasoning_effort
 
-    def build_request(
-        self,
-        messages: list[Message],
-        *,
-        system: str = "",
-        tools: list[ToolSpec] | None = None,
-        max_tokens: int = 4096,
-        temperature: float | None = None,
-        json_schema: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def build_request(self, messages: list[Message], options: RequestOptions) -> dict[str, Any]:
         check_messages(messages)
         request: dict[str, Any] = {
             "model": self.model,
             "input": _response_items(messages),
-            "max_output_tokens": max_tokens,
+            "max_output_tokens": options.max_tokens,
             "store": False,
         }
-        if system:
-            request["instructions"] = system
-        if tools:
+        if options.system:
+            request["instructions"] = options.system
+        if options.tools:
             request["tools"] = [
                 {
                     "type": "function",
@@ -146,20 +97,20 @@ class OpenAIResponsesProvider(_OpenAIBase):
                     "parameters": t.parameters,
                     "strict": is_strict_schema(t.parameters),
                 }
-                for t in tools
+                for t in options.tools
             ]
         reasoning = is_reasoning_model(self.model)
-        if temperature is not None and not reasoning:
-            request["temperature"] = temperature
+        if options.temperature is not None and not reasoning:
+            request["temperature"] = options.temperature
         if reasoning and self.reasoning_effort:
             request["reasoning"] = {"effort": self.reasoning_effort}
-        if json_schema is not None:
+        if options.json_schema is not None:
             request["text"] = {
                 "format": {
                     "type": "json_schema",
                     "name": "response",
-                    "schema": json_schema,
-                    "strict": is_strict_schema(json_schema),
+                    "schema": options.json_schema,
+                    "strict": is_strict_schema(options.json_schema),
                 }
             }
         return request
@@ -227,91 +178,59 @@ class OpenAIResponsesProvider(_OpenAIBase):
         )
 
 
-class OpenAICompatibleProvider(_OpenAIBase):
+class OpenAICompatibleProvider(SDKProvider):
     """`openai-compatible:<model>@<base_url>` over Chat Completions."""
 
-    def __init__(
-        self,
-        spec: ProviderSpec,
-        *,
-        api_key: str,
-        http_client: Any = None,
-        max_retries: int = 3,
-        timeout_s: float = 600.0,
-    ) -> None:
+    def __init__(self, spec: ProviderSpec, connection: Connection) -> None:
+        import openai  # imported here: the SDK is heavy and most labmind commands never call a model
+
         if spec.provider != "openai-compatible" or not spec.base_url:
             raise ValueError(f"OpenAICompatibleProvider serves openai-compatible:<model>@<url> specs, not {spec}")
         self.provider_label = f"openai-compatible server {spec.base_url}"
         # Servers that reject response_format json_schema but take llama-cpp-python's json_object + schema form.
         self._json_object_form = False
-        super().__init__(
-            spec,
-            api_key=api_key,
-            base_url=spec.base_url,
-            http_client=http_client,
-            max_retries=max_retries,
-            timeout_s=timeout_s,
-        )
+        super().__init__(spec, connection, sdk=openai, client=openai.OpenAI, base_url=spec.base_url)
 
-    def build_request(
-        self,
-        messages: list[Message],
-        *,
-        system: str = "",
-        tools: list[ToolSpec] | None = None,
-        max_tokens: int = 4096,
-        temperature: float | None = None,
-        json_schema: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def build_request(self, messages: list[Message], options: RequestOptions) -> dict[str, Any]:
         check_messages(messages)
-        wire: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        wire: list[dict[str, Any]] = [{"role": "system", "content": options.system}] if options.system else []
         wire += [_chat_message(m) for m in messages]
         # max_tokens rather than max_completion_tokens: every compatible server understands it.
-        request: dict[str, Any] = {"model": self.model, "messages": wire, "max_tokens": max_tokens}
-        if tools:
+        request: dict[str, Any] = {"model": self.model, "messages": wire, "max_tokens": options.max_tokens}
+        if options.tools:
             request["tools"] = [
                 {
                     "type": "function",
                     "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
                 }
-                for t in tools
+                for t in options.tools
             ]
             # "auto" is the API's default, but llama-cpp-python's function-calling formats ignore the tools
             # unless it is said out loud.
             request["tool_choice"] = "auto"
-        if temperature is not None:
-            request["temperature"] = temperature
-        if json_schema is not None and self._json_object_form:
-            request["response_format"] = {"type": "json_object", "schema": json_schema}
-        elif json_schema is not None:
+        if options.temperature is not None:
+            request["temperature"] = options.temperature
+        schema = options.json_schema
+        if schema is not None and self._json_object_form:
+            request["response_format"] = {"type": "json_object", "schema": schema}
+        elif schema is not None:
             request["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "response", "schema": json_schema, "strict": is_strict_schema(json_schema)},
+                "json_schema": {"name": "response", "schema": schema, "strict": is_strict_schema(schema)},
             }
         return request
 
-    def complete(
-        self,
-        messages: list[Message],
-        *,
-        system: str = "",
-        tools: list[ToolSpec] | None = None,
-        max_tokens: int = 4096,
-        temperature: float | None = None,
-        json_schema: dict[str, Any] | None = None,
-        context: CallContext | None = None,
-    ) -> Completion:
-        args = {"system": system, "tools": tools, "max_tokens": max_tokens, "temperature": temperature}
+    def _send(self, messages: list[Message], options: RequestOptions) -> Any:
         try:
-            return super().complete(messages, json_schema=json_schema, context=context, **args)
+            return super()._send(messages, options)
         except LLMError as e:
-            if not self._rejects_json_schema(e, json_schema):
+            if not self._rejects_json_schema(e, options.json_schema):
                 raise
         # llama-cpp-python's server (and the older vLLM/Anyscale convention) only knows
         # {"type": "json_object", "schema": ...}; remember that and ask again in that form.
         log.info("%s rejected response_format json_schema; using its json_object form from now on", self.spec)
         self._json_object_form = True
-        return super().complete(messages, json_schema=json_schema, context=context, **args)
+        return super()._send(messages, options)
 
     def _rejects_json_schema(self, error: LLMError, json_schema: dict[str, Any] | None) -> bool:
         return (
