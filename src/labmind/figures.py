@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from labmind.model import ExperimentKind
+
 Spread = Literal["ci", "sd"]
 
 #: Significant digits of a value and of its spread.
@@ -98,7 +100,7 @@ def figure_text(value: float | None, n: int | None, *, spread: Spread = "ci", sd
 
 def spread_of(kind: str | None) -> Spread:
     """The baseline's spread is its sd (the lab's noise); every other experiment's is the CI of its mean."""
-    return "sd" if kind == "baseline" else "ci"
+    return "sd" if kind == ExperimentKind.BASELINE else "ci"
 
 
 def row_figure(row: Any, *, digits: int = VALUE_DIGITS, extra: Sequence[str] = ()) -> Figure:

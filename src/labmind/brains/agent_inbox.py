@@ -24,11 +24,14 @@ import secrets
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labmind.paths import LabPaths
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 #: Closed offers kept for `labmind agent results` (newest first); older folders are removed.
 KEEP_CLOSED = 200
@@ -159,8 +162,8 @@ def _write_exclusive(path: Path, data: dict[str, Any]) -> bool:
         tmp.unlink(missing_ok=True)
 
 
-def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    names = cls.__dataclass_fields__  # type: ignore[attr-defined]
+def _known(cls: type[DataclassInstance], data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
     return {k: v for k, v in data.items() if k in names}
 
 

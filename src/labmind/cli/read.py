@@ -18,6 +18,7 @@ from labmind.lab.campaign import CampaignError, campaign_status, is_campaign
 from labmind.lab.overlap import KIND as OVERLAP
 from labmind.lab.overlap import parse_overlap
 from labmind.lab.status import lab_status
+from labmind.model import ExperimentKind
 from labmind.observe.live import status_view
 from labmind.store import ExperimentRow, Store, StoreError
 from labmind.store.records import experiment_json, run_json
@@ -138,7 +139,7 @@ def log(task_dir: Path = TaskDirArg, limit: int = typer.Option(None, min=1, help
     # --wide keeps every row on one line, for wide terminals and for grep.
     table.add_column("idea", no_wrap=wide, overflow="fold", min_width=None if wide else IDEA_MIN)
     for r in rows:
-        verdict = r.verdict or ("baseline" if r.kind == "baseline" else r.status)
+        verdict = r.verdict or ("baseline" if r.kind == ExperimentKind.BASELINE else r.status)
         style = VERDICT_STYLE.get(verdict, "cyan")
         flags = (safe(",".join(f.rule for f in r.flags)),) if flagged else ()
         table.add_row(str(r.id), "–" if r.line_id is None else str(r.line_id),
@@ -166,7 +167,7 @@ def show(exp: int = typer.Argument(..., help="Experiment id (see `labmind log`).
     if json_out:
         print_json(data)
         return
-    verdict = row.verdict or ("baseline" if row.kind == "baseline" else row.status)
+    verdict = row.verdict or ("baseline" if row.kind == ExperimentKind.BASELINE else row.status)
     console.print(f"[bold]experiment {row.id}[/] ({row.kind}, line {row.line_id}, parent {row.parent_id}) "
                   f"[{VERDICT_STYLE.get(verdict, 'cyan')}]{verdict}[/]")
     if row.verdict in {v.value for v in Verdict}:

@@ -426,7 +426,11 @@ class LargeLiteralMatcher:
                 yield Hit(src.path, lineno, clip(f"line of {len(line)} characters: {line.strip()}"))
 
 
-def _top_literals(node: ast.AST, docstrings: set[int]) -> Iterator[ast.AST]:
+#: A collection display, the kind of literal whose elements `_display_size` counts.
+Display = ast.List | ast.Tuple | ast.Set | ast.Dict
+
+
+def _top_literals(node: ast.AST, docstrings: set[int]) -> Iterator[Display | ast.Constant]:
     """Outermost collection displays and str/bytes constants (not docstrings, not inside a counted display)."""
     for child in ast.iter_child_nodes(node):
         if isinstance(child, ast.List | ast.Tuple | ast.Set | ast.Dict):
@@ -438,9 +442,9 @@ def _top_literals(node: ast.AST, docstrings: set[int]) -> Iterator[ast.AST]:
             yield from _top_literals(child, docstrings)
 
 
-def _display_size(node: ast.AST) -> int:
+def _display_size(node: Display) -> int:
     """Direct elements or constant leaves, whichever is larger: a table of 50 rows of 5 numbers is 250."""
-    direct = len(node.keys) if isinstance(node, ast.Dict) else len(node.elts)  # type: ignore[attr-defined]
+    direct = len(node.keys) if isinstance(node, ast.Dict) else len(node.elts)
     leaves = sum(1 for n in ast.walk(node) if isinstance(n, ast.Constant))
     return max(direct, leaves)
 

@@ -13,6 +13,7 @@ from typing import Any
 from labmind.brains.base import Decision, DirectorView, LineSummary
 from labmind.lab.ledger import Ledger
 from labmind.lab.views import PROGRESS, best_experiment
+from labmind.model import DecisionKind, DirectiveKind, ExperimentKind, LineStatus
 from labmind.task import Task
 from labmind.workspace import git as gitops
 
@@ -32,7 +33,8 @@ class Director:
         self.since = 0  # candidate verdicts since the director last reviewed the lines
 
     def active_lines(self) -> list[Any]:
-        return [line for line in self.store.lines() if line.status == "active" and line.incumbent_id is not None]
+        return [line for line in self.store.lines()
+                if line.status == LineStatus.ACTIVE and line.incumbent_id is not None]
 
     def due(self) -> DirectorView | None:
         """What the director sees, when it is time to ask it (and the count starts again); else None."""
@@ -47,11 +49,11 @@ class Director:
 
     def view(self) -> DirectorView:
         rows = list(self.rows.values())
-        baseline = next(r for r in rows if r.kind == "baseline")
+        baseline = next(r for r in rows if r.kind == ExperimentKind.BASELINE)
         best = best_experiment(rows, self.task) or baseline
         summaries = []
         for line in self.active_lines():
-            done = [r for r in rows if r.line_id == line.id and r.kind == "candidate" and r.verdict]
+            done = [r for r in rows if r.line_id == line.id and r.kind == ExperimentKind.CANDIDATE and r.verdict]
             since = 0
             for r in done:
                 since = 0 if r.verdict in PROGRESS else since + 1
@@ -69,33 +71,34 @@ class Director:
         if refused:
             self.ledger.note("director", f"{d.kind} not applied: {refused} (reason given: {d.reason})")
             return
-        if d.kind == "retire":
+        if d.kind == DecisionKind.RETIRE:
             assert d.line_id is not None
             with self.store.transaction():
-                self.store.update_line(d.line_id, status="retired", note=d.reason)
-                self.store.add_decision("retire", d.reason, line_id=d.line_id)
+                self.store.update_line(d.line_id, status=LineStatus.RETIRED, note=d.reason)
+                self.store.add_decision(DecisionKind.RETIRE, d.reason, line_id=d.line_id)
             self.ledger.note("director", f"retired line {d.line_id}: {d.reason}")
-        elif d.kind == "explore":
+        elif d.kind == DecisionKind.EXPLORE:
             best = self.ledger.best()
             assert best is not None
             with self.store.transaction():
                 line_id = self.store.add_line(f"line-{len(self.store.lines()) + 1}", best.id, direction=d.direction)
-                self.store.add_decision("explore", d.reason, line_id=line_id, detail={"direction": d.direction})
+                self.store.add_decision(DecisionKind.EXPLORE, d.reason, line_id=line_id,
+                                        detail={"direction": d.direction})
             self.ledger.note("director", f"opened line {line_id} from exp {best.id}: {d.direction} ({d.reason})")
         else:
             self.combine(d, active)
 
     def refusal(self, d: Decision, active: dict[int, Any]) -> str:
-        if d.kind == "retire":
+        if d.kind == DecisionKind.RETIRE:
             if d.line_id not in active:
                 return f"line {d.line_id} is not an active line"
             if len(active) <= 1:
                 return "it is the last active line"
             best = self.ledger.best()
-            if best is not None and best.kind == "candidate" and active[d.line_id].incumbent_id == best.id:
+            if best is not None and best.kind == ExperimentKind.CANDIDATE and active[d.line_id].incumbent_id == best.id:
                 return f"line {d.line_id} holds the lab's best (exp {best.id})"
             return ""
-        if d.kind == "explore":
+        if d.kind == DecisionKind.EXPLORE:
             if not d.direction:
                 return "no direction was given"
             if len(active) >= self.max_lines:
@@ -105,12 +108,12 @@ class Director:
             return "combine needs two different active lines"
         other = self.rows[active[d.other_line_id].incumbent_id]
         mine = self.rows[active[d.line_id].incumbent_id]
-        if other.kind != "candidate" or other.verdict not in PROGRESS or not other.commit_sha:
+        if other.kind != ExperimentKind.CANDIDATE or other.verdict not in PROGRESS or not other.commit_sha:
             return f"line {d.other_line_id} has no win to combine"
         if other.id in self.ledger.ancestry(mine) or mine.id in self.ledger.ancestry(other):
             return (f"exp {other.id} and line {d.line_id}'s incumbent (exp {mine.id}) are on one path: one already "
                     "contains the other")
-        done = {(x.line_id, x.detail.get("with")) for x in self.store.decisions() if x.kind == "combine"}
+        done = {(x.line_id, x.detail.get("with")) for x in self.store.decisions() if x.kind == DecisionKind.COMBINE}
         if (d.line_id, other.id) in done:
             return f"exp {other.id} was already combined into line {d.line_id}"
         if not self.may_propose():
@@ -127,13 +130,13 @@ class Director:
         path_args = ["--", self.repo.subdir] if self.repo.subdir else []
         diff = gitops.git(self.repo.root, "diff", self.ledger.commit_of(self.rows[common]), other.commit_sha,
                           *path_args)
-        directive = {"kind": "combine", "with": other.id, "other_line": d.other_line_id,
+        directive = {"kind": DirectiveKind.COMBINE, "with": other.id, "other_line": d.other_line_id,
                      "idea": other.idea.to_dict(), "diff": diff[:COMBINE_DIFF_CHARS]}
         with self.store.transaction():
-            child = self.store.add_experiment(kind="candidate", line_id=d.line_id, parent_id=mine.id,
+            child = self.store.add_experiment(kind=ExperimentKind.CANDIDATE, line_id=d.line_id, parent_id=mine.id,
                                               brain=self.brain_name, base_commit=self.ledger.commit_of(mine),
                                               directive=directive)
-            self.store.add_decision("combine", d.reason, line_id=d.line_id, other_line_id=d.other_line_id,
+            self.store.add_decision(DecisionKind.COMBINE, d.reason, line_id=d.line_id, other_line_id=d.other_line_id,
                                     experiment_id=child, detail={"with": other.id})
         self.ledger.refresh(child)
         self.ledger.note("director", f"exp {child}: combine line {d.other_line_id}'s win (exp {other.id}) into line "

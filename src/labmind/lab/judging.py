@@ -40,6 +40,7 @@ from labmind.lab import promotion
 from labmind.lab.diagnose import baseline_failed_message, holdout_problem
 from labmind.lab.ledger import Ledger
 from labmind.lab.verification import UNSELECTED, Verifier
+from labmind.model import ExperimentKind, ExperimentStatus, RunPurpose, RunStatus
 from labmind.paths import LabPaths
 from labmind.scale import from_scale, to_scale
 from labmind.store import ExperimentRow, RunRow
@@ -113,7 +114,7 @@ class Referee:
         if lab is None or lab.baseline_id is None:
             return
         base = self.store.experiment(lab.baseline_id)
-        if base.status != "done" or base.verdict is not None:
+        if base.status != ExperimentStatus.DONE or base.verdict is not None:
             return
         scale = Scale(lab.scale) if lab.scale else self._choose_scale(base.id)[0]  # labs before schema 4
         self.judge = Judge(self.task, scale, self.task.noise.parsed_min_effect())
@@ -123,7 +124,7 @@ class Referee:
         return choose_scale(self.task.metric.scale, values)
 
     def ok_runs(self, exp_id: int) -> list[RunRow]:
-        return [r for r in self.store.runs_of(exp_id) if r.status == "done" and r.outcome == "ok"
+        return [r for r in self.store.runs_of(exp_id) if r.status == RunStatus.DONE and r.outcome == "ok"
                 and r.metric is not None]
 
     def values_by_seed(self, exp_id: int, purposes: tuple[str, ...] | None = None) -> dict[int, float]:
@@ -135,7 +136,7 @@ class Referee:
         lab = self.store.lab()
         if lab is None or lab.baseline_id is None:
             return []
-        return [r.seed for r in self.store.runs_of(lab.baseline_id) if r.purpose == "baseline"
+        return [r.seed for r in self.store.runs_of(lab.baseline_id) if r.purpose == RunPurpose.BASELINE
                 and r.requeued_from is None]
 
     def screen_seed(self, attempt: int = 0) -> int:
@@ -147,7 +148,7 @@ class Referee:
         correlation from experiments that share seeds with their parent and from verifications."""
         assert self.judge is not None
         scaled: dict[int, dict[int, float]] = {}
-        for run in self.store.runs(status="done"):
+        for run in self.store.runs(status=RunStatus.DONE):
             # Screening runs were chosen for looking good: their spread around the others is not noise.
             if run.outcome == "ok" and run.metric is not None and run.purpose in UNSELECTED:
                 try:
@@ -171,9 +172,9 @@ class Referee:
         numbers that cannot be judged become a `bad_metric` verdict."""
         exp = self.refresh(exp_id)
         try:
-            if exp.kind == "baseline" and exp.status == "testing":
+            if exp.kind == ExperimentKind.BASELINE and exp.status == ExperimentStatus.TESTING:
                 self.step_baseline(exp)
-            elif exp.status == "testing":
+            elif exp.status == ExperimentStatus.TESTING:
                 self.step_screen(exp)
             self.verifier.step_verifications(exp_id)
             self.step_waiting(exp_id)
@@ -183,12 +184,12 @@ class Referee:
     def unjudgeable(self, exp_id: int, exc: Exception) -> None:
         exp = self.refresh(exp_id)
         reason = f"{self.task.metric.name} could not be judged: {exc}"
-        if exp.kind == "baseline":
+        if exp.kind == ExperimentKind.BASELINE:
             self.fatal = (f"the baseline's values cannot be judged ({exc}). Fix the task, commit, and start afresh "
                           f"with `labmind run --fresh {self.paths.task_dir}`.")
             self.ledger.note("error", self.fatal, experiment_id=exp_id)
             return
-        if exp.status == "testing" or exp.verdict == Verdict.KEPT:
+        if exp.status == ExperimentStatus.TESTING or exp.verdict == Verdict.KEPT:
             # A value off the judge's scale can still be a cheat's (a loss of 0 under a declared bound): the
             # guard's bound check then holds it for a person's review instead of a plain bad_metric.
             values = [float(r.metric) for r in self.ok_runs(exp_id) if r.metric is not None]
@@ -207,7 +208,7 @@ class Referee:
     def step_waiting(self, exp_id: int) -> None:
         """Candidates waiting for a reference run of this experiment take their step."""
         for row in list(self.rows.values()):
-            if row.status == "testing" and row.kind == "candidate" and row.id != exp_id:
+            if row.status == ExperimentStatus.TESTING and row.kind == ExperimentKind.CANDIDATE and row.id != exp_id:
                 line = self.store.line(row.line_id or 0)
                 if line.incumbent_id == exp_id or row.parent_id == exp_id:
                     self.step_screen(self.refresh(row.id))
@@ -216,7 +217,7 @@ class Referee:
 
     def step_baseline(self, exp: ExperimentRow) -> None:
         runs = self.store.runs_of(exp.id)
-        done = [r for r in runs if r.status == "done"]
+        done = [r for r in runs if r.status == RunStatus.DONE]
         # The first failed run decides (the others would fail the same way, a hanging one only after its timeout).
         failed = next((r for r in done if r.outcome != "ok"), None)
         if failed is not None:
@@ -232,7 +233,7 @@ class Referee:
             self.fatal = (f"{problem} Fix the evaluator, commit, and start afresh with "
                           f"`labmind run --fresh {self.paths.task_dir}`.")
             return
-        if any(r.status in ("queued", "running") for r in runs):
+        if any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in runs):
             return
         values = [float(r.metric) for r in done if r.metric is not None]
         scale, why = choose_scale(self.task.metric.scale, values)
@@ -241,7 +242,7 @@ class Referee:
         if (not loc.agreed or odd_one_out(scaled)) and len(values) < max(5, 2 * self.task.noise.baseline_runs):
             # Too few runs to tell a stall from noise (there is no lab noise yet): more runs, so that a strict
             # majority can outvote it.
-            self.store.add_run(experiment_id=exp.id, purpose="baseline", seed=self.store.next_seed())
+            self.store.add_run(experiment_id=exp.id, purpose=RunPurpose.BASELINE, seed=self.store.next_seed())
             self.ledger.note("noise", f"the baseline's runs disagree ({', '.join(f'{v:.6g}' for v in values)}); "
                                     "adding a run", experiment_id=exp.id)
             return
@@ -256,14 +257,15 @@ class Referee:
             reason += "; outliers left out: " + ", ".join(f"{from_scale(scale, v):.6g}" for v in loc.outliers)
         with self.store.transaction():
             self.store.update_lab(min_effect=shown_min, noise_sd=s.sd, scale=scale.value)
-            self.store.update_experiment(exp.id, status="done", metric=s.mean, metric_sd=s.sd, ci_low=s.ci_low,
-                                         ci_high=s.ci_high, n_runs=s.n, finished_at=time.time(), reason=reason)
+            self.store.update_experiment(exp.id, status=ExperimentStatus.DONE, metric=s.mean, metric_sd=s.sd,
+                                         ci_low=s.ci_low, ci_high=s.ci_high, n_runs=s.n, finished_at=time.time(),
+                                         reason=reason)
         self.refresh(exp.id)
         self.judge = Judge(self.task, scale, min_effect)
         self.ledger.note("noise", reason, experiment_id=exp.id)
         self.host.baseline_measured(self.rows[exp.id])
         for row in list(self.rows.values()):
-            if row.kind == "candidate" and row.status == "testing":
+            if row.kind == ExperimentKind.CANDIDATE and row.status == ExperimentStatus.TESTING:
                 self.advance(row.id)
 
     # -- screening -----------------------------------------------------------------------------------
@@ -274,9 +276,9 @@ class Referee:
         if exp.judgement.get("verify", {}).get("state") == "running":
             return  # a flagged would-be gain under verification (`step_verification` takes it on)
         runs = self.store.runs_of(exp.id)
-        if any(r.status in ("queued", "running") for r in runs):
+        if any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in runs):
             return
-        done = [r for r in runs if r.status == "done"]
+        done = [r for r in runs if r.status == RunStatus.DONE]
         for run in done:
             hard = [f for f in run.flags if f.rule == PROTECTED_FLAG]
             if hard:
@@ -287,9 +289,9 @@ class Referee:
             failure = self.failure(failed)
             self.finish(exp.id, failure.verdict, failure.reason)
             return
-        screens = [r for r in done if r.purpose == "screen"]
+        screens = [r for r in done if r.purpose == RunPurpose.SCREEN]
         if not screens:
-            self.store.add_run(experiment_id=exp.id, purpose="screen", seed=self.screen_seed())
+            self.store.add_run(experiment_id=exp.id, purpose=RunPurpose.SCREEN, seed=self.screen_seed())
             return
         line = self.store.line(exp.line_id or 0)
         head = line.incumbent_id
@@ -312,7 +314,7 @@ class Referee:
                      "runs": len(values), "seed": values[-1][0]}
         if screen.action == "rerun":
             # The same seed: a stall belongs to a run, not to a seed, and the incumbent's value there is known.
-            self.store.add_run(experiment_id=exp.id, purpose="screen", seed=screens[0].seed)
+            self.store.add_run(experiment_id=exp.id, purpose=RunPurpose.SCREEN, seed=screens[0].seed)
             self.ledger.note("screen", f"exp {exp.id}: {screen.reason}", experiment_id=exp.id)
             return
         if screen.action == "flag":
@@ -338,7 +340,7 @@ class Referee:
             effect = row.judgement.get("effect")
             if row.judgement.get("stage") != "screen" or int(row.judgement.get("runs", 1)) < 2 or effect is None:
                 continue
-            screens = [float(r.metric) for r in self.ok_runs(row.id) if r.purpose == "screen"]
+            screens = [float(r.metric) for r in self.ok_runs(row.id) if r.purpose == RunPurpose.SCREEN]
             if len(screens) < 2:
                 continue
             recovered = self.judge.sign * (self.judge.scaled(screens[-1]) - self.judge.scaled(screens[0]))
@@ -370,11 +372,11 @@ class Referee:
             return {s: have[s] for s in seeds}
         waiting = False
         for seed in missing:
-            tried = [r for r in runs if r.seed == seed and r.purpose == "reference"]
-            if any(r.status in ("queued", "running") for r in tried):
+            tried = [r for r in runs if r.seed == seed and r.purpose == RunPurpose.REFERENCE]
+            if any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in tried):
                 waiting = True
             elif not tried:
-                self.store.add_run(experiment_id=exp_id, purpose="reference", seed=seed)
+                self.store.add_run(experiment_id=exp_id, purpose=RunPurpose.REFERENCE, seed=seed)
                 self.ledger.note("reference", f"exp {exp_id} runs on seed {seed} so candidates can be compared with "
                                             "it on the same seed", experiment_id=exp_id)
                 waiting = True
@@ -407,8 +409,8 @@ class Referee:
                quiet: bool = False) -> None:
         """Record a verdict. `promote`: the experiment becomes its line's incumbent (provisionally, for `kept`);
         `verified`: it also becomes the line's verified point. Both in the same transaction as the verdict."""
-        fields: dict[str, Any] = dict(status="done", verdict=verdict.value, reason=reason, p_value=p_value,
-                                      near_miss=int(near_miss), finished_at=time.time())
+        fields: dict[str, Any] = dict(status=ExperimentStatus.DONE, verdict=verdict.value, reason=reason,
+                                      p_value=p_value, near_miss=int(near_miss), finished_at=time.time())
         if values:
             s = summarize(values)
             fields.update(metric=s.mean, metric_sd=s.sd, ci_low=s.ci_low, ci_high=s.ci_high, n_runs=s.n)

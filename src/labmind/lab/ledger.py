@@ -12,6 +12,7 @@ from typing import Protocol
 
 from labmind.judge import Judge
 from labmind.lab.views import best_experiment
+from labmind.model import ExperimentKind
 from labmind.store import ExperimentRow, Store
 from labmind.task import Task
 
@@ -44,7 +45,7 @@ class Ledger:
             self.rows[row.id] = row
 
     def baseline(self) -> ExperimentRow | None:
-        return next((r for r in self.rows.values() if r.kind == "baseline"), None)
+        return next((r for r in self.rows.values() if r.kind == ExperimentKind.BASELINE), None)
 
     def best(self) -> ExperimentRow | None:
         return best_experiment(list(self.rows.values()), self.task)

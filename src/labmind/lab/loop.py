@@ -39,7 +39,7 @@ from labmind.lab.setup import SetupFailed, run_setup
 from labmind.lab.startup import LabError
 from labmind.lab.stoppers import BrainBudget, BrainFailures, Deadline, Halted, MaxExperiments, Stoppers
 from labmind.lab.views import failure_tail, search_view
-from labmind.model import NOT_TAKEN, experiments_made
+from labmind.model import NOT_TAKEN, ExperimentKind, ExperimentStatus, RunPurpose, RunStatus, experiments_made
 from labmind.paths import LabPaths
 from labmind.search.base import Policy
 from labmind.store import ExperimentRow, RunRow, Store, StoreError
@@ -151,7 +151,7 @@ class Lab:
     # -- the referee's host --------------------------------------------------------------------------
 
     def verdict_given(self, exp: ExperimentRow, promoted: bool, previous: str | None) -> None:
-        if exp.kind != "candidate":
+        if exp.kind != ExperimentKind.CANDIDATE:
             return
         if previous:
             # A provisional verdict decided by verification: the session's counts move, the brain learns the
@@ -235,7 +235,7 @@ class Lab:
         startup.ensure_lines(self.ledger, wanted_lines)
         startup.sync_refs(self.ledger, self.repo)
         for row in sorted(self.rows.values(), key=lambda r: r.id):
-            if row.status == "done" and (row.kind == "baseline" or row.verdict):
+            if row.status == ExperimentStatus.DONE and (row.kind == ExperimentKind.BASELINE or row.verdict):
                 self.brain.learn(row.past())
         self.resume_reflections()
         if self.abilities.repair:
@@ -243,7 +243,7 @@ class Lab:
         for row in list(self.rows.values()):
             self.referee.advance(row.id)
         for row in list(self.rows.values()):
-            if row.status == "proposing" and self.may_propose(count_only=False):
+            if row.status == ExperimentStatus.PROPOSING and self.may_propose(count_only=False):
                 self.launch_proposal(row.id)
         try:
             await self.main_loop()
@@ -298,7 +298,9 @@ class Lab:
             # Out of experiments, not of time: close once what is being proposed and screened is judged.
             if self.may_propose() or self.proposals_in_flight():
                 return
-            if any(r.kind == "candidate" and r.status in ("testing", "proposing") for r in self.rows.values()):
+            if any(r.kind == ExperimentKind.CANDIDATE
+                   and r.status in (ExperimentStatus.TESTING, ExperimentStatus.PROPOSING)
+                   for r in self.rows.values()):
                 return
         # Out of time: screens and proposals in flight are left for `resume`, but what the lines found is
         # verified now, so the session ends with it claimed or reverted.
@@ -310,7 +312,7 @@ class Lab:
         hours over, reflections) is left to `resume`, which makes it again from the store."""
         if self.deadline.in_budget() or any(kind == "run" for kind, _, _ in self.tasks.values()):
             return False
-        if any(r.purpose != "screen" for r in self.store.runs(status="queued")):
+        if any(r.purpose != RunPurpose.SCREEN for r in self.store.runs(status=RunStatus.QUEUED)):
             return False
         self.note("budget", "the session's budget is spent; work still in flight is left for `labmind resume`")
         self.stopping = True  # brain threads may still be busy: the command exits without waiting for them
@@ -366,7 +368,7 @@ class Lab:
 
     def start_reflection(self, exp: ExperimentRow) -> None:
         reflect = self.abilities.reflect
-        if reflect is None or exp.kind != "candidate" or exp.analysis or self.stopping:
+        if reflect is None or exp.kind != ExperimentKind.CANDIDATE or exp.analysis or self.stopping:
             return
         parent = self.rows.get(exp.parent_id or -1)
         past = exp.past(failure_tail(self.store, exp) if exp.verdict in RUN_FAILURES else "")
@@ -376,7 +378,8 @@ class Lab:
 
     def resume_reflections(self) -> None:
         for row in sorted(self.rows.values(), key=lambda r: r.id):
-            if row.kind == "candidate" and row.verdict and not row.analysis and row.brain == self.brain.name:
+            if (row.kind == ExperimentKind.CANDIDATE and row.verdict and not row.analysis
+                    and row.brain == self.brain.name):
                 self.start_reflection(row)
 
     def maybe_direct(self) -> None:
@@ -444,13 +447,13 @@ class Lab:
         return sum(1 for kind, _, _ in self.tasks.values() if kind == "proposal")
 
     def queued_screens(self) -> int:
-        return sum(1 for r in self.store.runs(status="queued") if r.purpose == "screen")
+        return sum(1 for r in self.store.runs(status=RunStatus.QUEUED) if r.purpose == RunPurpose.SCREEN)
 
     def pending_directive(self) -> ExperimentRow | None:
         """A requested experiment (repair, combine) not yet handed to the brain."""
         busy = {ident for kind, ident, _ in self.tasks.values() if kind == "proposal"}
         return next((r for r in sorted(self.rows.values(), key=lambda r: r.id)
-                     if r.status == "proposing" and r.directive and r.id not in busy), None)
+                     if r.status == ExperimentStatus.PROPOSING and r.directive and r.id not in busy), None)
 
     def start_proposals(self) -> None:
         if not self.store.lines():
@@ -467,7 +470,7 @@ class Lab:
                     return
             else:
                 # Sequential shape: a proposal holds a free slot while the brain thinks.
-                if len(self.free) - self.reserved <= 0 or self.store.runs(status="queued"):
+                if len(self.free) - self.reserved <= 0 or self.store.runs(status=RunStatus.QUEUED):
                     return
                 self.reserved += 1
             if pending is not None:
@@ -479,7 +482,7 @@ class Lab:
         rows = list(self.rows.values())
         choice = self.policy.choose(search_view(self.store, rows, self.task, self.min_effect() or 1e-12))
         parent = self.rows[choice.parent_id]
-        exp_id = self.store.add_experiment(kind="candidate", line_id=choice.line_id, parent_id=parent.id,
+        exp_id = self.store.add_experiment(kind=ExperimentKind.CANDIDATE, line_id=choice.line_id, parent_id=parent.id,
                                            brain=self.brain.name, base_commit=self.ledger.commit_of(parent))
         self.ledger.refresh(exp_id)
         self.note("propose", f"exp {exp_id}: {choice.why}", experiment_id=exp_id)
@@ -501,12 +504,13 @@ class Lab:
             limit = self.settings.max_experiments
             if NOT_TAKEN in str(exc) and limit is not None and self.experiments_made() >= limit:
                 # An offer withdrawn because claims reached the limit: neither a brain failure nor an experiment.
-                self.store.update_experiment(exp_id, status="failed", error=message, finished_at=time.time())
+                self.store.update_experiment(exp_id, status=ExperimentStatus.FAILED, error=message,
+                                             finished_at=time.time())
                 self.ledger.refresh(exp_id)
                 self.note("withdrawn", f"exp {exp_id}: {str(exc)[:300]}", experiment_id=exp_id)
                 return
             self.brain_failures += 1
-            self.store.update_experiment(exp_id, status="failed", error=message, finished_at=time.time())
+            self.store.update_experiment(exp_id, status=ExperimentStatus.FAILED, error=message, finished_at=time.time())
             self.ledger.refresh(exp_id)
             self.note("brain_failed", f"exp {exp_id}: the brain failed: {message[:300]}", experiment_id=exp_id)
             if self.brain_failures >= self.settings.max_brain_failures:
@@ -529,7 +533,7 @@ class Lab:
     # -- runs ----------------------------------------------------------------------------------------------
 
     def dispatch(self) -> None:
-        queued = sorted(self.store.runs(status="queued"), key=lambda r: (RUN_PRIORITY[r.purpose], r.id))
+        queued = sorted(self.store.runs(status=RunStatus.QUEUED), key=lambda r: (RUN_PRIORITY[r.purpose], r.id))
         if queued and not self.wait_for_executor():
             return
         for run in queued:
@@ -538,7 +542,7 @@ class Lab:
                 return
             if self.task.run.exclusive and self.running:
                 return  # a timing task: each run alone on the machine
-            if run.purpose == "screen" and not self.deadline.in_budget():
+            if run.purpose == RunPurpose.SCREEN and not self.deadline.in_budget():
                 continue
             self.start_run(run, self.free.pop(0))
 

@@ -19,7 +19,7 @@ from labmind.findings import Finding, merged
 from labmind.guard import Pristine, ProposalCheck, Proposed, check_proposal
 from labmind.lab.ledger import Ledger
 from labmind.lab.views import brain_context
-from labmind.model import Idea
+from labmind.model import ExperimentStatus, Idea, RunPurpose
 from labmind.paths import LabPaths
 from labmind.store import ExperimentRow
 from labmind.task import Task
@@ -116,8 +116,8 @@ class Proposer:
                                          diff=snap.diff, changed_files=snap.changed,
                                          flags=merged(p.check.findings, p.findings))
             if verdict is None:
-                self.store.update_experiment(exp_id, status="testing")
-                self.store.add_run(experiment_id=exp_id, purpose="screen", seed=screen_seed)
+                self.store.update_experiment(exp_id, status=ExperimentStatus.TESTING)
+                self.store.add_run(experiment_id=exp_id, purpose=RunPurpose.SCREEN, seed=screen_seed)
         self.ledger.refresh(exp_id)
         return verdict, reason
 

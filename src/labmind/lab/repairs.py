@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from labmind.lab.ledger import Ledger
 from labmind.lab.views import failure_tail
+from labmind.model import DirectiveKind, ExperimentKind, ExperimentStatus, LineStatus
 from labmind.store import ExperimentRow
 from labmind.verdicts import RUN_FAILURES
 
@@ -22,7 +23,7 @@ class Repairs:
     def depth(self, exp: ExperimentRow) -> int:
         """How many repairs deep `exp` is (0 for an experiment that is no repair)."""
         depth, row = 0, exp
-        while row.directive.get("kind") == "repair" and row.parent_id in self.rows:
+        while row.directive.get("kind") == DirectiveKind.REPAIR and row.parent_id in self.rows:
             depth += 1
             row = self.rows[row.parent_id]
         return depth
@@ -33,13 +34,13 @@ class Repairs:
         attempt = self.depth(exp) + 1
         if attempt > self.max_repairs or not self.may_propose():
             return  # `resume` asks again in a later session, while repairs are still allowed
-        if any(r.parent_id == exp.id and r.directive.get("kind") == "repair" for r in self.rows.values()):
+        if any(r.parent_id == exp.id and r.directive.get("kind") == DirectiveKind.REPAIR for r in self.rows.values()):
             return
-        if exp.line_id is None or self.store.line(exp.line_id).status != "active":
+        if exp.line_id is None or self.store.line(exp.line_id).status != LineStatus.ACTIVE:
             return
-        directive = {"kind": "repair", "of": exp.id, "attempt": attempt,
+        directive = {"kind": DirectiveKind.REPAIR, "of": exp.id, "attempt": attempt,
                      "log_tail": failure_tail(self.store, exp)[-4000:]}
-        child = self.store.add_experiment(kind="candidate", line_id=exp.line_id, parent_id=exp.id,
+        child = self.store.add_experiment(kind=ExperimentKind.CANDIDATE, line_id=exp.line_id, parent_id=exp.id,
                                           brain=self.brain_name, base_commit=exp.commit_sha, directive=directive)
         self.ledger.refresh(child)
         self.ledger.note("repair", f"exp {child}: repair {attempt} of {self.max_repairs} for exp {exp.id} "
@@ -49,5 +50,5 @@ class Repairs:
         """Repairs a verdict could not ask for when it came (the session's budget ended, the lab stopped, or
         it was killed between the verdict and the repair): ask now. Idempotent: one repair per failure."""
         for row in sorted(self.rows.values(), key=lambda r: r.id):
-            if row.kind == "candidate" and row.status == "done":
+            if row.kind == ExperimentKind.CANDIDATE and row.status == ExperimentStatus.DONE:
                 self.maybe_repair(row)

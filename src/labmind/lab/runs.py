@@ -19,6 +19,7 @@ from labmind.lab.judging import PROTECTED_FLAG
 from labmind.lab.ledger import Ledger
 from labmind.lab.overlap import KIND as OVERLAP
 from labmind.lab.overlap import overlap_text
+from labmind.model import RunPurpose, RunStatus
 from labmind.paths import LabPaths
 from labmind.store import RunRow
 from labmind.task import Task
@@ -26,7 +27,8 @@ from labmind.workspace import git as gitops
 from labmind.workspace.scope import DigestCaps, hide_targets
 
 #: Which queued runs start first: a baseline before anything, verifications before screens.
-RUN_PRIORITY = {"baseline": 0, "confirm": 1, "reference": 2, "screen": 3}
+RUN_PRIORITY: dict[str, int] = {RunPurpose.BASELINE: 0, RunPurpose.CONFIRM: 1, RunPurpose.REFERENCE: 2,
+                                RunPurpose.SCREEN: 3}
 
 
 def hidden_paths(paths: LabPaths, repo_root: Path | None = None, task: Task | None = None) -> list[Path]:
@@ -69,7 +71,7 @@ class Runs:
         `change_of`, off the event loop: it needs git)."""
         exp = self.ledger.rows[run.experiment_id]
         log = self.paths.run_log(exp.id, run.id)
-        self.store.update_run(run.id, status="running", slot=slot.label, token=token, started_at=time.time(),
+        self.store.update_run(run.id, status=RunStatus.RUNNING, slot=slot.label, token=token, started_at=time.time(),
                               log_path=str(log), sandbox=sandbox)
         metric = self.task.metric
         return RunRequest(
@@ -79,7 +81,7 @@ class Runs:
             secondary=tuple(metric.secondary) + ((metric.self_time,) if metric.self_time else ()),
             env=self.env(run.seed), token=token, limits=self.limits, evaluate=metric.evaluate,
             # Runs that define a metric (baseline, verification) are also scored on held-out data.
-            holdout=metric.holdout if run.purpose in ("baseline", "confirm") else None,
+            holdout=metric.holdout if run.purpose in (RunPurpose.BASELINE, RunPurpose.CONFIRM) else None,
             artifacts=tuple(self.task.run.artifacts), protected=tuple(self.task.task.protected),
             protected_digest=self.protected_digest, digest_caps=self.digest_caps, hide=tuple(self.task.run.hide),
             hidden=tuple(hidden_paths(self.paths, self.repo.root, self.task)))
@@ -101,7 +103,7 @@ class Runs:
                                                  for f in self.store.run(run.requeued_from).flags):
             return False
         with self.store.transaction():
-            self.store.update_run(run_id, status="interrupted", ended_at=time.time(),
+            self.store.update_run(run_id, status=RunStatus.INTERRUPTED, ended_at=time.time(),
                                   flags=[Finding("slot_lost", evidence=why, family="run")])
             new = self.store.add_run(experiment_id=exp_id, purpose=run.purpose, seed=run.seed, requeued_from=run_id)
         self.ledger.note("requeued", f"run {run_id} lost its slot ({why}); queued again as run {new}",
@@ -114,7 +116,7 @@ class Runs:
         flags = [Finding(rule, family="run") for rule in outcome.flags]
         if problem:
             flags.append(Finding(PROTECTED_FLAG, evidence=f"{problem} during the run", family="run", severity="reject"))
-        self.store.update_run(run_id, status="done", outcome=outcome.status, exit_code=outcome.exit_code,
+        self.store.update_run(run_id, status=RunStatus.DONE, outcome=outcome.status, exit_code=outcome.exit_code,
                               metric=outcome.metric, secondary=outcome.secondary, flags=flags,
                               log_tail=outcome.log_tail, started_at=outcome.started_at,
                               ended_at=outcome.ended_at, self_reported=outcome.self_reported, holdout=outcome.holdout,
@@ -135,9 +137,9 @@ class Runs:
         """After the first baseline run, say how long the rest of the baseline will take (a GPU task's baseline
         can take many minutes, and nothing else shows before it ends)."""
         run = self.store.run(run_id)
-        if run.purpose != "baseline" or outcome.status != "ok":
+        if run.purpose != RunPurpose.BASELINE or outcome.status != "ok":
             return
-        left = [r for r in self.store.runs_of(run.experiment_id) if r.status in ("queued", "running")]
+        left = [r for r in self.store.runs_of(run.experiment_id) if r.status in (RunStatus.QUEUED, RunStatus.RUNNING)]
         if not left or len(self.store.runs_of(run.experiment_id)) - len(left) != 1:
             return
         waves = -(-len(left) // max(1, self.n_slots))

@@ -12,7 +12,7 @@ from labmind.execute.base import Executor
 from labmind.lab import promotion
 from labmind.lab.ledger import Ledger
 from labmind.lab.progress import duration_text
-from labmind.model import Idea
+from labmind.model import ExperimentKind, ExperimentStatus, Idea, RunPurpose, RunStatus
 from labmind.paths import LabPaths
 from labmind.task import Task
 from labmind.verdicts import Verdict
@@ -26,11 +26,11 @@ class LabError(Exception):
 def recover(ledger: Ledger, executor: Executor, paths: LabPaths, repo: gitops.RepoInfo) -> None:
     """Re-queue runs a killed lab left running (exactly once each) and clear stale worktrees."""
     store = ledger.store
-    running = store.runs(status="running")
+    running = store.runs(status=RunStatus.RUNNING)
     killed = executor.kill_leftovers([r.token for r in running if r.token])
     for run in running:
         with store.transaction():
-            store.update_run(run.id, status="interrupted", ended_at=time.time())
+            store.update_run(run.id, status=RunStatus.INTERRUPTED, ended_at=time.time())
             new = store.add_run(experiment_id=run.experiment_id, purpose=run.purpose, seed=run.seed,
                                 requeued_from=run.id)
         ledger.note("requeued", f"run {run.id} was interrupted; queued again as run {new}",
@@ -44,7 +44,7 @@ def recover(ledger: Ledger, executor: Executor, paths: LabPaths, repo: gitops.Re
 
 def refuse_failed_baseline(ledger: Ledger, paths: LabPaths) -> None:
     base = ledger.baseline()
-    if base is not None and base.status == "done" and base.verdict is not None:
+    if base is not None and base.status == ExperimentStatus.DONE and base.verdict is not None:
         raise LabError(f"this lab's baseline failed ({base.reason}). Its code is the lab's starting commit, so "
                        f"the lab cannot go on: fix the task, commit, and start a new lab with "
                        f"`labmind run --fresh {paths.task_dir}` (or `labmind reset`; the old lab is kept "
@@ -59,15 +59,15 @@ def ensure_baseline(ledger: Ledger, task: Task, *, n_lines: int, n_slots: int) -
     lab = store.lab()
     assert lab is not None
     with store.transaction():
-        exp_id = store.add_experiment(kind="baseline", line_id=None, parent_id=None, brain="",
-                                      base_commit=lab.base_commit, status="testing")
+        exp_id = store.add_experiment(kind=ExperimentKind.BASELINE, line_id=None, parent_id=None, brain="",
+                                      base_commit=lab.base_commit, status=ExperimentStatus.TESTING)
         store.update_experiment(exp_id, commit_sha=lab.base_commit,
                                 idea=Idea(title="baseline", hypothesis="the task's code as committed"))
         store.update_lab(baseline_id=exp_id)
         for i in range(n_lines):
             store.add_line(f"line-{i + 1}", exp_id)
         for _ in range(task.noise.baseline_runs):
-            store.add_run(experiment_id=exp_id, purpose="baseline", seed=store.next_seed())
+            store.add_run(experiment_id=exp_id, purpose=RunPurpose.BASELINE, seed=store.next_seed())
     ledger.refresh(exp_id)
     runs, timeout = task.noise.baseline_runs, task.run.timeout
     waves = -(-runs // max(1, n_slots))  # before the first run ends, the timeout bounds the wait

@@ -14,7 +14,7 @@ from typing import Any
 
 from labmind.brains.agent import is_agent_spec, unclaimed_experiments
 from labmind.lab.progress import progress_of
-from labmind.model import NOT_TAKEN
+from labmind.model import NOT_TAKEN, ExperimentKind, ExperimentStatus
 from labmind.paths import LabPaths
 from labmind.store import LabRow, Store
 from labmind.store import queries as q
@@ -45,7 +45,7 @@ def best_figure(conn: sqlite3.Connection, task: Task, lab: LabRow) -> dict[str, 
     if base is not None:
         delta = out["metric"] - base["metric"]
         rel = delta / abs(base["metric"]) if base["metric"] else None
-    return {**out, "delta": delta, "relative": rel, "confirmed": best["kind"] == "candidate",
+    return {**out, "delta": delta, "relative": rel, "confirmed": best["kind"] == ExperimentKind.CANDIDATE,
             "commit": best["commit_sha"], "branch": lab.branch}
 
 
@@ -93,8 +93,8 @@ def lab_status(store: Store, paths: LabPaths) -> dict[str, Any]:
                                 running=pid is not None, now=now,
                                 judged_in_session=q.judged(conn, since=started) if started is not None else 0),
         "verdicts": q.verdict_counts(conn),
-        "in_progress": q.with_status(conn, "proposing", "testing", candidates=True),
-        "failed_proposals": q.with_status(conn, "failed"),
+        "in_progress": q.with_status(conn, ExperimentStatus.PROPOSING, ExperimentStatus.TESTING, candidates=True),
+        "failed_proposals": q.with_status(conn, ExperimentStatus.FAILED),
         "lines": lines(conn),
         "running": [{"run": r["id"], "experiment": r["experiment_id"], "purpose": r["purpose"], "slot": r["slot"],
                      "seconds": round(now - (r["started_at"] or now), 1), "idea": r["title"] or ""}

@@ -15,6 +15,7 @@ from labmind.findings import Finding, merged, rules_of
 from labmind.guard.candidate import Clock, Measurement, check_candidate
 from labmind.guard.holding import allow_hint, holding
 from labmind.judge.fdr import level as fdr_level
+from labmind.model import ExperimentKind, LineStatus, RunPurpose, RunStatus
 from labmind.store import ExperimentRow, RunRow
 from labmind.verdicts import Verdict
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from labmind.lab.judging import Referee
 
 #: Purposes whose runs were not chosen for looking good: they may stand for an experiment's value.
-UNSELECTED = ("baseline", "reference", "confirm")
+UNSELECTED = (RunPurpose.BASELINE, RunPurpose.REFERENCE, RunPurpose.CONFIRM)
 
 
 class Verifier:
@@ -46,7 +47,7 @@ class Verifier:
         """Candidate verdicts on the line since its verified point was set (or since the last verification)."""
         since = 0
         for row in sorted(self.rows.values(), key=lambda r: r.id):
-            if row.line_id != line_id or row.kind != "candidate" or not row.verdict:
+            if row.line_id != line_id or row.kind != ExperimentKind.CANDIDATE or not row.verdict:
                 continue
             since += 1
             if row.id == verified_id or row.judgement.get("verify", {}).get("state") in ("undecided", "claim", "fail"):
@@ -116,15 +117,15 @@ class Verifier:
         with self.store.transaction():
             self.store.update_experiment(head_id, judgement={**head.judgement, "verify": record})
             if free:
-                self.store.add_run(experiment_id=head_id, purpose="confirm", seed=seed)
+                self.store.add_run(experiment_id=head_id, purpose=RunPurpose.CONFIRM, seed=seed)
             else:
                 # ABBA: the anchor first on odd looks, second on even ones, so slow drift cancels.
                 order = [anchor_id, head_id] if len(record["seeds"]) % 2 else [head_id, anchor_id]
                 anchor_runs = len(self.referee.values_by_seed(anchor_id, UNSELECTED))
-                fresh = len([r for r in self.store.runs_of(head_id) if r.purpose == "confirm"])
+                fresh = len([r for r in self.store.runs_of(head_id) if r.purpose == RunPurpose.CONFIRM])
                 for exp_id in order:
                     if exp_id == head_id or record["paired"] or anchor_runs <= fresh:
-                        self.store.add_run(experiment_id=exp_id, purpose="confirm", seed=seed)
+                        self.store.add_run(experiment_id=exp_id, purpose=RunPurpose.CONFIRM, seed=seed)
         self.referee.refresh(head_id)
 
     def claim_record(self) -> tuple[int, int]:
@@ -151,11 +152,11 @@ class Verifier:
         anchor_id, seeds = int(record["anchor"]), list(record["seeds"])
         # Every fresh-seed run of the head counts, an earlier undecided verification's too: they were all drawn
         # after it was kept, so none was chosen for looking good.
-        mine = [r for r in self.store.runs_of(head.id) if r.purpose == "confirm"]
+        mine = [r for r in self.store.runs_of(head.id) if r.purpose == RunPurpose.CONFIRM]
         theirs = [r for r in self.store.runs_of(anchor_id) if r.purpose in UNSELECTED]
-        if any(r.status in ("queued", "running") for r in mine + theirs):
+        if any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in mine + theirs):
             return
-        failed = next((r for r in mine if r.status == "done" and r.outcome != "ok"), None)
+        failed = next((r for r in mine if r.status == RunStatus.DONE and r.outcome != "ok"), None)
         if failed is not None:
             failure = self.referee.failure(failed)
             self.end_verification(head, "fail", failure.verdict, f"verification: {failure.reason}", None)
@@ -223,7 +224,7 @@ class Verifier:
             return []
         values = tuple(cand.values())
         base = self.rows.get(self.store.lab().baseline_id or -1)  # type: ignore[union-attr]
-        confirms = [r for r in self.store.runs_of(head.id) if r.purpose == "confirm" and r.seed in cand]
+        confirms = [r for r in self.store.runs_of(head.id) if r.purpose == RunPurpose.CONFIRM and r.seed in cand]
         theirs = [r for r in self.referee.ok_runs(anchor_id) if r.purpose in UNSELECTED]
         return check_candidate(self.task, Measurement(
             values, tuple(Clock(r.secondary.get(self.task.metric.self_time or ""), r.seconds) for r in confirms),
@@ -297,7 +298,7 @@ class Verifier:
         """The lab stops proposing: verify every line's unverified head, so that what it found is claimed or
         reverted before it reports."""
         for line in self.store.lines():
-            if line.status == "active":
+            if line.status == LineStatus.ACTIVE:
                 self.maybe_verify(line.id, closing=True)
 
     def verifying(self) -> bool:

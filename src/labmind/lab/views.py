@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from labmind.brains.base import BrainContext
-from labmind.model import PastExperiment, not_taken
+from labmind.model import ExperimentKind, ExperimentStatus, LineStatus, PastExperiment, not_taken
 from labmind.search.base import LineView, SearchView
 from labmind.store import ExperimentRow, Store
 from labmind.task import Task
@@ -30,7 +30,8 @@ def best_experiment(rows: list[ExperimentRow], task: Task) -> ExperimentRow | No
     """The best confirmed experiment over the lab: the baseline or an `improved` one (on a tie, the earlier).
     `labmind.store.queries.best` is the same rule in SQL, for readers that must not load every row; this one
     serves the lab's row cache and the report, which hold the rows already."""
-    confirmed = [r for r in rows if r.metric is not None and (r.kind == "baseline" or r.verdict == Verdict.IMPROVED)]
+    confirmed = [r for r in rows if r.metric is not None
+                 and (r.kind == ExperimentKind.BASELINE or r.verdict == Verdict.IMPROVED)]
     if not confirmed:
         return None
     return max(confirmed, key=lambda r: task.sign * (r.metric or 0.0))
@@ -49,10 +50,10 @@ def search_view(store: Store, rows: list[ExperimentRow], task: Task, min_effect:
     kids = children_count(rows)
     lines = []
     for line in store.lines():
-        if line.status != "active" or line.incumbent_id is None:
+        if line.status != LineStatus.ACTIVE or line.incumbent_id is None:
             continue
-        mine = [r for r in rows if r.line_id == line.id and r.kind == "candidate" and not not_taken(r)]
-        done = [r for r in mine if r.status in ("done", "failed")]
+        mine = [r for r in rows if r.line_id == line.id and r.kind == ExperimentKind.CANDIDATE and not not_taken(r)]
+        done = [r for r in mine if r.status in (ExperimentStatus.DONE, ExperimentStatus.FAILED)]
         recent: list[tuple[float, float]] = []
         since = 0
         for r in done:
@@ -78,11 +79,11 @@ def brain_context(store: Store, rows: list[ExperimentRow], task: Task, *, experi
                   directive: dict | None = None, worktree: Path | None = None,
                   repo_root: Path | None = None) -> BrainContext:
     by_id = {r.id: r for r in rows}
-    baseline = next(r for r in rows if r.kind == "baseline")
+    baseline = next(r for r in rows if r.kind == ExperimentKind.BASELINE)
     line = store.line(line_id)
     incumbent = by_id.get(line.incumbent_id or baseline.id, baseline)
     best = best_experiment(rows, task) or baseline
-    finished = [r for r in rows if r.kind == "candidate" and r.verdict is not None]
+    finished = [r for r in rows if r.kind == ExperimentKind.CANDIDATE and r.verdict is not None]
     history = [r.past() for r in finished if r.line_id == line_id][-HISTORY_LIMIT:]
     near = [r.past() for r in finished if r.near_miss and r.line_id == line_id][-10:]
     failures: list[PastExperiment] = [

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from labmind.findings import findings_json
+from labmind.model import ExperimentKind
 from labmind.store import ExperimentRow, RunRow, Store, queries
 from labmind.store.records import FLAT_COLUMNS, experiment_json, flat
 
@@ -147,7 +148,7 @@ def mlflow_metrics(exp: ExperimentRow) -> dict[str, float]:
 
 def mlflow_tags(exp: ExperimentRow, lab: str) -> dict[str, str]:
     return {"labmind.lab": lab, "labmind.experiment": str(exp.id), "labmind.kind": exp.kind,
-            "verdict": exp.verdict or ("baseline" if exp.kind == "baseline" else exp.status),
+            "verdict": exp.verdict or ("baseline" if exp.kind == ExperimentKind.BASELINE else exp.status),
             "line": str(exp.line_id or ""), "parent": str(exp.parent_id or ""), "brain": exp.brain,
             "commit": exp.commit_sha or "", "flags": ",".join(f.rule for f in exp.flags)}
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from labmind.model import ExperimentStatus
 from labmind.store import queries
 from labmind.store.rows import (
     DecisionRow,
@@ -210,7 +211,7 @@ class Store:
         self._exec("UPDATE lines SET incumbent_id = ? WHERE id = ?", (experiment_id, line_id))
 
     def add_experiment(self, *, kind: str, line_id: int | None, parent_id: int | None, brain: str,
-                       base_commit: str | None, status: str = "proposing",
+                       base_commit: str | None, status: str = ExperimentStatus.PROPOSING,
                        directive: dict[str, Any] | None = None) -> int:
         cur = self._exec(
             "INSERT INTO experiments(kind, line_id, parent_id, brain, base_commit, status, created_at, "
