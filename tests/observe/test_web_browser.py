@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from lab.toy import LABMIND, make_toy  # tests/ is on sys.path (rootdir import mode)
+from lab.toy import LABMIND, make_toy, wait_for  # tests/ is on sys.path (rootdir import mode)
 
 from labmind.observe.web import create_app
 from labmind.paths import LabPaths
@@ -122,18 +122,6 @@ def test_overview_chart_and_experiment_page(browser, tiny_lm_lab: Path) -> None:
     assert not errors, errors
 
 
-def _wait(predicate, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
-
-
 def test_live_update_while_a_lab_runs(browser, tmp_path: Path) -> None:
     task = make_toy(tmp_path / "toy", sleep=1.0)
     db = LabPaths(task).db
@@ -146,7 +134,7 @@ def test_live_update_while_a_lab_runs(browser, tmp_path: Path) -> None:
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
                 return conn.execute("SELECT COUNT(*) FROM lab").fetchone()[0] == 1
 
-        _wait(lab_exists)
+        wait_for(lab_exists)
         with serve(task, poll_seconds=0.2) as url:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url + "/")

@@ -170,7 +170,6 @@ class Verifier:
         else:
             ref = self.referee.values_by_seed(anchor_id, UNSELECTED) or self.referee.values_by_seed(anchor_id)
         anchor = self.rows[anchor_id]
-        plausible = self.check_verified(head, anchor_id, cand, ref)  # the guard first: the judge decides once
         ref_level = anchor.metric if anchor.metric is not None else statistics.fmean(ref.values())
         result = judge.verify(cand, ref, self.referee.noise(), level=float(record["level"]), look=len(seeds) - 1,
                               looks=int(record["looks"]), paired=bool(record["paired"]), ref_level=ref_level,
@@ -186,7 +185,8 @@ class Verifier:
                    "p_value": result.p_value, "n_cand": comp.n_cand, "n_ref": comp.n_ref, "paired": comp.paired,
                    "scale": judge.scale.value}
         if result.result == "claim":
-            flags = merged(head.flags, plausible)
+            # The guard's findings only matter to a claim (the verification test itself takes none).
+            flags = merged(head.flags, self.check_verified(head, anchor_id, cand, ref))
             held = holding(self.task, flags)
             if held:
                 rules = len(rules_of(held))

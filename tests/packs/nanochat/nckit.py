@@ -50,7 +50,7 @@ def pack_module(name: str) -> ModuleType:
             os.environ["LABMIND_ATTENTION"] = before
 
 
-def write_stories(directory: Path, count: int = 120, seed: int = 0) -> Path:
+def write_stories(directory: Path, count: int = 120, seed: int = 0, per_story: tuple[int, int] = (5, 30)) -> Path:
     """`count` small English-like text files: a corpus a CPU tokenizes and trains on in seconds."""
     rng = random.Random(seed)
     words = ["the", "a", "cat", "dog", "sat", "on", "mat", "ran", "fast", "slow", "red", "blue", "big", "small",
@@ -58,7 +58,7 @@ def write_stories(directory: Path, count: int = 120, seed: int = 0) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         lines = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))) + "."
-                 for _ in range(rng.randint(5, 30))]
+                 for _ in range(rng.randint(*per_story))]
         (directory / f"story_{i:03d}.txt").write_text("\n".join(lines) + "\n")
     return directory
 

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
+
+from nanochat.nckit import write_stories  # tests/packs is on sys.path (rootdir import mode)
 
 FAKE_UPSTREAM = Path(__file__).parent / "fake_upstream"
 PY = sys.executable
 
 
 def write_corpus(directory: Path, count: int = 300, seed: int = 0) -> Path:
-    """`count` small text files of a few hundred words: a corpus a CPU tokenizes and trains on in seconds."""
-    rng = random.Random(seed)
-    words = ["the", "a", "cat", "dog", "sat", "on", "mat", "ran", "fast", "slow", "red", "blue", "big", "small",
-             "and", "then", "it", "was", "very", "happy", "sad", "tree", "house", "bird", "sang", "under", "over"]
-    directory.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        lines = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))) + "."
-                 for _ in range(rng.randint(20, 60))]
-        (directory / f"story_{i:03d}.txt").write_text("\n".join(lines) + "\n")
-    return directory
+    """A corpus a CPU tokenizes and trains on in seconds (longer stories than the nanochat pack's tests use)."""
+    return write_stories(directory, count, seed, per_story=(20, 60))
 
 
 def pack(data: str, out: Path, data_dir: Path, *extra: str,
