@@ -44,11 +44,30 @@ def from_scale(scale: Scale, value: float) -> float:
     return math.exp(value) if scale is Scale.LOG else value
 
 
-def effect_text(scale: Scale, effect: float, *, digits: int = 3) -> str:
-    """An effect in 'better' units on the scale, for people: a percentage on a log scale."""
+def effect_text(scale: Scale, effect: float, sign: float, *, digits: int = 3) -> str:
+    """A 'better' effect as the change it makes to the metric itself, the way every summary shows a change:
+    relative on a log scale ("-3.25%" for a loss that fell), in the metric's units on a linear one. `sign`: +1
+    when larger is better, -1 when smaller is (`Task.sign`)."""
+    change = sign * effect  # the change on the scale itself
     if scale is Scale.LOG:
-        return f"{100 * math.expm1(effect):+.{digits}g}%"
-    return f"{effect:+.{digits}g}"
+        return f"{100 * math.expm1(change):+.{digits}g}%"
+    return f"{change:+.{digits}g}"
+
+
+def effect_with_ci_text(scale: Scale, effect: float, sign: float, low: float | None = None,
+                        high: float | None = None) -> str:
+    """`effect_text` with its direction said ("better"/"worse") and, when given, its 95% CI, both ends in the same
+    units (the CI of a 'better' effect, turned into the metric's change; its ends swap when smaller is better).
+    Ends given but not finite: the CI is said to be unavailable."""
+    word = "better" if effect > 0 else "worse" if effect < 0 else "no change"
+    text = f"{effect_text(scale, effect, sign)} ({word}"
+    if low is not None and high is not None:
+        if math.isfinite(low) and math.isfinite(high):
+            a, b = sorted((sign * low, sign * high))
+            text += f"; 95% CI {effect_text(scale, a, 1.0)} to {effect_text(scale, b, 1.0)}"
+        else:
+            text += "; 95% CI not available: no noise estimate yet"
+    return text + ")"
 
 
 _PERCENT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*%\s*$")

@@ -15,7 +15,7 @@ from labmind.judge import Judge, MinEffect, Noise, Scale, choose_scale, compare,
 from labmind.judge.compare import PRIOR_DF
 from labmind.judge.fdr import gamma, level
 from labmind.judge.robust import robust_location
-from labmind.scale import effect_text, from_scale, to_scale
+from labmind.scale import effect_text, effect_with_ci_text, from_scale, to_scale
 from labmind.task import Task
 
 
@@ -174,9 +174,18 @@ def test_scale_round_trip_and_effect_text() -> None:
     assert to_scale(Scale.LINEAR, -3.0) == -3.0 == from_scale(Scale.LINEAR, -3.0)
     with pytest.raises(ValueError, match="not positive"):
         to_scale(Scale.LOG, 0.0)
-    assert effect_text(Scale.LOG, math.log(1.05)) == "+5%"
-    assert effect_text(Scale.LOG, math.log(0.9)) == "-10%"
-    assert effect_text(Scale.LINEAR, 0.25) == "+0.25"
+    # A 'better' effect is said as the change it makes to the metric, as summaries say it ("-44% vs baseline").
+    assert effect_text(Scale.LOG, math.log(1.05), 1.0) == "+5%"  # a throughput 5% higher
+    assert effect_text(Scale.LOG, math.log(0.9), 1.0) == "-10%"
+    assert effect_text(Scale.LOG, math.log(1 / 0.56), -1.0) == "-44%"  # a loss that fell by 44% (was "+78.6%")
+    assert effect_text(Scale.LINEAR, 0.25, 1.0) == "+0.25"
+    assert effect_text(Scale.LINEAR, 0.25, -1.0) == "-0.25"  # a loss 0.25 lower
+    # The direction is said in words, and the CI's ends come out in order, in the same units.
+    assert effect_with_ci_text(Scale.LOG, math.log(2.0), -1.0, math.log(1.25), math.log(4.0)) == (
+        "-50% (better; 95% CI -75% to -20%)")
+    assert effect_with_ci_text(Scale.LINEAR, -0.5, 1.0, -1.0, 0.0) == "-0.5 (worse; 95% CI -1 to +0)"
+    assert effect_with_ci_text(Scale.LINEAR, 0.1, 1.0, float("-inf"), float("inf")) == (
+        "+0.1 (better; 95% CI not available: no noise estimate yet)")
 
 
 # -- robust location ------------------------------------------------------------------------------
@@ -343,7 +352,8 @@ def test_screen_keeps_a_better_candidate_on_the_same_seed() -> None:
     assert s.action == "keep"
     assert s.effect == pytest.approx(-math.log(0.9))
     assert "loss 0.9 vs the incumbent's 1 on the same seed (7)" in s.reason
-    assert "kept provisionally" in s.reason and "-10%" not in s.reason and "+11.1%" in s.reason
+    # The change is said as summaries say it: the loss fell 10% (not "+11.1%", the old better-by ratio).
+    assert "kept provisionally" in s.reason and "-10% (better)" in s.reason and "+11.1%" not in s.reason
 
 
 def test_screen_drops_worse_and_marks_near_misses() -> None:
@@ -528,3 +538,22 @@ def test_five_gaussian_runs_lose_no_run_to_a_tight_middle_but_a_stall_is_left_ou
     assert tight.outliers == () and tight.agreed
     stalled = robust_location([0.27, 16.2, 0.271, 0.2705, 0.2702])
     assert stalled.outliers == (16.2,)
+
+
+def test_show_says_the_judgement_in_the_metric_s_own_change() -> None:
+    from labmind.cli.read import judgement_text
+    from labmind.model import Idea
+    from labmind.store.rows import ExperimentRow
+
+    fields = {f: None for f in ExperimentRow.__dataclass_fields__}
+    fields.update(id=7, kind="candidate", status="done", verdict="improved", flags=[], changed_files=[],
+                  directive={}, idea=Idea(title="t"), judgement={
+                      "stage": "verify", "effect": math.log(1 / 0.9), "reference": 3, "seed": 0, "scale": "log",
+                      "verify": {"anchor": 3, "state": "claim", "effect": math.log(2.0), "low": math.log(1.25),
+                                 "high": math.log(4.0), "p_improve": 0.999, "n_cand": 3, "n_ref": 4,
+                                 "paired": True, "level": 0.019, "scale": "log"}})
+    text = judgement_text(ExperimentRow(**fields), -1.0)  # a loss: smaller is better
+    assert "screening -10% (better) vs exp 3 on seed 0" in text
+    assert "verification vs exp 3: claim, -50% (better; 95% CI -75% to -20%), P(better) 0.999, 3 vs 4 runs" in text
+    # The same effects for a metric to maximise read as rises.
+    assert "screening +11.1% (better)" in judgement_text(ExperimentRow(**fields), 1.0)

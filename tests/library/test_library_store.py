@@ -33,6 +33,8 @@ def test_recording_is_idempotent_by_key_and_round_trips_every_field(tmp_path: Pa
     assert got.knobs[0].factor == pytest.approx(3.0) and got.knobs[0].direction == "up"
     assert got.status == Status.PROPOSED and got.created_at > 0
     assert Insight.from_dict(got.to_dict()).with_(id=got.id) == got
+    # Said as the judge says an effect: the metric's own change (a loss that fell), its direction and 95% CI.
+    assert got.effect.text() == "val_bpb 1 → 0.95, -4.88% (better; 95% CI -8.61% to -0.995%), n=3 vs 3"
 
 
 def test_search_puts_the_same_family_first_and_never_returns_retracted(tmp_path: Path) -> None:

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from lab.toy import labmind, make_toy  # tests/ is on sys.path (rootdir import mode)
-from observe.test_web_browser import browser, serve, shot  # noqa: F401  (the browser fixture and server)
+from observe.test_web_browser import browser, shot  # noqa: F401  (the browser fixture)
 
 from labmind.library import Library
 from labmind.observe.web import create_app
+from labmind.observe.web.thread import serve_in_thread
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def test_library_page_in_a_browser(browser, two_labs: tuple[Path, Path, Path]) -
     _, second, library = two_labs
     with Library(library, readonly=True) as lib:
         first_id = min(i.id or 0 for i in lib.all())
-    with serve(second) as url:
+    with serve_in_thread(second) as url:
         page = browser.new_page()
         page.goto(url + "/")
         page.click("nav >> text=Library")

@@ -4,20 +4,15 @@ events from a running lab arrive live without a reload. Screenshots go to <repo>
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 from lab.toy import LABMIND, make_toy, wait_for  # tests/ is on sys.path (rootdir import mode)
 
-from labmind.observe.web import create_app
+from labmind.observe.web.thread import serve_in_thread
 from labmind.paths import LabPaths
 from labmind.store import Store
 
@@ -43,30 +38,6 @@ def browser() -> Iterator[object]:
         b.close()
 
 
-@contextmanager
-def serve(task_dir: Path, **kwargs: object) -> Iterator[str]:
-    """uvicorn on 127.0.0.1 with a free port, in a background thread."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(task_dir, **kwargs)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        app.state.stopping.set()
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def shot(page, name: str) -> Path:
     SHOTS.mkdir(exist_ok=True)
     path = SHOTS / f"{name}.png"
@@ -82,7 +53,7 @@ def test_overview_chart_and_experiment_page(browser, tiny_lm_lab: Path) -> None:
     best = max((r for r in rows if r.verdict == "improved"), key=lambda r: -(r.metric or 0))
     store.close()
     errors: list[str] = []
-    with serve(tiny_lm_lab) as url:
+    with serve_in_thread(tiny_lm_lab) as url:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url + "/")
@@ -135,7 +106,7 @@ def test_live_update_while_a_lab_runs(browser, tmp_path: Path) -> None:
                 return conn.execute("SELECT COUNT(*) FROM lab").fetchone()[0] == 1
 
         wait_for(lab_exists)
-        with serve(task, poll_seconds=0.2) as url:
+        with serve_in_thread(task, poll_seconds=0.2) as url:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url + "/")
             page.evaluate("window.__marker = 1")  # survives only if the page never reloads
@@ -154,7 +125,7 @@ def test_live_update_while_a_lab_runs(browser, tmp_path: Path) -> None:
 
 
 def test_token_link_opens_the_dashboard(browser, tiny_lm_lab: Path) -> None:
-    with serve(tiny_lm_lab, token="tok-123") as url:
+    with serve_in_thread(tiny_lm_lab, token="tok-123") as url:
         context = browser.new_context()
         page = context.new_page()
         assert page.goto(url + "/").status == 401

@@ -79,6 +79,10 @@ class Regime:
         noise = self.sd * (math.sqrt(self.r) * shared + math.sqrt(1 - self.r) * own_rng.gauss(0, 1))
         return self.base * math.exp(-gain + noise) if self.scale == "log" else self.base - gain + noise
 
+    def better_by(self, value: float, than: float) -> float:
+        """How much better `value` is than `than`, on the regime's scale (the metric is minimised)."""
+        return math.log(than / value) if self.scale == "log" else than - value
+
     def stalled(self, value: float, rng: random.Random) -> float:
         """A run's stall, drawn per run (the lab's runs draw theirs in the run command)."""
         return value * rng.uniform(5, 60) if self.stall and rng.random() < self.stall else value
@@ -220,8 +224,10 @@ def run_labmind(workdir: Path, regime: Regime, rep: int, experiments: int) -> tu
 # -- the rules that need no lab ------------------------------------------------------------------------
 
 
-def run_ratchet(regime: Regime, rep: int, brain: ScriptedBrain, budget: int, seed: int = 0) -> Outcome:
-    """One run per idea on a fixed seed; keep when it beats the best value so far."""
+def run_ratchet(regime: Regime, rep: int, brain: ScriptedBrain, budget: int, seed: int = 0,
+                margin: float = 0.0) -> Outcome:
+    """One run per idea on a fixed seed; keep when it beats the best value so far. `margin` (in the regime's
+    noise sd, on its scale): keep only when better by that much; a negative margin keeps near-ties too."""
     stalls = random.Random(f"{rep}/stalls/ratchet")
     config: tuple[int, ...] = ()
     best = regime.stalled(regime.value(rep, config, 0.0, seed), stalls)
@@ -230,7 +236,7 @@ def run_ratchet(regime: Regime, rep: int, brain: ScriptedBrain, budget: int, see
         cand = (*config, k)
         value = regime.stalled(regime.value(rep, cand, brain.gain(cand), seed), stalls)
         runs += 1
-        if value < best:
+        if regime.better_by(value, best) > margin * regime.sd:
             keeps += 1
             false += brain.gain(cand) <= brain.gain(config)
             best, config = value, cand

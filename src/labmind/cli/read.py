@@ -22,6 +22,7 @@ from labmind.model import ExperimentKind
 from labmind.observe.live import status_view
 from labmind.store import ExperimentRow, Store, StoreError
 from labmind.store.records import experiment_json, run_json
+from labmind.task import Task
 from labmind.terminal import printable
 from labmind.verdicts import MEANING, Verdict
 
@@ -90,23 +91,23 @@ def metric_text(exp: ExperimentRow) -> str:
     return figure_text(exp.metric, exp.n_runs, ci=[exp.ci_low, exp.ci_high], short=True)
 
 
-def judgement_text(exp: ExperimentRow) -> str:
-    """The judge's numbers in one line: the effect with its CI (as a percentage on a log scale), P(better), runs."""
-    from labmind.scale import Scale, effect_text
+def judgement_text(exp: ExperimentRow, sign: float) -> str:
+    """The judge's numbers in one line: the effect as the metric's change (relative on a log scale) with its CI,
+    P(better), runs. `sign`: the task's (+1 when larger is better)."""
+    from labmind.scale import Scale, effect_with_ci_text
 
     j = exp.judgement
     verify = j.get("verify") or {}
     scale = Scale(verify.get("scale") or j.get("scale") or "linear")
     parts = []
     if j.get("effect") is not None:
-        parts.append(f"screening {effect_text(scale, j['effect'])} vs exp {j.get('reference')} on seed {j.get('seed')}")
+        parts.append(f"screening {effect_with_ci_text(scale, j['effect'], sign)} vs exp {j.get('reference')} "
+                     f"on seed {j.get('seed')}")
     if verify:
         line = f"verification vs exp {verify.get('anchor')}: {verify.get('state')}"
         if verify.get("effect") is not None:
-            low, high = verify.get("low"), verify.get("high")
-            ci = (f" (95% CI {effect_text(scale, low)} to {effect_text(scale, high)})"
-                  if low is not None and high is not None else "")
-            line += (f", {effect_text(scale, verify['effect'])}{ci}, P(better) {verify.get('p_improve', 0):.3f}, "
+            effect = effect_with_ci_text(scale, verify["effect"], sign, verify.get("low"), verify.get("high"))
+            line += (f", {effect}, P(better) {verify.get('p_improve', 0):.3f}, "
                      f"{verify.get('n_cand')} vs {verify.get('n_ref')} runs, "
                      f"{'paired' if verify.get('paired') else 'unpaired'}, level {verify.get('level', 0):.3g}")
         parts.append(line)
@@ -164,6 +165,7 @@ def show(exp: int = typer.Argument(..., help="Experiment id (see `labmind log`).
     with read_store(task_dir) as (store, _):
         row = _experiment(store, exp)
         data = experiment_dict(row, store, with_diff=True)
+        sign = Task.model_validate_json(store.lab().task_json).sign
     if json_out:
         print_json(data)
         return
@@ -180,7 +182,7 @@ def show(exp: int = typer.Argument(..., help="Experiment id (see `labmind log`).
             console.print(f"  {label}: {safe(text)}")
     p = [f"p={row.p_value:.3g}"] if row.p_value is not None else []
     console.print(f"  metric:  {row_figure(row, extra=p).text()}", highlight=False)
-    judged = judgement_text(row)
+    judged = judgement_text(row, sign)
     if judged:
         console.print(f"  judge:   {judged}")
     if row.directive:

@@ -19,7 +19,7 @@ from labmind.judge.compare import Comparison, compare
 from labmind.judge.noise import Noise
 from labmind.judge.robust import OUTLIER_K
 from labmind.judge.stats import mean_beyond
-from labmind.scale import MinEffect, Scale, effect_text, from_scale, to_scale
+from labmind.scale import MinEffect, Scale, effect_with_ci_text, from_scale, to_scale
 from labmind.task import Task
 
 #: A verification stops as a failure when the probability that the candidate is better falls below this.
@@ -61,13 +61,11 @@ class Judge:
         return to_scale(self.scale, value)
 
     def effect_text(self, effect: float) -> str:
-        return effect_text(self.scale, effect)
+        return effect_with_ci_text(self.scale, effect, self.sign)
 
     def ci_text(self, comp: Comparison) -> str:
         low, high = comp.ci
-        if not (math.isfinite(low) and math.isfinite(high)):
-            return f"{self.effect_text(comp.effect)} (95% CI not available: no noise estimate yet)"
-        return f"{self.effect_text(comp.effect)} (95% CI {self.effect_text(low)} to {self.effect_text(high)})"
+        return effect_with_ci_text(self.scale, comp.effect, self.sign, low, high)
 
     def min_on_scale(self, reference: float) -> float:
         return self.min_effect.on_scale(self.scale, reference, self.sign)

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from labmind.scale import Scale, effect_with_ci_text
+
 
 class Kind(StrEnum):
     INSIGHT = "insight"  # a confirmed improvement
@@ -46,12 +48,11 @@ class Effect:
     after: float | None = None  # at the insight's experiment
 
     def text(self) -> str:
-        def one(v: float) -> str:
-            return f"{100 * math.expm1(v):+.3g}%" if self.scale == "log" else f"{v:+.3g}"
-
-        ci = f" [{one(self.low)}, {one(self.high)}]" if self.low is not None and self.high is not None else ""
+        """As the judge says an effect: the metric's change, its direction, its 95% CI, the runs behind it."""
+        sign = 1.0 if self.goal == "maximize" else -1.0
+        effect = effect_with_ci_text(Scale(self.scale), self.value, sign, self.low, self.high)
         moved = f"{self.before:.4g} → {self.after:.4g}, " if self.before is not None and self.after is not None else ""
-        return f"{self.metric} {moved}better by {one(self.value)}{ci} (95% CI, n={self.n_cand} vs {self.n_ref})"
+        return f"{self.metric} {moved}{effect}, n={self.n_cand} vs {self.n_ref}"
 
 
 @dataclass(frozen=True)
