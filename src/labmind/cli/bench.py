@@ -60,6 +60,19 @@ def scheduler(
     console.print(table)
 
 
+def _regimes(text: str, reps: int, experiments: int) -> list[str]:
+    """The regimes named in `--regimes` (of `labmind.bench.judge`), after checking them and the bench's sizes."""
+    from labmind.bench.judge import REGIMES
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in REGIMES]
+    if unknown:
+        fail(f"unknown regime(s) {', '.join(unknown)}; choose from {', '.join(REGIMES)}")
+    if reps < 2 or experiments < 5:
+        fail("--reps must be at least 2 (for a CI) and --experiments at least 5")
+    return names
+
+
 @bench_app.command("judge")
 def judge(
     regimes: str = typer.Option(",".join(["small", "medium", "large", "speed", "heavy", "correlated"]), "--regimes",
@@ -73,12 +86,7 @@ def judge(
     tasks whose true effects are known (the real lab loop runs labmind's side)."""
     from labmind.bench.judge import REGIMES, run_regime
 
-    names = [n.strip() for n in regimes.split(",") if n.strip()]
-    unknown = [n for n in names if n not in REGIMES]
-    if unknown:
-        fail(f"unknown regime(s) {', '.join(unknown)}; choose from {', '.join(REGIMES)}")
-    if reps < 2 or experiments < 5:
-        fail("--reps must be at least 2 (for a CI) and --experiments at least 5")
+    names = _regimes(regimes, reps, experiments)
     results = []
     for name in names:
         result = run_regime(REGIMES[name], reps=reps, experiments=experiments, first_rep=first_rep)
@@ -120,12 +128,7 @@ def screening(
     perfect ceiling, against the ratchet given the claim's runs as well."""
     from labmind.bench.screening import REGIMES, run_screening
 
-    names = [n.strip() for n in regimes.split(",") if n.strip()]
-    unknown = [n for n in names if n not in REGIMES]
-    if unknown:
-        fail(f"unknown regime(s) {', '.join(unknown)}; choose from {', '.join(REGIMES)}")
-    if reps < 2 or experiments < 5:
-        fail("--reps must be at least 2 (for a CI) and --experiments at least 5")
+    names = _regimes(regimes, reps, experiments)
     results = [run_screening(REGIMES[n], reps=reps, experiments=experiments, claim_runs=claim_runs,
                              first_rep=first_rep) for n in names]
     if json_out:
