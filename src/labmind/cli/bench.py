@@ -136,14 +136,16 @@ def screening(
                      "oracle_margin": r.oracle_margin(), "rules": {rule: r.summary(rule) for rule in r.gains}}
                     for r in results])
         return
-    table = Table("regime", "rule", "runs", "true gain (± 95% CI)", "vs ratchet", header_style="bold")
+    table = Table("regime", "rule", "runs", "true gain (± 95% CI)", "vs ratchet", "minus ratchet (paired 95% CI)",
+                  header_style="bold")
     for r in results:
         best = r.oracle_margin()
         for rule in r.gains:
             s = r.summary(rule)
             label = f"{rule} (oracle)" if rule == f"margin {best:+.1f}" else rule
             table.add_row(r.regime, label, str(r.runs if rule == "ratchet" else r.screen_runs),
-                          f"{s['gain']:.3f} ± {s['ci']:.3f} (95% CI, n={s['n']})", f"{s['vs_ratchet']:.3f}")
+                          f"{s['gain']:.3f} ± {s['ci']:.3f} (95% CI, n={s['n']})", f"{s['vs_ratchet']:.3f}",
+                          f"{s['minus_ratchet']:+.3f} ± {s['minus_ratchet_ci']:.3f}")
     console.print(table)
     console.print("true gain: in noise sd (linear regimes) or log units of speed-up (speed, heavy); every rule "
                   "but the ratchet gets the runs left once a claim is paid for; (oracle): the margin picked "

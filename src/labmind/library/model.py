@@ -50,7 +50,8 @@ class Effect:
     def text(self) -> str:
         """As the judge says an effect: the metric's change, its direction, its 95% CI, the runs behind it."""
         sign = 1.0 if self.goal == "maximize" else -1.0
-        effect = effect_with_ci_text(Scale(self.scale), self.value, sign, self.low, self.high)
+        scale = Scale.LOG if self.scale == Scale.LOG else Scale.LINEAR  # an imported record is not validated
+        effect = effect_with_ci_text(scale, self.value, sign, self.low, self.high)
         moved = f"{self.before:.4g} → {self.after:.4g}, " if self.before is not None and self.after is not None else ""
         return f"{self.metric} {moved}{effect}, n={self.n_cand} vs {self.n_ref}"
 
