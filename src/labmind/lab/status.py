@@ -34,13 +34,15 @@ def experiments_made(conn: sqlite3.Connection, paths: LabPaths, lab: LabRow) -> 
     return q.candidates(conn) - q.not_taken(conn, NOT_TAKEN) - len(unclaimed)
 
 
-def best_figure(conn: sqlite3.Connection, task: Task, lab: LabRow) -> dict[str, Any] | None:
-    """The lab's best confirmed experiment (`queries.best`) with its gain over the baseline."""
-    best = q.best(conn, task.sign)
+def best_figure(conn: sqlite3.Connection, task: Task, lab: LabRow, bases: list[sqlite3.Row]
+                ) -> dict[str, Any] | None:
+    """The lab's best confirmed experiment (`queries.best`) with its gain over the baseline (`bases`: the lab's
+    baselines, read once by the caller: each read scans the experiments table)."""
+    best = q.best(conn, task.sign, bases)
     out = figure_json(best)
     if out is None or best is None:
         return None
-    base = figure_json(next(iter(q.baselines(conn)), None))
+    base = figure_json(next(iter(bases), None))
     delta = rel = None
     if base is not None:
         delta = out["metric"] - base["metric"]
@@ -72,20 +74,21 @@ def lab_status(store: Store, paths: LabPaths) -> dict[str, Any]:
     session = store.meta("session")
     session_info = json.loads(session) if session else None
     started = float(session_info.get("started_at") or now) if session_info else None
+    bases = q.baselines(conn)  # read once: the baseline figure and "best" both need them
     return {
         "lab": lab.name,
         "task_dir": str(paths.task_dir),
         "metric": {"name": task.metric.name, "goal": task.metric.goal},
         "state": "running" if pid else "stopped",
         "pid": pid,
-        "baseline": figure_json(next(iter(q.baselines(conn)), None)),
+        "baseline": figure_json(next(iter(bases), None)),
         # The number is the minimum effect in the metric's units at the baseline (0 for "auto"; None before the
         # baseline); the text is what `[noise] min_effect` says, for people ("any verified gain", "1%", "0.02").
         "min_effect": lab.min_effect,
         "min_effect_text": task.noise.parsed_min_effect().text(),
         "scale": lab.scale,
         "noise_sd": lab.noise_sd,
-        "best": best_figure(conn, task, lab),
+        "best": best_figure(conn, task, lab, bases),
         # Those that count toward --max-experiments: offers no agent has claimed (yet, or ever) do not.
         "experiments": made,
         "max_experiments": lab.settings.get("max_experiments"),

@@ -67,14 +67,16 @@ def baselines(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     return conn.execute(f"SELECT {list_columns(conn)} FROM experiments WHERE kind = 'baseline' ORDER BY id").fetchall()
 
 
-def best(conn: sqlite3.Connection, sign: float) -> sqlite3.Row | None:
+def best(conn: sqlite3.Connection, sign: float, bases: list[sqlite3.Row] | None = None) -> sqlite3.Row | None:
     """The lab's best confirmed experiment: the baseline or an `improved` one with the best metric (`sign`: +1
-    when the metric is maximised). The one definition of "best" (CLI, dashboard, report, agents, git refs)."""
+    when the metric is maximised). The one definition of "best" (CLI, dashboard, report, agents, git refs).
+    `bases`: the lab's `baselines`, when the caller has already read them (a scan of the table)."""
     improved = conn.execute(
         f"SELECT {list_columns(conn)} FROM experiments WHERE verdict = 'improved' AND metric IS NOT NULL "
         "ORDER BY metric * ? DESC, id LIMIT 1", (sign,)).fetchone()
     # Baselines first: on a tie the earlier experiment stays best, as in `lab.views.best_experiment`.
-    measured = [r for r in (*baselines(conn), improved) if r is not None and r["metric"] is not None]
+    bases = baselines(conn) if bases is None else bases
+    measured = [r for r in (*bases, improved) if r is not None and r["metric"] is not None]
     return max(measured, key=lambda r: sign * r["metric"]) if measured else None
 
 
