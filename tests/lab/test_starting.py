@@ -113,6 +113,33 @@ def test_a_holdout_evaluator_printing_another_name_stops_at_the_baseline(tmp_pat
     assert all(r["verdict"] is None for r in rows if r["kind"] == "candidate")  # none judged without a holdout
 
 
+def test_a_baseline_that_misses_the_gate_in_every_run_stops_at_the_baseline(tmp_path: Path) -> None:
+    task = make_toy(tmp_path / "task")
+    (task / "train.py").write_text("LR = 0.1\nimport os\nseed = int(os.environ.get('SEED', '0'))\n"
+                                   "print(f'loss: {1.0 + seed / 100}')\nprint(f'val_loss: {3.30 + seed / 1000}')\n")
+    _set(task, 'goal = "minimize"', 'goal = "minimize"\nsecondary = ["val_loss"]\ngate = "val_loss < 3.28"')
+    git(task, "commit", "-qam", "a target out of the baseline's reach")
+    proc = labmind("check", str(task), "--plain", check=False)
+    assert proc.returncode == 1
+    assert 'misses the task\'s target `[metric] gate = "val_loss < 3.28"` in every run' in proc.stderr
+    assert "val_loss 3.3, 3.301, 3.302" in proc.stderr  # what each baseline run reported
+    assert "labmind run --fresh" in proc.stderr
+    # One run meeting it is enough to go on: the gate is judged on candidates, with its t-test.
+    (task / "train.py").write_text("LR = 0.1\nimport os\nseed = int(os.environ.get('SEED', '0'))\n"
+                                   "print(f'loss: {1.0 + seed / 100}')\nprint(f'val_loss: {3.279 + seed / 1000}')\n")
+    git(task, "commit", "-qam", "the baseline reaches it once")
+    assert labmind("run", str(task), "--fresh", "--max-experiments", "1", "--plain").returncode == 0
+
+
+def test_a_baseline_reporting_no_gate_value_is_named(tmp_path: Path) -> None:
+    task = make_toy(tmp_path / "task")
+    _set(task, 'goal = "minimize"', 'goal = "minimize"\nsecondary = ["val_loss"]\ngate = "val_loss < 3.28"')
+    git(task, "commit", "-qam", "gate on a value train.py never prints")
+    proc = labmind("check", str(task), "--plain", check=False)
+    assert proc.returncode == 1
+    assert "the baseline's runs report no `val_loss`" in proc.stderr and "val_loss: 1.0" in proc.stderr
+
+
 def test_a_module_only_the_host_can_import_is_explained(tmp_path: Path) -> None:
     task = make_toy(tmp_path / "task")
     extra = tmp_path / "site"

@@ -96,3 +96,27 @@ def holdout_problem(run: RunRow, metric: str, command: str) -> str | None:
             f"or a JSON line {{\"{metric}\": 0.93}}; without it every candidate would be flagged holdout_failed."
             + (f" The end of its output ({held_log}):\n{tail}\n" if tail else f" It printed nothing ({held_log}).")
             )
+
+
+def gate_problem(runs: list[RunRow], gate: tuple[str, str, float] | None, gate_text: str) -> str | None:
+    """The baseline against the task's gate (its target, `[metric] gate`). Checked once, at the baseline:
+    a baseline none of whose runs meets the target, or whose runs report no value for it, would have every
+    candidate as good as the baseline dropped as 'missed the target' (or unscorable), one experiment at a
+    time. `gate_text` is the field as the task file spells it."""
+    if gate is None:
+        return None
+    name, op, bound = gate  # the task file allows `<` and `>` only
+    ok = [r for r in runs if r.outcome == "ok"]
+    if not ok:
+        return None
+    values = [r.secondary.get(name) for r in ok]
+    if any(v is None for v in values):
+        return (f"the baseline's runs report no `{name}`, which `[metric] gate = \"{gate_text}\"` needs: the "
+                f"evaluator (or the run) must print a line such as `{name}: 1.0` and the task must list it in "
+                "`[metric] secondary`")
+    if any(float(v) < bound if op == "<" else float(v) > bound for v in values if v is not None):
+        return None
+    shown = ", ".join(f"{float(v):.6g}" for v in values if v is not None)
+    return (f"the baseline misses the task's target `[metric] gate = \"{gate_text}\"` in every run ({name} "
+            f"{shown}): every candidate as good as the baseline would be dropped as 'missed the target'. Set a "
+            "target the baseline reaches (the speedrun pack: `--target`)")

@@ -37,7 +37,7 @@ from labmind.guard.holding import holding
 from labmind.judge import Judge, Noise, Scale, choose_scale, estimate, summarize
 from labmind.judge.robust import robust_location
 from labmind.lab import promotion
-from labmind.lab.diagnose import baseline_failed_message, holdout_problem
+from labmind.lab.diagnose import baseline_failed_message, gate_problem, holdout_problem
 from labmind.lab.ledger import Ledger
 from labmind.lab.verification import UNSELECTED, Verifier
 from labmind.model import ExperimentKind, ExperimentStatus, RunPurpose, RunStatus
@@ -234,6 +234,13 @@ class Referee:
                           f"`labmind run --fresh {self.paths.task_dir}`.")
             return
         if any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in runs):
+            return
+        metric = self.task.metric
+        missed = gate_problem(done, metric.parsed_gate(), metric.gate or "")
+        if missed is not None:
+            # Checked at the baseline: later, every candidate as good as it would be dropped one at a time.
+            self.finish(exp.id, Verdict.NOT_IMPROVED, missed.split(":")[0])
+            self.fatal = f"{missed}; then commit and start afresh with `labmind run --fresh {self.paths.task_dir}`."
             return
         values = [float(r.metric) for r in done if r.metric is not None]
         scale, why = choose_scale(self.task.metric.scale, values)
