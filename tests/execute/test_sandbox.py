@@ -238,3 +238,13 @@ def test_no_capability_survives_inside(tmp_path: Path) -> None:
     caps = dict(line.split(":") for line in out.splitlines() if line.startswith("Cap"))
     assert caps and all(int(v.strip(), 16) == 0 for v in caps.values()), out
     assert "REMOUNTED" not in out and "UNMOUNTED" not in out
+
+
+def test_places_sandboxed_runs_cannot_see_are_named(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from labmind.execute.sandbox import hidden_from_runs
+
+    home = Path.home()
+    assert "private to each sandboxed run" in (hidden_from_runs(Path("/tmp/shards")) or "")
+    assert "the sandbox hides" in (hidden_from_runs(home / "data" / "shards") or "")
+    assert hidden_from_runs(home / ".cache" / "labmind" / "speedrun") is None  # bound back read-only
+    assert hidden_from_runs(Path("/srv/data")) is None

@@ -199,6 +199,18 @@ def default_hidden(lab_dir: Path) -> list[Path]:
     return [lab_dir, home, *(home / p for p in SECRET_HOME_PATHS)]
 
 
+def hidden_from_runs(path: Path) -> str | None:
+    """Why sandboxed runs would not see `path` (data a task reads from outside its worktree), or None when
+    they do: each run's /tmp is its own, and the home directory is hidden except what `tool_paths` binds
+    back (~/.cache, read-only)."""
+    resolved, home = path.resolve(), Path.home().resolve()
+    if resolved.is_relative_to(Path("/tmp").resolve()):
+        return f"{path} lies under /tmp, which is private to each sandboxed run"
+    if resolved.is_relative_to(home) and not resolved.is_relative_to(home / ".cache"):
+        return f"{path} lies in the home directory, which the sandbox hides (all but ~/.cache)"
+    return None
+
+
 def tool_paths() -> list[Path]:
     """Directories sandboxed code needs although they live where the sandbox hides things: the
     interpreter, PATH entries and the user site-packages under /tmp (private inside the sandbox) or

@@ -116,6 +116,18 @@ def test_work_moved_before_the_clock_shows_in_untimed_seconds(packed: Path, tmp_
     assert "untimed_s <= 900" in (task / "labmind.toml").read_text()
 
 
+def test_shards_runs_cannot_see_are_named_when_packing_and_when_running(packed: Path, tmp_path: Path) -> None:
+    result = pack(f"local:{write_corpus(tmp_path / 'c')}", tmp_path / "task", tmp_path / "data",
+                  "--any-commit", "--target", "4", "--val-tokens", "2048")
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = " ".join((result.stdout + result.stderr).split())
+    assert "warning: the training shards are outside the task and" in said and "private to each sandboxed run" in said
+    run = run_in(packed, "-c", "import labmind_speedrun; labmind_speedrun.training_data('/nonexistent/shards')")
+    assert run.returncode != 0
+    assert "no training shards (data/fineweb10B/fineweb_train_*.bin) under /nonexistent/shards" in run.stderr
+    assert "labmind_speedrun.training_data(" in (packed / "train_gpt.py").read_text()  # the edit calls it
+
+
 def test_an_edit_whose_anchor_is_missing_stops_packing(tmp_path: Path) -> None:
     upstream = tmp_path / "upstream"
     shutil.copytree(FAKE_UPSTREAM, upstream)

@@ -104,7 +104,7 @@ def train_edits(plan: EditPlan) -> list[Edit]:
              new="    import itertools  # labmind: multi-epoch when the shards run out\n"
                  "    file_iter = itertools.cycle(files)\n"),
         Edit("data-root", "the pack's training shards", line='    data_path = os.environ.get("DATA_PATH", ".")',
-             new=f"    data_path = {plan.data_root!r}  # labmind: the pack's shards\n"),
+             new=f"    data_path = labmind_speedrun.training_data({plan.data_root!r})  # labmind: the pack's shards\n"),
         Edit("val-files", "warm-up compiles the evaluation graph on the task's validation stream",
              line="    val_files: str =",
              new='    val_files: str = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data/val.bin")  '

@@ -41,6 +41,7 @@ def speedrun(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Make a labmind task from modded-nanogpt: time to a target loss, the record's protocol."""
+    from labmind.execute.sandbox import hidden_from_runs
     from labmind.packs.speedrun.build import COMPARABILITY, PackError, PackOptions, build_task
 
     try:
@@ -66,5 +67,10 @@ def speedrun(
     console.print(f"metric: train_time_s with val_loss < {result.target:g} (gate: one-sided t-test at "
                   f"{gate_level:g} over up to {confirm_seeds} fresh-seed runs)", highlight=False)
     console.print(f"[yellow]note:[/] {COMPARABILITY}", highlight=False)
+    hidden = hidden_from_runs(result.data_root)
+    if hidden:
+        console.print(f"[yellow]warning:[/] the training shards are outside the task and {hidden}: runs under "
+                      "the bubblewrap sandbox will not find them (pack with --data-dir elsewhere, e.g. the "
+                      "default ~/.cache/labmind/speedrun, or run with --sandbox none)", highlight=False)
     console.print(f"next: labmind check {result.task_dir}   then   labmind run {result.task_dir} --gpus 0",
                   highlight=False)

@@ -67,6 +67,19 @@ def tokenizer_ranks() -> dict[bytes, int]:
     return dict(tiktoken.get_encoding("gpt2")._mergeable_ranks)
 
 
+def training_data(root: str) -> str:
+    """The pack's training-shard folder, checked before upstream's loader globs it: an empty glob there ends
+    in a bare StopIteration deep in the data generator. Under labmind's sandbox a run sees neither /tmp nor the
+    home directory (only ~/.cache, read-only), so shards packed there are missing to the run."""
+    shards = sorted((Path(root) / "data" / "fineweb10B").glob("fineweb_train_*.bin"))
+    if not shards:
+        raise FileNotFoundError(
+            f"no training shards (data/fineweb10B/fineweb_train_*.bin) under {root}: they were moved or deleted, "
+            "or the run cannot see that folder (labmind's sandbox hides /tmp and the home directory except "
+            "~/.cache). Pack again with --data-dir in a folder runs see (the default ~/.cache/labmind/speedrun)")
+    return root
+
+
 def _sync() -> None:
     import torch
 
