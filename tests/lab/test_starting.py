@@ -50,6 +50,24 @@ def test_a_failing_baseline_stops_at_its_first_run_with_the_log_tail(tmp_path: P
     assert len(finished) == 1  # before: all three baseline runs ran
 
 
+def test_a_crash_under_a_launcher_names_the_workers_error(tmp_path: Path) -> None:
+    # torchrun ends a failed worker's log with its own ChildFailedError and a summary box: the verdict names
+    # the worker's exception, not the box's last line.
+    task = make_toy(tmp_path / "task")
+    (task / "train.py").write_text(
+        "LR = 0.1\nimport sys\nerr = sys.stderr\n"
+        "print('[rank0]: Traceback (most recent call last):', file=err)\n"
+        "print('[rank0]: FileNotFoundError: No files found for pattern: shards/*.bin', file=err)\n"
+        "print('torch.distributed.elastic.multiprocessing.errors.ChildFailedError: ', file=err)\n"
+        "print('=' * 60, file=err)\nprint('train.py FAILED', file=err)\nprint('=' * 60, file=err)\nsys.exit(1)\n")
+    git(task, "commit", "-qam", "a worker that cannot find its data")
+    proc = labmind("run", str(task), "--plain", check=False)
+    assert proc.returncode == 1
+    said = " ".join(proc.stderr.split())
+    assert "(exit code 1); error: FileNotFoundError: No files found for pattern: shards/*.bin" in said
+    assert "last output: ====" not in said
+
+
 def test_a_hanging_baseline_costs_one_timeout(tmp_path: Path) -> None:
     task = make_toy(tmp_path / "task", timeout="2s")
     (task / "train.py").write_text("LR = 0.1\nimport time\nprint('warming up', flush=True)\ntime.sleep(600)\n")

@@ -21,6 +21,22 @@ def log_tail(text: str | None, lines: int = TAIL_LINES) -> str:
     return "\n".join("  | " + line[:300] for line in kept)
 
 
+#: An exception line of a Python traceback, also as torchrun's workers print it (`[rank0]: ValueError: ...`).
+_ERROR_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit)\b(?::.*)?)$")
+#: Exceptions of launchers that only report that a worker failed (the worker's own error says why).
+_LAUNCHER_ERRORS = ("ChildFailedError", "SignalException")
+
+
+def error_line(log: str | None) -> str | None:
+    """The last exception a run's log names, skipping launchers' wrappers: torchrun ends a failed worker's
+    log with its own 'ChildFailedError' and a summary box, so the log's last line says nothing of the cause."""
+    for line in reversed((log or "").splitlines()):
+        m = _ERROR_LINE.match(line.strip())
+        if m and not any(name in m.group(1).split(":")[0] for name in _LAUNCHER_ERRORS):
+            return m.group(1).strip()
+    return None
+
+
 def host_module_hint(log: str | None) -> str | None:
     """A run that failed to import a module this process can import: the run does not see the host's
     PYTHONPATH (runs get a scrubbed environment) or the folder it lives in (the sandbox hides the home

@@ -37,7 +37,7 @@ from labmind.guard.holding import holding
 from labmind.judge import Judge, Noise, Scale, choose_scale, estimate, summarize
 from labmind.judge.robust import robust_location
 from labmind.lab import promotion
-from labmind.lab.diagnose import baseline_failed_message, gate_problem, holdout_problem
+from labmind.lab.diagnose import baseline_failed_message, error_line, gate_problem, holdout_problem
 from labmind.lab.ledger import Ledger
 from labmind.lab.verification import UNSELECTED, Verifier
 from labmind.model import ExperimentKind, ExperimentStatus, RunPurpose, RunStatus
@@ -406,7 +406,10 @@ class Referee:
         }[verdict]
         last = (run.log_tail or "").strip().splitlines()[-1:] or [""]
         reason = f"{run.purpose} run {run.id} (seed {run.seed}): {MEANING[verdict]} ({detail})"
-        if last[0]:
+        cause = error_line(run.log_tail) if verdict == Verdict.CRASHED else None
+        if cause:
+            reason += f"; error: {cause[:200]}"
+        elif last[0]:
             reason += f"; last output: {last[0][:200]}"
         return Failure(verdict, reason)
 
