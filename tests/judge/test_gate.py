@@ -3,6 +3,8 @@ claim needs the candidate's fresh-seed runs to pass a one-sided t-test of their 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from scipy import stats
 
@@ -82,3 +84,21 @@ def test_a_bad_gate_is_named(tmp_path, metric: dict, message: str) -> None:
         + "\n".join(lines) + "\n")
     with pytest.raises(TaskError, match=message):
         load_task(tmp_path)
+
+
+def test_the_baseline_against_the_gate() -> None:
+    from labmind.judge.gate import baseline_problem, meets
+
+    lower = ("val_loss", "<", 3.28)
+    assert baseline_problem([3.30, 3.279, 3.31], lower, "val_loss < 3.28") is None  # one run meeting it is enough
+    missed = baseline_problem([3.30, 3.31, None], lower, "val_loss < 3.28")
+    assert missed is not None and not missed.no_value
+    assert 'target `[metric] gate = "val_loss < 3.28"` in every run (val_loss 3.3, 3.31, none)' in missed.reason
+    assert baseline_problem([None, None], lower, "val_loss < 3.28").no_value  # type: ignore[union-attr]
+    assert baseline_problem([math.nan, math.inf], lower, "x").no_value  # type: ignore[union-attr]
+    # `>` gates, and non-finite values never meet a gate (as on candidates)
+    upper = ("accuracy", ">", 0.9)
+    assert baseline_problem([0.95], upper, "accuracy > 0.9") is None
+    assert baseline_problem([0.5, 0.89], upper, "accuracy > 0.9") is not None
+    assert meets(math.inf, ">", 0.9) is None and meets(None, "<", 1.0) is None and meets(0.5, "<", 1.0) is True
+    assert baseline_problem([0.5], None, "") is None  # no gate, nothing to check

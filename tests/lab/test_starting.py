@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .toy import LABMIND, git, labmind, make_toy, status
+from .toy import LABMIND, git, labmind, log, make_toy, status
 
 
 def _set(task: Path, old: str, new: str, file: str = "labmind.toml") -> None:
@@ -155,7 +155,9 @@ def test_a_baseline_reporting_no_gate_value_is_named(tmp_path: Path) -> None:
     git(task, "commit", "-qam", "gate on a value train.py never prints")
     proc = labmind("check", str(task), "--plain", check=False)
     assert proc.returncode == 1
-    assert "the baseline's runs report no `val_loss`" in proc.stderr and "val_loss: 1.0" in proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert "the baseline's runs report no finite `val_loss`" in said and "`val_loss: 1.0` in every run" in said
+    assert log(task)[0]["verdict"] == "no_metric"
 
 
 def test_a_module_only_the_host_can_import_is_explained(tmp_path: Path) -> None:

@@ -202,12 +202,14 @@ def default_hidden(lab_dir: Path) -> list[Path]:
 def hidden_from_runs(path: Path) -> str | None:
     """Why sandboxed runs would not see `path` (data a task reads from outside its worktree), or None when
     they do: each run's /tmp is its own, and the home directory is hidden except what `tool_paths` binds
-    back (~/.cache, read-only)."""
+    back read-only (~/.cache, and the folders holding the interpreter, PATH entries and site-packages)."""
     resolved, home = path.resolve(), Path.home().resolve()
+    if any(resolved.is_relative_to(bound) for bound in tool_paths()):
+        return None
     if resolved.is_relative_to(Path("/tmp").resolve()):
         return f"{path} lies under /tmp, which is private to each sandboxed run"
     if resolved.is_relative_to(home) and not resolved.is_relative_to(home / ".cache"):
-        return f"{path} lies in the home directory, which the sandbox hides (all but ~/.cache)"
+        return f"{path} lies in the home directory, which the sandbox hides (all but ~/.cache and the tools' folders)"
     return None
 
 

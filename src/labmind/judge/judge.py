@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from labmind.findings import Finding, rules_of
 from labmind.judge.compare import Comparison, compare
+from labmind.judge.gate import meets
 from labmind.judge.noise import Noise
 from labmind.judge.robust import OUTLIER_K
 from labmind.judge.stats import mean_beyond
@@ -86,9 +87,10 @@ class Judge:
             return None
         name, op, bound = gate
         value = secondary.get(name)
-        if value is None or not math.isfinite(value):
+        met = meets(value, op, bound)
+        if met is None:
             return f"the run reported no {name}, so its target {name} {op} {bound:g} cannot be checked"
-        if not _OPS[op](value, bound):
+        if not met:
             return f"missed the target: {name} {value:g}, needed {op} {bound:g}"
         return None
 

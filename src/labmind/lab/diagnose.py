@@ -1,4 +1,5 @@
-"""What to tell a person when the baseline cannot be measured: the log's end, a known cause and the fix."""
+"""What to tell a person when a run or the baseline fails: the log's end, the exception that ended it, a known
+cause and the fix."""
 
 from __future__ import annotations
 
@@ -21,20 +22,37 @@ def log_tail(text: str | None, lines: int = TAIL_LINES) -> str:
     return "\n".join("  | " + line[:300] for line in kept)
 
 
-#: An exception line of a Python traceback, also as torchrun's workers print it (`[rank0]: ValueError: ...`).
-_ERROR_LINE = re.compile(r"^(?:\[rank\d+\]:\s*)?((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit)\b(?::.*)?)$")
-#: Exceptions of launchers that only report that a worker failed (the worker's own error says why).
+#: A worker's prefix as torchrun prints it: `[rank0]:`, or `[default0]:` with --tee/--redirects.
+_WORKER_PREFIX = re.compile(r"^\[(?:rank|default)\d+\]:\s?")
+_TRACEBACK = "Traceback (most recent call last):"
+#: Exceptions of launchers that only report that a worker failed (the worker's own traceback says why).
 _LAUNCHER_ERRORS = ("ChildFailedError", "SignalException")
 
 
 def error_line(log: str | None) -> str | None:
-    """The last exception a run's log names, skipping launchers' wrappers: torchrun ends a failed worker's
-    log with its own 'ChildFailedError' and a summary box, so the log's last line says nothing of the cause."""
-    for line in reversed((log or "").splitlines()):
-        m = _ERROR_LINE.match(line.strip())
-        if m and not any(name in m.group(1).split(":")[0] for name in _LAUNCHER_ERRORS):
-            return m.group(1).strip()
+    """The exception that ended the log's last traceback (a worker's, not a launcher's), or None when the
+    log holds no traceback. torchrun ends a failed worker's log with its own ChildFailedError traceback and a
+    summary box, so the log's last line says nothing of the cause."""
+    lines = [_WORKER_PREFIX.sub("", line) for line in (log or "").splitlines()]
+    starts = [i for i, line in enumerate(lines) if line.strip() == _TRACEBACK]
+    for start in reversed(starts):
+        # Frames and their source lines are indented; the first line that is not is the exception.
+        exc = next((line.strip() for line in lines[start + 1:] if line.strip() and not line[0].isspace()), None)
+        if exc and not any(name in exc.split(":")[0] for name in _LAUNCHER_ERRORS):
+            return exc
     return None
+
+
+def crash_cause(run: RunRow) -> str | None:
+    """What to say of a crashed run: the exception of its last traceback, read from the log on disk (the
+    stored tail of a multi-GPU run can hold only the launcher's part). None when labmind itself ended the run
+    (its `labmind: killed: ...` line, naming the limit, is the last line and says it best) or the log holds
+    no traceback."""
+    tail = (run.log_tail or "").strip().splitlines()
+    if tail and tail[-1].startswith("labmind:"):
+        return None
+    text = _read_tail(Path(run.log_path), 256_000) if run.log_path else ""
+    return error_line(text or run.log_tail)
 
 
 def host_module_hint(log: str | None) -> str | None:
@@ -113,26 +131,3 @@ def holdout_problem(run: RunRow, metric: str, command: str) -> str | None:
             + (f" The end of its output ({held_log}):\n{tail}\n" if tail else f" It printed nothing ({held_log}).")
             )
 
-
-def gate_problem(runs: list[RunRow], gate: tuple[str, str, float] | None, gate_text: str) -> str | None:
-    """The baseline against the task's gate (its target, `[metric] gate`). Checked once, at the baseline:
-    a baseline none of whose runs meets the target, or whose runs report no value for it, would have every
-    candidate as good as the baseline dropped as 'missed the target' (or unscorable), one experiment at a
-    time. `gate_text` is the field as the task file spells it."""
-    if gate is None:
-        return None
-    name, op, bound = gate  # the task file allows `<` and `>` only
-    ok = [r for r in runs if r.outcome == "ok"]
-    if not ok:
-        return None
-    values = [r.secondary.get(name) for r in ok]
-    if any(v is None for v in values):
-        return (f"the baseline's runs report no `{name}`, which `[metric] gate = \"{gate_text}\"` needs: the "
-                f"evaluator (or the run) must print a line such as `{name}: 1.0` and the task must list it in "
-                "`[metric] secondary`")
-    if any(float(v) < bound if op == "<" else float(v) > bound for v in values if v is not None):
-        return None
-    shown = ", ".join(f"{float(v):.6g}" for v in values if v is not None)
-    return (f"the baseline misses the task's target `[metric] gate = \"{gate_text}\"` in every run ({name} "
-            f"{shown}): every candidate as good as the baseline would be dropped as 'missed the target'. Set a "
-            "target the baseline reaches (the speedrun pack: `--target`)")

@@ -35,9 +35,10 @@ from labmind.findings import Finding, merged, rules_of
 from labmind.guard.candidate import Clock, Measurement, check_candidate
 from labmind.guard.holding import holding
 from labmind.judge import Judge, Noise, Scale, choose_scale, estimate, summarize
+from labmind.judge.gate import baseline_problem
 from labmind.judge.robust import robust_location
 from labmind.lab import promotion
-from labmind.lab.diagnose import baseline_failed_message, error_line, gate_problem, holdout_problem
+from labmind.lab.diagnose import baseline_failed_message, crash_cause, holdout_problem
 from labmind.lab.ledger import Ledger
 from labmind.lab.verification import UNSELECTED, Verifier
 from labmind.model import ExperimentKind, ExperimentStatus, RunPurpose, RunStatus
@@ -236,11 +237,12 @@ class Referee:
         if any(r.status in (RunStatus.QUEUED, RunStatus.RUNNING) for r in runs):
             return
         metric = self.task.metric
-        missed = gate_problem(done, metric.parsed_gate(), metric.gate or "")
+        gate = metric.parsed_gate()
+        missed = baseline_problem([r.secondary.get(gate[0]) for r in done] if gate else [], gate, metric.gate or "")
         if missed is not None:
-            # Checked at the baseline: later, every candidate as good as it would be dropped one at a time.
-            self.finish(exp.id, Verdict.NOT_IMPROVED, missed.split(":")[0])
-            self.fatal = f"{missed}; then commit and start afresh with `labmind run --fresh {self.paths.task_dir}`."
+            self.finish(exp.id, Verdict.NO_METRIC if missed.no_value else Verdict.NOT_IMPROVED, missed.reason)
+            self.fatal = (f"{missed.message}; then commit and start afresh with "
+                          f"`labmind run --fresh {self.paths.task_dir}`.")
             return
         values = [float(r.metric) for r in done if r.metric is not None]
         scale, why = choose_scale(self.task.metric.scale, values)
@@ -406,7 +408,7 @@ class Referee:
         }[verdict]
         last = (run.log_tail or "").strip().splitlines()[-1:] or [""]
         reason = f"{run.purpose} run {run.id} (seed {run.seed}): {MEANING[verdict]} ({detail})"
-        cause = error_line(run.log_tail) if verdict == Verdict.CRASHED else None
+        cause = crash_cause(run) if verdict == Verdict.CRASHED else None
         if cause:
             reason += f"; error: {cause[:200]}"
         elif last[0]:

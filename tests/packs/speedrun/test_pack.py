@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -117,8 +118,10 @@ def test_work_moved_before_the_clock_shows_in_untimed_seconds(packed: Path, tmp_
 
 
 def test_shards_runs_cannot_see_are_named_when_packing_and_when_running(packed: Path, tmp_path: Path) -> None:
-    result = pack(f"local:{write_corpus(tmp_path / 'c')}", tmp_path / "task", tmp_path / "data",
+    shards = Path(tempfile.mkdtemp(prefix="labmind-shards-", dir="/tmp"))  # under /tmp whatever TMPDIR says
+    result = pack(f"local:{write_corpus(tmp_path / 'c')}", tmp_path / "task", shards,
                   "--any-commit", "--target", "4", "--val-tokens", "2048")
+    shutil.rmtree(shards, ignore_errors=True)
     assert result.returncode == 0, result.stdout + result.stderr
     said = " ".join((result.stdout + result.stderr).split())
     assert "warning: the training shards are outside the task and" in said and "private to each sandboxed run" in said

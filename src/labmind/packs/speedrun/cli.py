@@ -70,7 +70,7 @@ def speedrun(
     hidden = hidden_from_runs(result.data_root)
     if hidden:
         console.print(f"[yellow]warning:[/] the training shards are outside the task and {hidden}: runs under "
-                      "the bubblewrap sandbox will not find them (pack with --data-dir elsewhere, e.g. the "
-                      "default ~/.cache/labmind/speedrun, or run with --sandbox none)", highlight=False)
+                      "the bubblewrap sandbox will not find them: pack again with --data-dir where runs see it, "
+                      "e.g. the default ~/.cache/labmind/speedrun", highlight=False)
     console.print(f"next: labmind check {result.task_dir}   then   labmind run {result.task_dir} --gpus 0",
                   highlight=False)

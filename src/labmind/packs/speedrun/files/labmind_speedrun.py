@@ -68,9 +68,10 @@ def tokenizer_ranks() -> dict[bytes, int]:
 
 
 def training_data(root: str) -> str:
-    """The pack's training-shard folder, checked before upstream's loader globs it: an empty glob there ends
-    in a bare StopIteration deep in the data generator. Under labmind's sandbox a run sees neither /tmp nor the
-    home directory (only ~/.cache, read-only), so shards packed there are missing to the run."""
+    """The pack's training-shard folder, checked when train_gpt.py's Hyperparameters are defined, at import:
+    upstream's loader finds a missing folder only at the first training step, after minutes of compilation
+    and warm-up. Under labmind's sandbox a run sees neither /tmp nor the home directory (only ~/.cache and
+    the tools' folders, read-only), so shards packed there are missing to the run."""
     shards = sorted((Path(root) / "data" / "fineweb10B").glob("fineweb_train_*.bin"))
     if not shards:
         raise FileNotFoundError(
