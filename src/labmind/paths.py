@@ -27,6 +27,11 @@ class LabPaths:
         return self.root / "worktrees"
 
     @property
+    def compile_cache(self) -> Path:
+        """`[run] compile_cache`: written by the baseline's runs only, copied into every other run."""
+        return self.root / "compile-cache"
+
+    @property
     def transcripts(self) -> Path:
         return self.root / "transcripts"
 

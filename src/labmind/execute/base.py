@@ -50,6 +50,17 @@ class Change:
 
 
 @dataclass(frozen=True)
+class CompileCache:
+    """`[run] compile_cache`: the variables naming compiler caches and the lab's cache folder (on the host
+    the run happens on). A `writer` run (the baseline's: the task's own code) uses the folder itself; any
+    other run a private copy, gone with the run, so nothing it writes reaches a later run."""
+
+    variables: tuple[str, ...]
+    folder: Path
+    writer: bool
+
+
+@dataclass(frozen=True)
 class RunRequest:
     """One run as the lab asks for it: where the code comes from and what to do with it, with no path of a
     checkout in it (the executor makes those, on whatever host the run happens)."""
@@ -78,6 +89,7 @@ class RunRequest:
     #: Where the run's declared artifacts are copied afterwards, on the lab host (None: they are dropped
     #: with the run's checkout once the evaluators have read them).
     bring_back: Path | None = None
+    cache: CompileCache | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,9 @@ class RunSpec:
     token: str = ""  # marks every process of this run (LABMIND_RUN_TOKEN) so none can outlive it
     #: Resource limits of the run and of its evaluations (None: no limits; the lab always sets them).
     limits: RunLimits | None = None
+    cache: CompileCache | None = None  # the run command's compiler caches (not the evaluators')
+    #: Host paths besides `writable` the run command may write (its compiler caches' folder).
+    extra_writable: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)

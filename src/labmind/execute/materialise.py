@@ -94,7 +94,7 @@ async def run_request(request: RunRequest, slot: Slot, runner: PreparedRunner, c
             hidden=request.hidden if hidden is None else hidden,
             run_hidden=tuple(hide_targets(task_dir, list(request.hide))),
             evaluate=request.evaluate, holdout=request.holdout, env=dict(request.env), token=request.token,
-            limits=request.limits)
+            limits=request.limits, cache=request.cache)
         if request.evaluate or request.holdout:
             pristine = await asyncio.to_thread(checkouts.make, request.change, f"eval-{request.run_id}")
             worktrees.append(pristine)

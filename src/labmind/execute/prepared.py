@@ -5,6 +5,7 @@ run request (base commit + patch) in worktrees (see checkout.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import math
 import os
@@ -20,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
-from labmind.execute.base import RunOutcome, RunSpec, RunStatus, Slot
+from labmind.execute.base import CompileCache, RunOutcome, RunSpec, RunStatus, Slot
 from labmind.execute.cgroups import Cgroups, find_cgroups
 from labmind.execute.limits import RunLimits
 from labmind.execute.metric import ParsedMetrics, is_usable, parse_log
@@ -172,7 +173,12 @@ class PreparedRunner:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(slot.gpus)))
                 env["LABMIND_GPUS"] = ",".join(map(str, slot.gpus))
             command_spec = replace(spec, hidden=(*spec.hidden, *spec.run_hidden))
-            proc = await self._exec(spec.command, command_spec, slot, env, token, spec.timeout_s)
+            command_env = env
+            if spec.cache is not None:
+                folder = await asyncio.to_thread(cache_folder, spec.cache, Path(scratch))
+                command_env = {**env, **{name: str(folder / name) for name in spec.cache.variables}}
+                command_spec = replace(command_spec, extra_writable=(folder,))
+            proc = await self._exec(spec.command, command_spec, slot, command_env, token, spec.timeout_s)
             # The candidate's wall clock, measured here and excluding the trusted evaluation.
             times = (started, time.time())
             run_end = _size(spec.log_path)
@@ -218,7 +224,7 @@ class PreparedRunner:
         argv = self._sandbox.wrap(
             ["bash", "-c", command],
             workdir=spec.workdir,
-            writable=[spec.writable],
+            writable=[spec.writable, *spec.extra_writable],
             readonly=list(spec.protected),
             hidden=list(spec.hidden),
             gpus=self._devices(slot),
@@ -285,6 +291,20 @@ class PreparedRunner:
             sandbox=self._sandbox.name,
             self_reported=self_reported,
         )
+
+
+def cache_folder(cache: CompileCache, scratch: Path) -> Path:
+    """The folder a run's compiler caches live in: the lab's own for a writer (the baseline's runs), else a
+    private copy of it under the run's scratch directory (what the run writes there goes with it)."""
+    if cache.writer:
+        folder = cache.folder
+    else:
+        folder = scratch / "compile-cache"
+        if cache.folder.is_dir():
+            shutil.copytree(cache.folder, folder, symlinks=True)
+    for name in cache.variables:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def _evaluation_spec(spec: RunSpec) -> RunSpec:

@@ -147,7 +147,9 @@ def execute_on_worker(request: RunRequest, slot: Slot, sandbox_mode: str, fetch_
         # on this host too (when a worker shares the lab's machine).
         hidden = (*default_hidden(root), *(p for p in request.hidden if os.path.lexists(p)))
         checkouts = Checkouts(repo, scratch / "worktrees", made=_MADE.setdefault(repo, {}))
-        outcome = asyncio.run(run_request(replace(request, bring_back=back), slot, runner, checkouts,
+        # The lab's compiler caches live on this host, one folder per lab start (base commit).
+        cache = request.cache and replace(request.cache, folder=root / "compile-cache" / request.change.base[:16])
+        outcome = asyncio.run(run_request(replace(request, bring_back=back, cache=cache), slot, runner, checkouts,
                                           hidden=tuple(hidden), log_path=log))
         holdout = log.with_name(log.name + ".holdout")
         return WorkerResult(outcome=replace(outcome, where=where), log=_read(log),

@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from labmind.execute.base import Change, RunOutcome, RunRequest, Slot
+from labmind.execute.base import Change, CompileCache, RunOutcome, RunRequest, Slot
 from labmind.execute.limits import RunLimits
 from labmind.execute.sandbox import default_hidden
 from labmind.findings import Finding
@@ -19,9 +19,9 @@ from labmind.lab.judging import PROTECTED_FLAG
 from labmind.lab.ledger import Ledger
 from labmind.lab.overlap import KIND as OVERLAP
 from labmind.lab.overlap import overlap_text
-from labmind.model import RunPurpose, RunStatus
+from labmind.model import ExperimentKind, RunPurpose, RunStatus
 from labmind.paths import LabPaths
-from labmind.store import RunRow
+from labmind.store import ExperimentRow, RunRow
 from labmind.task import Task
 from labmind.workspace import git as gitops
 from labmind.workspace.scope import DigestCaps, hide_targets
@@ -84,7 +84,14 @@ class Runs:
             holdout=metric.holdout if run.purpose in (RunPurpose.BASELINE, RunPurpose.CONFIRM) else None,
             artifacts=tuple(self.task.run.artifacts), protected=tuple(self.task.task.protected),
             protected_digest=self.protected_digest, digest_caps=self.digest_caps, hide=tuple(self.task.run.hide),
-            hidden=tuple(hidden_paths(self.paths, self.repo.root, self.task)))
+            hidden=tuple(hidden_paths(self.paths, self.repo.root, self.task)), cache=self.cache(run, exp))
+
+    def cache(self, run: RunRow, exp: ExperimentRow) -> CompileCache | None:
+        """The run's compiler caches (`[run] compile_cache`): only the baseline's own runs write the lab's."""
+        if not self.task.run.compile_cache:
+            return None
+        writer = exp.kind == ExperimentKind.BASELINE and run.purpose == RunPurpose.BASELINE
+        return CompileCache(tuple(self.task.run.compile_cache), self.paths.compile_cache, writer)
 
     def change_of(self, commit: str) -> Change:
         """The change runs of `commit` are shipped as: the lab's starting commit (which every executor can

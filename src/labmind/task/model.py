@@ -88,6 +88,11 @@ class RunSection(_Section):
     processes: ProcessLimit = 4096
     file_size: FileSizeLimit = 64 << 30
     log_size: LogSizeLimit = 256 << 20
+    #: Environment variables naming compiler caches (e.g. TRITON_CACHE_DIR, TORCHINDUCTOR_CACHE_DIR). labmind
+    #: points them at the lab's cache, which only the baseline's runs write (the task's own committed code);
+    #: every other run gets a private copy of it, so it reuses what it did not change and cannot leave state
+    #: for later runs. Off by default: each run compiles from nothing.
+    compile_cache: list[str] = []
     #: Runs that measure time: each runs alone (no other run of the lab starts while it runs, and it waits for
     #: the others to end), so slots sharing a machine cannot disturb each other's timings.
     exclusive: bool = False
@@ -111,6 +116,15 @@ class RunSection(_Section):
     def _env(cls, value: list[str]) -> list[str]:
         for item in value:
             check_env_name(item.partition("=")[0])
+        return value
+
+    @field_validator("compile_cache")
+    @classmethod
+    def _compile_cache(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if "=" in name:
+                raise ValueError(f"give the variable's name only (labmind sets its value), got {name!r}")
+            check_env_name(name)
         return value
 
 

@@ -30,6 +30,7 @@ def test_the_task_declares_editable_protected_metric_and_gate(packed: Path) -> N
     assert task.noise.confirm_seeds == 4
     assert ("untimed_s", "<=", 900.0) in task.metric.parsed_constraints()
     assert task.run.command == "torchrun --standalone --nproc_per_node=1 train_gpt.py"
+    assert task.run.compile_cache == ["TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR"]  # minutes of compilation
     pack_json = json.loads((packed / "pack.json").read_text())
     assert [e["name"] for e in pack_json["edits"]["train_gpt.py"]] == [
         e.name for e in adapt.train_edits(adapt.EditPlan("/x", 1))]
