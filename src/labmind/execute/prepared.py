@@ -31,6 +31,7 @@ from labmind.execute.sandbox import Sandbox
 from labmind.execute.slots import gpu_device_nodes
 from labmind.numeric import why_unusable
 from labmind.workspace.digests import first_symlink
+from labmind.workspace.git import force_rmtree
 
 EVAL_SEPARATOR = "----- labmind: trusted evaluation -----"
 TAIL_LINES = 40
@@ -175,9 +176,13 @@ class PreparedRunner:
             command_spec = replace(spec, hidden=(*spec.hidden, *spec.run_hidden))
             command_env = env
             if spec.cache is not None:
-                folder = await asyncio.to_thread(cache_folder, spec.cache, Path(scratch))
+                folder, problem = await asyncio.to_thread(cache_folder, spec.cache, Path(scratch))
+                if problem:
+                    _append(spec.log_path, f"labmind: the lab's compile cache could not be copied ({problem}); "
+                                           "this run starts with empty caches\n")
                 command_env = {**env, **{name: str(folder / name) for name in spec.cache.variables}}
                 command_spec = replace(command_spec, extra_writable=(folder,))
+                started = time.time()  # the run's time starts after the copy
             proc = await self._exec(spec.command, command_spec, slot, command_env, token, spec.timeout_s)
             # The candidate's wall clock, measured here and excluding the trusted evaluation.
             times = (started, time.time())
@@ -202,7 +207,8 @@ class PreparedRunner:
             outcome = self._judge_metrics(spec, eval_metrics, run_metrics, times, start_offset)
             return await self._with_holdout(outcome, spec, slot, env, token)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            # A run may have made parts of its cache copy unreadable or unwritable: remove it all anyway.
+            force_rmtree(Path(scratch))
 
     async def _with_holdout(self, outcome: RunOutcome, spec: RunSpec, slot: Slot, env: dict[str, str],
                             token: str) -> RunOutcome:
@@ -293,18 +299,26 @@ class PreparedRunner:
         )
 
 
-def cache_folder(cache: CompileCache, scratch: Path) -> Path:
+def cache_folder(cache: CompileCache, scratch: Path) -> tuple[Path, str | None]:
     """The folder a run's compiler caches live in: the lab's own for a writer (the baseline's runs), else a
-    private copy of it under the run's scratch directory (what the run writes there goes with it)."""
+    private copy of it under the run's scratch directory (what the run writes there goes with it). With it,
+    why the copy could not be made, if so: then the run starts with empty caches (a baseline run writing
+    while the copy is made removes its temporary entries under it; a half-copied entry is worse than none)."""
+    problem = None
     if cache.writer:
         folder = cache.folder
     else:
         folder = scratch / "compile-cache"
         if cache.folder.is_dir():
-            shutil.copytree(cache.folder, folder, symlinks=True)
+            try:
+                # Compilers write an entry under a temporary name, then rename it: skip those in flight.
+                shutil.copytree(cache.folder, folder, symlinks=True, ignore=shutil.ignore_patterns("tmp*"))
+            except (shutil.Error, OSError) as exc:
+                problem = f"{type(exc).__name__}: {str(exc)[:300]}"
+                force_rmtree(folder)
     for name in cache.variables:
         (folder / name).mkdir(parents=True, exist_ok=True)
-    return folder
+    return folder, problem
 
 
 def _evaluation_spec(spec: RunSpec) -> RunSpec:

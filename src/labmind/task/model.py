@@ -90,8 +90,8 @@ class RunSection(_Section):
     log_size: LogSizeLimit = 256 << 20
     #: Environment variables naming compiler caches (e.g. TRITON_CACHE_DIR, TORCHINDUCTOR_CACHE_DIR). labmind
     #: points them at the lab's cache, which only the baseline's runs write (the task's own committed code);
-    #: every other run gets a private copy of it, so it reuses what it did not change and cannot leave state
-    #: for later runs. Off by default: each run compiles from nothing.
+    #: every other run gets a private copy of it, so it reuses what it did not change and (sandboxed) cannot
+    #: leave state for later runs. Off by default: each run compiles from nothing.
     compile_cache: list[str] = []
     #: Runs that measure time: each runs alone (no other run of the lab starts while it runs, and it waits for
     #: the others to end), so slots sharing a machine cannot disturb each other's timings.
@@ -124,7 +124,7 @@ class RunSection(_Section):
         for name in value:
             if "=" in name:
                 raise ValueError(f"give the variable's name only (labmind sets its value), got {name!r}")
-            check_env_name(name)
+            check_env_name(name, seed=True)  # not one labmind sets for runs (HOME, PATH, the run token...)
         return value
 
 
