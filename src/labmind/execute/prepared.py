@@ -227,20 +227,28 @@ class PreparedRunner:
     ) -> Ended:
         """Run `bash -c command` sandboxed and under the run's limits, output appended to the log."""
         limits = spec.limits or RunLimits()
-        argv = self._sandbox.wrap(
-            ["bash", "-c", command],
-            workdir=spec.workdir,
-            writable=[spec.writable, *spec.extra_writable],
-            readonly=list(spec.protected),
-            hidden=list(spec.hidden),
-            gpus=self._devices(slot),
-            network=self._network,
-            env=env,
-            tmp_size=limits.memory,
-        )
         cgroups = self.cgroups if limits.memory is not None or limits.processes is not None else None
-        return await run_confined(argv, cwd=spec.workdir, env=env, log_path=spec.log_path, token=token,
-                                  timeout_s=timeout_s, limits=limits, cgroups=cgroups, grace_s=self._grace_s)
+        for attempt in range(SETUP_ATTEMPTS):
+            # Built afresh each time: the masks cover the host's sockets as they are now.
+            argv = self._sandbox.wrap(
+                ["bash", "-c", command],
+                workdir=spec.workdir,
+                writable=[spec.writable, *spec.extra_writable],
+                readonly=list(spec.protected),
+                hidden=list(spec.hidden),
+                gpus=self._devices(slot),
+                network=self._network,
+                env=env,
+                tmp_size=limits.memory,
+            )
+            start = _size(spec.log_path)
+            ended = await run_confined(argv, cwd=spec.workdir, env=env, log_path=spec.log_path, token=token,
+                                       timeout_s=timeout_s, limits=limits, cgroups=cgroups, grace_s=self._grace_s)
+            if attempt + 1 < SETUP_ATTEMPTS and sandbox_setup_raced(ended, spec.log_path, start):
+                os.truncate(spec.log_path, start)  # the command never started: nothing of its own is lost
+                continue
+            return ended
+        raise AssertionError("unreachable")
 
     def _judge_metrics(
         self,
@@ -297,6 +305,28 @@ class PreparedRunner:
             sandbox=self._sandbox.name,
             self_reported=self_reported,
         )
+
+
+#: bubblewrap builds the sandbox from paths that other processes may remove meanwhile (a host socket it masks,
+#: say): then it fails before the command starts, and a fresh attempt sees the host as it is now.
+SETUP_ATTEMPTS = 3
+_SETUP_RACE = re.compile(r"^bwrap: Can't (?:mkdir parents for|create file at|find source path|mount tmpfs on|"
+                         r"bind mount) .*(?:No such file or directory|Read-only file system)\s*$")
+
+
+def sandbox_setup_raced(ended: Ended, log_path: Path, start: int) -> bool:
+    """Whether the sandbox failed to set up because a path vanished under it: exit 1 with bubblewrap's one
+    line as the only output (the command never ran)."""
+    if ended.exit_code != 1 or ended.timed_out or ended.breach:
+        return False
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(start)
+            text = f.read(4096).decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    lines = text.strip().splitlines()
+    return len(lines) == 1 and bool(_SETUP_RACE.match(lines[0]))
 
 
 def cache_folder(cache: CompileCache, scratch: Path) -> tuple[Path, str | None]:
