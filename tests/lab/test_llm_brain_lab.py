@@ -55,6 +55,13 @@ def test_llm_brain_runs_every_step_and_records_its_calls(tmp_path: Path) -> None
     factory = ScriptedFactory(["Offset the seed by a learned bias", *[t for t in EDITS if "seed" not in t]])
     run_lab(task, factory, max_experiments=9)
     store = Store.open(task / ".labmind" / "lab.db", readonly=True)
+    crashed_id = next(r.id for r in store.experiments() if r.idea and r.idea.title.startswith("Offset the seed"))
+    if not any(r.parent_id == crashed_id for r in store.experiments()):
+        # On a loaded machine the crash's verdict can come after all 9 experiments were proposed: then the
+        # repair is asked for in the next session that has room (docs/brains.md), which this one gives.
+        store.close()
+        run_lab(task, factory, max_experiments=10)
+        store = Store.open(task / ".labmind" / "lab.db", readonly=True)
     rows = [r for r in store.experiments() if r.kind == "candidate"]
     by_title = {r.idea.title: r for r in rows}
 
