@@ -54,6 +54,10 @@ class RunLimits:
         return ", ".join(parts)
 
 
+#: How the line that names a limit labmind killed a run for begins (the log's last line then).
+KILLED = "labmind: killed:"
+
+
 def physical_memory() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
@@ -83,4 +87,4 @@ def breach_message(kind: str, limits: RunLimits) -> str:
         what = f"wrote a file larger than the file size limit of {show_size(limits.file_size or 0)}"
     else:
         what = f"printed more than the log limit of {show_size(limits.log_size or 0)}"
-    return f"labmind: killed: the run {what} ({SETTING[kind]})"
+    return f"{KILLED} the run {what} ({SETTING[kind]})"

@@ -23,11 +23,10 @@ def meets(value: float | None, op: str, bound: float) -> bool | None:
 
 def baseline_problem(values: list[float | None], gate: tuple[str, str, float] | None,
                      gate_text: str) -> BaselineMiss | None:
-    """The baseline's runs against the gate, or None when at
-    least one run meets it. Checked at the baseline because otherwise every candidate as good as the baseline
-    would be dropped, one experiment at a time. Monotone in the runs: a run added later (the noise check's)
-    cannot turn a passing baseline into a failing one. `values`: each finished run's value of the gate's
-    secondary, None where it printed none."""
+    """The baseline's runs against the gate, or None when at least one run meets it. Checked at the baseline
+    because otherwise every candidate as good as the baseline would be dropped, one experiment at a time.
+    Monotone in the runs: a run added later (the noise check's) cannot turn a passing baseline into a failing
+    one. `values`: each finished run's value of the gate's secondary, None where it printed none."""
     if gate is None or not values:
         return None
     name, op, bound = gate

@@ -9,6 +9,7 @@ import re
 import sys
 from pathlib import Path
 
+from labmind.execute.limits import KILLED
 from labmind.store import RunRow
 
 #: Lines of a failed baseline run's log shown in the error (the whole log stays on disk).
@@ -49,7 +50,7 @@ def crash_cause(run: RunRow) -> str | None:
     (its `labmind: killed: ...` line, naming the limit, is the last line and says it best) or the log holds
     no traceback."""
     tail = (run.log_tail or "").strip().splitlines()
-    if tail and tail[-1].startswith("labmind:"):
+    if tail and tail[-1].startswith(KILLED):
         return None
     text = _read_tail(Path(run.log_path), 256_000) if run.log_path else ""
     return error_line(text or run.log_tail)
@@ -130,4 +131,3 @@ def holdout_problem(run: RunRow, metric: str, command: str) -> str | None:
             f"or a JSON line {{\"{metric}\": 0.93}}; without it every candidate would be flagged holdout_failed."
             + (f" The end of its output ({held_log}):\n{tail}\n" if tail else f" It printed nothing ({held_log}).")
             )
-
