@@ -319,3 +319,25 @@ def test_a_multi_gpu_run_gets_its_devices_and_a_rendezvous(tree):
 def test_a_single_gpu_run_gets_no_rendezvous(tree):
     outcome = tree.run("none", 'echo "port=${MASTER_PORT:-none}"; echo score: 1', slot=Slot(0, gpus=(1,)))
     assert outcome.status == "ok" and "port=none" in tree.log_text()
+
+
+def test_the_log_on_disk_is_live_while_the_run_goes_on(tree: Tree) -> None:
+    """A quiet run's first line is in the log file while the run still runs (a GPU run's compilation can be
+    silent for minutes: whoever watches the log must see its start, not an empty file)."""
+    executor = PreparedRunner([Slot(0)], Sandbox("none"))
+    spec = tree.spec(f"echo started; {PY} -c 'import time; time.sleep(60)'")
+
+    async def scenario() -> str:
+        task = asyncio.create_task(executor.run(spec, Slot(0)))
+        seen = ""
+        for _ in range(600):  # up to 30 s on a loaded machine
+            await asyncio.sleep(0.05)
+            seen = tree.log.read_text() if tree.log.exists() else ""
+            if seen:
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return seen
+
+    assert asyncio.run(scenario()) == "started\n"

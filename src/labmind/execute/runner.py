@@ -74,8 +74,10 @@ async def _copy(stream: asyncio.StreamReader, log: BinaryIO, cap: int | None, tr
                 pass
             return
         log.write(chunk)
+        # Each chunk is what the run printed since the last read: flush it, so the log on disk (what
+        # `tail -f`, `labmind show` and the dashboard read) is live, not 8 KiB behind for a quiet run.
+        log.flush()
         written += len(chunk)
-    log.flush()
 
 
 async def _reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
