@@ -131,3 +131,28 @@ def test_cgroups_are_removed_after_each_run(tree: Tree) -> None:
     for parent in cgroups.parents:
         assert [p.name for p in Path(parent).iterdir() if p.name.startswith("run-")] == []
     assert os.path.isdir(cgroups.parents[0])
+
+
+def test_memory_shared_by_forked_workers_counts_once(tree: Tree) -> None:
+    # A parent touches 300 MiB and forks a worker that shares it: resident memory counts it twice (600 MiB,
+    # over the 450 MiB limit), proportional memory once; the watchdog must decide on the latter.
+    shared = (f"{PY} -c \"import os, time; x = bytearray(300 << 20); pid = os.fork(); time.sleep(2.5); "
+              "os._exit(0) if pid == 0 else (os.waitpid(pid, 0), print('score: 1'))\"")
+    out = run(tree, "none", "watchdog", shared, RunLimits(memory=450 * MiB))
+    assert out.status == "ok" and out.metric == 1.0, tree.log_text()
+
+
+def test_the_watchdog_walks_no_page_tables_far_under_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reading smaps_rollup stalls the process it reads: only a run near its memory limit pays for it.
+    from labmind.execute import watchdog
+
+    walked: list[int] = []
+    real = watchdog.memory
+    monkeypatch.setattr(watchdog, "memory", lambda pid: walked.append(pid) or real(pid))
+    me = os.getpid()
+    held = watchdog.resident(me)
+    assert held > MiB  # this interpreter holds some memory of its own
+    assert watchdog.check(me, "no-token", RunLimits(memory=64 * held), with_token=False) is None
+    assert walked == []
+    assert watchdog.check(me, "no-token", RunLimits(memory=held // 2), with_token=False) == "memory"
+    assert me in walked

@@ -1,4 +1,4 @@
-"""`labmind bench`: scheduler, judge, screening, dashboard, transfer."""
+"""`labmind bench`: scheduler, judge, screening, dashboard, transfer, watchdog."""
 
 from __future__ import annotations
 
@@ -222,3 +222,31 @@ def transfer(
                   f"improved" + (f" (hit rate {rate:.0%})" if rate is not None else "")
                   + f"; {later['insights_recorded']:.1f} insights recorded per campaign. Experiments to a real "
                   f"improvement: the first candidate 10% below the baseline in true loss ({experiments + 1} = never).")
+
+
+@bench_app.command("watchdog")
+def watchdog_bench(
+    gib: float = typer.Option(4.0, min=0.05, help="GiB the target process holds resident."),
+    seconds: float = typer.Option(10.0, min=0.5, help="Seconds of timed cycles per variant."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """What the fallback limit enforcement (no cgroup) costs the run it watches: a process holding GIB GiB
+    maps, touches and unmaps 8 MiB again and again, unchecked, checked by labmind's watchdog, and checked by
+    reading its PSS every time (the watchdog's old way); its cycle times and each check's cost."""
+    from labmind.bench.watchdog import INTERVAL_S, run_bench
+
+    try:
+        figures = run_bench(gib, seconds)
+    except RuntimeError as exc:
+        fail(str(exc))
+    if json_out:
+        print_json([f.__dict__ for f in figures])
+        return
+    console.print(f"a process holding {figures[0].held_gib:.2f} GiB, {seconds:g} s of map/touch/unmap cycles "
+                  f"(8 MiB) per variant; checks every {INTERVAL_S:g} s")
+    table = Table("checked by", "cycles", "p50 (ms)", "p99 (ms)", "max (ms)", "checks", "one check (ms, mean)",
+                  header_style="bold")
+    for f in figures:
+        table.add_row(f.variant, f"{f.cycles:,}", f"{f.p50_ms:.2f}", f"{f.p99_ms:.2f}", f"{f.max_ms:.1f}",
+                      str(f.checks), "—" if f.checks == 0 else f"{f.check_ms:.2f}")
+    console.print(table)
