@@ -63,18 +63,24 @@ def tree(root: int) -> dict[int, int]:
     return out
 
 
-def memory(pid: int) -> int:
-    """Bytes of anonymous and shared memory the process accounts for, proportionally (PSS)."""
+def _sizes(pid: int, name: str) -> dict[str, int]:
+    """The `Key:  123 kB` lines of /proc/PID/NAME, in bytes (empty when the process is gone)."""
     try:
-        text = (_PROC / str(pid) / "smaps_rollup").read_text()
+        text = (_PROC / str(pid) / name).read_text()
     except OSError:
-        return 0
+        return {}
     values: dict[str, int] = {}
     for line in text.splitlines():
         key, _, rest = line.partition(":")
         parts = rest.split()
         if parts and parts[0].isdigit():
             values[key] = int(parts[0]) * 1024
+    return values
+
+
+def memory(pid: int) -> int:
+    """Bytes of anonymous and shared memory the process accounts for, proportionally (PSS)."""
+    values = _sizes(pid, "smaps_rollup")
     if "Pss_Anon" in values:
         return values["Pss_Anon"] + values.get("Pss_Shmem", 0)
     return values.get("Pss", 0)  # kernels before 5.x: all of PSS, file pages included (conservative)
@@ -84,16 +90,7 @@ def resident(pid: int) -> int:
     """Bytes of anonymous and shared memory resident in the process, from the kernel's counters (no page-table
     walk, no lock the process needs): at least its PSS of the same memory, as pages shared with other
     processes count whole here."""
-    try:
-        text = (_PROC / str(pid) / "status").read_text()
-    except OSError:
-        return 0
-    values: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            values[key] = int(parts[0]) * 1024
+    values = _sizes(pid, "status")
     if "RssAnon" in values:
         return values["RssAnon"] + values.get("RssShmem", 0)
     return values.get("VmRSS", 0)  # kernels before 4.5: all resident memory, file pages included (an upper bound)
