@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
 from llm_server import llm_server_url  # noqa: F401  (the local LLM server fixture, for every test directory)
@@ -18,6 +19,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             import ray  # noqa: F401
         except ImportError:
             raise pytest.UsageError("LABMIND_REQUIRE_RAY=1 but Ray is not installed (make ray installs it)") from None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_user_library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Before any fixture of a narrower scope (a module's lab, the red-team suite's runs of `labmind` as a
+    subprocess): a library of the session's own. The per-test fixture below gives each test its own on top."""
+    old = os.environ.get("LABMIND_LIBRARY")
+    os.environ["LABMIND_LIBRARY"] = str(tmp_path_factory.mktemp("session-library") / "library.db")
+    yield
+    if old is None:
+        os.environ.pop("LABMIND_LIBRARY", None)
+    else:
+        os.environ["LABMIND_LIBRARY"] = old
 
 
 @pytest.fixture(autouse=True)

@@ -198,7 +198,8 @@ def run_labmind(workdir: Path, regime: Regime, rep: int, experiments: int) -> tu
     task = workdir / f"{regime.name}-{rep}"
     _make_task(task, regime, rep, seeds)
     brain = ScriptedBrain(regime, rep, seeds)
-    given = {"max_experiments": experiments, "sandbox": "none", "seed": rep, "lookahead": 0}
+    # No insight library: the bench's labs must neither fill the user's library nor learn from one another.
+    given = {"max_experiments": experiments, "sandbox": "none", "seed": rep, "lookahead": 0, "library": "off"}
     opened = open_lab(task, flags={}, given=given, reporter=_Quiet(), gpus=None, slots=1, brain=brain)
     try:
         asyncio.run(opened.lab.run())
