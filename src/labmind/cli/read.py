@@ -109,7 +109,8 @@ def judgement_text(exp: ExperimentRow, sign: float) -> str:
             effect = effect_with_ci_text(scale, verify["effect"], sign, verify.get("low"), verify.get("high"))
             line += (f", {effect}, P(better) {verify.get('p_improve', 0):.3f}, "
                      f"{verify.get('n_cand')} vs {verify.get('n_ref')} runs, "
-                     f"{'paired' if verify.get('paired') else 'unpaired'}, level {verify.get('level', 0):.3g}")
+                     f"{'paired' if verify.get('paired') else 'unpaired'}, claim level {verify.get('level', 0):.3g} "
+                     "(spent over its looks)")
         parts.append(line)
     return "; ".join(parts)
 

@@ -172,17 +172,18 @@ class Judge:
             return Verification("more", f"{said}: the runs disagree; adding runs", comp, p)
         if p <= per_look and comp.effect > needed:
             if self.task.metric.gate is None:
-                return Verification("claim", f"verified on fresh seeds: {said} ≤ level {per_look:.3g}", comp, p)
+                return Verification("claim", f"verified on fresh seeds: {said} ≤ this look's level {per_look:.3g}",
+                                    comp, p)
             passed, _, gate_said = self.gate_test(gate_values or [])
             if passed:
-                return Verification("claim", f"verified on fresh seeds: {said} ≤ level {per_look:.3g}; {gate_said}",
-                                    comp, p)
+                return Verification("claim", f"verified on fresh seeds: {said} ≤ this look's level {per_look:.3g}; "
+                                             f"{gate_said}", comp, p)
             if look < looks:
                 return Verification("more", f"{said}, but {gate_said}: adding runs", comp, p)
             return Verification("undecided", f"not verified: {said}, but {gate_said} after {looks} look(s)", comp, p)
         if comp.p_improve < FUTILE:
             return Verification("fail", f"not better on fresh seeds: {said}", comp, p)
         if look < looks:
-            return Verification("more", f"{said}: undecided at level {per_look:.3g}; adding runs", comp, p)
-        return Verification("undecided", f"not verified: {said} > level {per_look:.3g} after {looks} look(s)",
-                            comp, p)
+            return Verification("more", f"{said}: undecided at this look's level {per_look:.3g}; adding runs", comp, p)
+        return Verification("undecided", f"not verified: {said} > this look's level {per_look:.3g} after {looks} "
+                                         "look(s)", comp, p)

@@ -110,8 +110,8 @@ def headline(data: ReportData) -> list[Block]:
         lines.append(f"Best: {data.metric} {row_figure(best).text()}, experiment {best.id} "
                      f"\"{short(best.idea.title, 80)}\".")
         lines.append(f"Gain vs baseline: {signed(gain[0])} ({pct(gain[1])}), p={fmt(data.best_p_value, 2)} "
-                     f"(its verification: one-sided, on fresh seeds, against its last verified point, on the judge's scale "
-                     f"with the lab's pooled noise; README, How a gain is judged). Kept on branch {data.branch}.")
+                     "(its verification: one-sided, on fresh seeds, against its last verified point, on the judge's "
+                     f"scale with the lab's pooled noise; README, How a gain is judged). Kept on branch {data.branch}.")
     else:
         lines.append(f"No confirmed improvement yet: the baseline is still the best ({len(data.experiments)} "
                      "candidate experiment(s) tried).")
