@@ -45,7 +45,9 @@ def test_a_failing_baseline_stops_at_its_first_run_with_the_log_tail(tmp_path: P
     assert proc.returncode == 1
     assert "the baseline itself failed" in proc.stderr
     assert "| loading shard 7" in proc.stderr and "data missing: shard 7" in proc.stderr  # the log's end
-    assert "labmind run --fresh" in proc.stderr
+    assert "labmind run --fresh" in proc.stderr and "which first moves the failed lab to" in proc.stderr
+    # the summary's next steps point at the error, not at resuming a lab whose baseline failed
+    assert "then the error below" in proc.stdout and "`labmind resume`" not in proc.stdout
     finished = [r for r in _runs_of_baseline(task) if r["status"] == "done"]
     assert len(finished) == 1  # before: all three baseline runs ran
 

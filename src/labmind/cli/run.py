@@ -73,7 +73,7 @@ def execute(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], gpu
     opened.lock.release()  # so the status below says how the lab was left: stopped
     status = lab_status(opened.store, lab.paths)
     opened.close()
-    summary(status, stats, len(lab.slots), output)
+    summary(status, stats, len(lab.slots), output, failed=bool(error))
     if error:
         err_console.print(f"[red]error:[/] {safe(error)}", highlight=False)
     if error or lab.stopping:
@@ -84,7 +84,7 @@ def execute(task_dir: Path, *, flags: dict[str, Any], given: dict[str, Any], gpu
         os._exit(1 if error else 130 if lab.stop_signal == signal.SIGINT else 0)
 
 
-def summary(status: dict[str, Any], stats: Any, n_slots: int, output: str) -> None:
+def summary(status: dict[str, Any], stats: Any, n_slots: int, output: str, failed: bool = False) -> None:
     wall = max(stats.wall_s(), 1e-9)
     duty = stats.busy_s / (wall * max(n_slots, 1))
     if output == "json":
@@ -107,8 +107,10 @@ def summary(status: dict[str, Any], stats: Any, n_slots: int, output: str) -> No
                       f"“{safe(best['idea'])}” on branch {best['branch']}", highlight=False)
     else:
         console.print("best     no confirmed improvement over the baseline yet")
-    console.print(f"session  {wall:.0f}s wall, slot duty cycle {duty:.2f}. Next: `labmind status`, `labmind log`, "
-                  "`labmind show EXP`, `labmind resume`.")
+    # A lab that stopped on an error is not resumed as it is: the error says what to fix (and how to start again).
+    nxt = ("`labmind status`, `labmind log`, `labmind show EXP`, then the error below" if failed else
+           "`labmind status`, `labmind log`, `labmind show EXP`, `labmind resume`")
+    console.print(f"session  {wall:.0f}s wall, slot duty cycle {duty:.2f}. Next: {nxt}.")
 
 
 def library_setting(spec: str | None) -> str | None:

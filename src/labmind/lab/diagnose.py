@@ -93,8 +93,8 @@ def baseline_failed_message(reason: str, run: RunRow, lab_root: Path) -> str:
     tail = log_tail(run.log_tail)
     if tail:
         parts.append(f"The end of its log ({run.log_path}):\n{tail}\n")
-    parts.append(f"Fix the task, commit, and start afresh with `labmind run --fresh {task_dir}` (the failed lab "
-                 f"is kept under {lab_root / 'backups'}).")
+    parts.append(f"Fix the task, commit, and start afresh with `labmind run --fresh {task_dir}` (which first moves "
+                 f"the failed lab to {lab_root / 'backups'}).")
     return " ".join(parts)
 
 
