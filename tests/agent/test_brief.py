@@ -103,6 +103,10 @@ def test_results_name_the_verdict_and_why_or_the_failure(tmp_path: Path) -> None
     submitted = render_submitted({"experiment": 7, "line": 2, "status": "submitted", "title": "cosine",
                                   "changed_files": ["train.py"], "task_dir": str(tmp_path)}, "mcp")
     assert "Experiment 7 submitted: 'cosine', changing train.py." in submitted and "results(experiment=7" in submitted
+    for how in ("cli", "mcp"):  # an abandoned experiment gets no verdict: the next step is only more work
+        gave_up = render_submitted({"experiment": 7, "line": 2, "status": "abandoned", "abandon": "needs data",
+                                    "title": "", "changed_files": [], "task_dir": str(tmp_path)}, how)
+        assert "abandoned: needs data" in gave_up and "for its verdict" not in gave_up and "more work" in gave_up
 
 
 def test_an_offer_whose_incumbent_moved_after_it_was_made_says_so_first(tmp_path: Path) -> None:

@@ -131,7 +131,8 @@ def test_a_stopped_lab_withdraws_its_offers_and_offers_them_again_when_started(t
         assert [(o["experiment"], o["status"], o["agent"]) for o in status["offers"]] == [
             (first["experiment"], "claimed", "alice")]
         edit(first["worktree"], "LR = 0.001", "LR = 0.01")
-        labmind("stop", t)
+        stopped = labmind("stop", t)
+        assert f"Continue with `labmind agent start {t}`" in stopped.stdout  # as it was started, not `resume`
         exp = str(first["experiment"])
         late = labmind("agent", "submit", exp, t, "--agent", "alice", "--title", "raise LR", check=False)
         assert late.returncode == 1 and "was withdrawn: the lab stopped" in late.stderr

@@ -191,12 +191,15 @@ def render_submitted(d: dict[str, Any], how: str = "cli") -> str:
     else:
         head = (f"Experiment {exp} submitted: {d['title']!r}, changing {', '.join(d['changed_files'])}. labmind now "
                 "commits the worktree, checks the change and runs it.")
+    abandoned = d["status"] == "abandoned"  # no verdict will come: only more work is next
     if how == "mcp":
-        nxt = f"Next: results(experiment={exp}, wait_seconds=45) for its verdict; next_experiment for more work."
+        nxt = ("Next: next_experiment for more work." if abandoned else
+               f"Next: results(experiment={exp}, wait_seconds=45) for its verdict; next_experiment for more work.")
     else:
         where = _dir_arg(d["task_dir"])
-        nxt = (f"Next: labmind agent results {exp}{where} --wait 600 for its verdict; labmind agent next{where} "
-               f"--line {d['line']} for more work.")
+        more = f"labmind agent next{where} --line {d['line']} for more work."
+        nxt = (f"Next: {more}" if abandoned else
+               f"Next: labmind agent results {exp}{where} --wait 600 for its verdict; {more}")
     return f"{head}\n{nxt}\n"
 
 

@@ -28,6 +28,17 @@ def init(task_dir: Path = TaskDirArg) -> None:
         console.print("next: write labmind.toml (see docs/task-file.md) or pass task flags to `labmind run`.")
 
 
+def _resume_command(paths: LabPaths, task_dir: Path) -> str:
+    """How this lab is continued: an agent-driven one in the background, as it was started; others in the
+    foreground."""
+    from labmind.agent_tools.ops import is_agent_brain
+    from labmind.store import Store
+
+    lab = Store.peek_lab(paths.db)
+    brain = str(lab.settings.get("brain") or "") if lab is not None else ""
+    return f"labmind agent start {task_dir}" if is_agent_brain(brain) else f"labmind resume {task_dir}"
+
+
 def stop(task_dir: Path = TaskDirArg,
          wait: float = typer.Option(60.0, min=0.0, help="Seconds to wait for it to exit.")) -> None:
     """Stop a running lab: its running runs are killed and re-queued for `labmind resume`."""
@@ -38,13 +49,15 @@ def stop(task_dir: Path = TaskDirArg,
             fail(f"no lab in {paths.task_dir}: there is nothing to stop.")
         # Stopped already (at its limit, its budget, or by an earlier stop): the wish is fulfilled.
         console.print(f"the lab in {paths.task_dir} is not running: it has already stopped. See `labmind status "
-                      f"{task_dir}`; continue it with `labmind resume {task_dir}`.", highlight=False, soft_wrap=True)
+                      f"{task_dir}`; continue it with `{_resume_command(paths, task_dir)}`.", highlight=False,
+                      soft_wrap=True)
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if holder_pid(paths.lock) is None:
-            console.print(f"stopped lab process {pid}. Continue with `labmind resume {task_dir}`.")
+            console.print(f"stopped lab process {pid}. Continue with `{_resume_command(paths, task_dir)}`.",
+                          highlight=False, soft_wrap=True)
             return
         time.sleep(0.2)
     fail(f"lab process {pid} did not stop within {wait:g}s; it may be finishing a step. Try again or kill it.")
