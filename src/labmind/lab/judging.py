@@ -426,6 +426,8 @@ class Referee:
         if values:
             s = summarize(values)
             fields.update(metric=s.mean, metric_sd=s.sd, ci_low=s.ci_low, ci_high=s.ci_high, n_runs=s.n)
+            if s.n < 2:  # one run has no spread: none recorded, rather than an sd of 0 and a CI of zero width
+                fields.update(metric_sd=None, ci_low=None, ci_high=None)
         if flags:
             fields["flags"] = flags
         if judgement is not None:
