@@ -95,6 +95,10 @@ def test_two_agents_drive_a_lab_on_two_lines(tmp_path: Path) -> None:
     rows = {i: r for i, r in rows.items() if i not in untaken}
     assert sorted(rows) == sorted([int(a), int(b)])
     assert status_of(task)["experiments"] == 2
+    assert untaken  # the case this checks: withdrawn offers are in the store, and no figure counts them
+    assert json.loads(labmind("guard-report", str(task), "--json").stdout)["experiments"] == 2
+    report = labmind("report", str(task), "--out", str(task / "report")).stdout
+    assert "Candidate experiments: 2." in (task / "report" / "report.md").read_text(), report
     assert (rows[int(a)].line_id, rows[int(b)].line_id) == (1, 2)
     assert (rows[int(a)].verdict, rows[int(b)].verdict) == (Verdict.IMPROVED, Verdict.NOT_IMPROVED)
     for exp, before, after, agent in ((a, before_a, after_a, "alice"), (b, before_b, after_b, "bob")):

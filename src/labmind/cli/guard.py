@@ -11,7 +11,7 @@ from rich.table import Table
 
 from labmind.cli.common import JsonOpt, TaskDirArg, console, fail, print_json, read_store, safe
 from labmind.lab.review import ReviewError, apply_review, check_reviewable, post_review
-from labmind.model import ExperimentKind
+from labmind.model import ExperimentKind, not_taken
 from labmind.paths import LabPaths
 from labmind.store import LabLock, LabLocked, Store, StoreError
 from labmind.verdicts import Verdict
@@ -54,7 +54,8 @@ def review(
 
 
 def guard_figures(store: Store) -> dict[str, Any]:
-    candidates = [r for r in store.experiments() if r.kind == ExperimentKind.CANDIDATE]
+    # Offers no agent took up are records, not experiments: nothing of theirs was ever checked.
+    candidates = [r for r in store.experiments() if r.kind == ExperimentKind.CANDIDATE and not not_taken(r)]
     checked = [r for r in candidates if r.commit_sha]
     flags_by_rule: Counter[str] = Counter()
     rejections_by_rule: Counter[str] = Counter()

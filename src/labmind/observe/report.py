@@ -118,8 +118,13 @@ def headline(data: ReportData) -> list[Block]:
     return [Heading(1, f"labmind report: {data.lab}"), *(Para(t) for t in lines)]
 
 
+#: Rows of the verdict table that are not verdicts.
+NOT_VERDICTS = {"in_progress": "proposed or running; no verdict yet",
+                "failed_proposal": "the brain could not make the change (an error, or an agent gave it up); never run"}
+
+
 def verdict_table(data: ReportData) -> list[Block]:
-    rows = [[v, str(n), MEANING[Verdict(v)] if v in Verdict._value2member_map_ else ""]
+    rows = [[v, str(n), MEANING[Verdict(v)] if v in Verdict._value2member_map_ else NOT_VERDICTS.get(v, "")]
             for v, n in sorted(data.counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     return [Heading(2, "Experiments by verdict"),
             Para(f"Candidate experiments: {len(data.experiments)}."),

@@ -19,7 +19,7 @@ from scipy import stats
 from labmind.findings import Finding
 from labmind.lab.views import best_experiment
 from labmind.library.record import title_family
-from labmind.model import ExperimentKind, ExperimentStatus, RunPurpose, RunStatus
+from labmind.model import ExperimentKind, ExperimentStatus, RunPurpose, RunStatus, not_taken
 from labmind.numeric import summarisable
 from labmind.observe.knob_analysis import KnobImportance, knob_importance
 from labmind.paths import LabPaths
@@ -244,7 +244,8 @@ def collect(store: Store, paths: LabPaths) -> ReportData:
     values = {eid: defining_values(rs) for eid, rs in runs_by_exp.items()}
     by_id = {r.id: r for r in rows}
     baseline = next((r for r in rows if r.kind == ExperimentKind.BASELINE), None)
-    candidates = [r for r in rows if r.kind == ExperimentKind.CANDIDATE]
+    # Offers no agent took up are records, not experiments (they never count toward --max-experiments either).
+    candidates = [r for r in rows if r.kind == ExperimentKind.CANDIDATE and not not_taken(r)]
     best = best_experiment(rows, task)
     improved = [r for r in candidates if r.verdict == Verdict.IMPROVED]
     improvements = sorted((_improvement(r, by_id, baseline, values) for r in improved),
