@@ -149,6 +149,15 @@ def test_propose_edits_files_and_describes_the_change(tmp_path: Path) -> None:
     changed = [part.split("=")[0] for part in idea.title.removeprefix("set ").split(", ")]
     assert changed and all(n in ("LR", "LAYERS") for n in changed)
     assert (tmp_path / "train.py").read_text().endswith("NOTE = 'x'\n")
+    # knobs it cannot search without a range are named, not skipped in silence
+    assert "Not searched: NOTE='x'" in idea.rationale and "[knobs]" in idea.rationale
+
+
+def test_a_knob_at_zero_is_named_as_not_searched(tmp_path: Path) -> None:
+    task_dir = write(tmp_path, "LR = 0.01\nWEIGHT_DECAY = 0.0\n")
+    idea = KnobsBrain(make_task(), seed=1).propose(make_ctx(make_task(), task_dir))
+    assert "WEIGHT_DECAY" not in idea.params
+    assert "Not searched: WEIGHT_DECAY=0.0 (no default range from a zero" in idea.rationale
 
 
 def test_empty_space_is_an_error(tmp_path: Path) -> None:

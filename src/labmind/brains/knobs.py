@@ -336,6 +336,7 @@ class KnobsBrain:
         logging.getLogger("optuna").propagate = False
         self.space: dict[str, BaseDistribution] | None = None
         self._baseline_values: dict[str, Any] | None = None
+        self._unsearched: dict[str, Any] = {}  # knobs found with no range to search (no [knobs] entry, value 0)
         self._pending: dict[int, Trial] = {}  # experiment id -> the trial it was asked for
         self._seen: set[int] = set()
         self._backlog: list[PastExperiment] = []  # learned before the space was known
@@ -424,6 +425,7 @@ class KnobsBrain:
                 "to the editable files, or a [knobs] table to labmind.toml"
             )
         self.space = space
+        self._unsearched = {n: lit.value for n, lit in knobs.items() if n not in space and n not in ambiguous}
         if baseline:
             self._baseline_values = {n: knobs[n].value for n in space}
         backlog, self._backlog = self._backlog, []
@@ -508,6 +510,9 @@ class KnobsBrain:
             rationale = f"TPE suggestion after {len(done)} completed trials."
         if best is not None:
             rationale += f" Best so far: {best.value:.6g} at {_show(best.params)}."
+        if self._unsearched and len(done) < _N_STARTUP:  # said while the search starts, where a person looks first
+            rationale += (f" Not searched: {_show(self._unsearched)} (no default range from a zero, negative or "
+                          "text value: give one in a [knobs] table).")
         params: dict[str, Any] = {MARKER: BRAIN_NAME, **values, PARENT: current}
         if applies is not None:
             insight_id, knob = applies
