@@ -425,7 +425,9 @@ class KnobsBrain:
                 "to the editable files, or a [knobs] table to labmind.toml"
             )
         self.space = space
-        self._unsearched = {n: lit.value for n, lit in knobs.items() if n not in space and n not in ambiguous}
+        # Only for inferred spaces: with a [knobs] table, what is left out was left out on purpose.
+        self._unsearched = {} if self.task.knobs else {n: lit.value for n, lit in knobs.items()
+                                                        if n not in space and n not in ambiguous}
         if baseline:
             self._baseline_values = {n: knobs[n].value for n in space}
         backlog, self._backlog = self._backlog, []
