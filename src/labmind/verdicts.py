@@ -26,8 +26,10 @@ MEANING: dict[Verdict, str] = {
     Verdict.KEPT: "beat its line's incumbent on the screening seed, so the line builds on it; not a claim until a "
                   "verification on fresh seeds confirms it or a later step of its line",
     Verdict.NOT_IMPROVED: "ran fine but did not beat its line's incumbent by the minimum effect",
-    Verdict.INCONCLUSIVE: "looked better on screening, but verification on fresh seeds could not confirm it (its line "
-                          "went back to its last verified point)",
+    Verdict.INCONCLUSIVE: "looked better on screening but was not confirmed on fresh seeds: either its verification "
+                          "could not confirm it (its line went back to its last verified point), or its line moved on "
+                          "without it (superseded by a step that beat it), so it was never verified; the reason says "
+                          "which",
     Verdict.CRASHED: "the run exited with an error or was killed over a resource limit",
     Verdict.TIMED_OUT: "the run exceeded the task's timeout and was killed with its process tree",
     Verdict.NO_METRIC: "the run finished but printed no value for the metric",

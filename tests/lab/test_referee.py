@@ -248,3 +248,76 @@ def test_re_runs_that_keep_reproducing_stop_being_spent(tmp_path: Path) -> None:
     screens = [len([r for r in lab.store.runs_of(e) if r.purpose == "screen"]) for e in slow]
     assert screens == [2, 2, 2, 1, 1]
     assert all(lab.exp(e).verdict == "not_improved" for e in slow)
+
+
+def test_a_kept_step_that_a_live_sibling_builds_on_is_not_superseded_and_is_verified_with_its_stack(
+        tmp_path: Path) -> None:
+    # Two slots: exp a and exp b are proposed from the baseline, and exp c from exp a while a was the head.
+    lab = Lab(tmp_path)
+    a = lab.candidate(lab.base, noisy(0.9))
+    lab.run_queued(only=a)
+    b = lab.candidate(lab.base, noisy(0.85))
+    c = lab.candidate(a, noisy(0.8))
+    lab.run_queued(only=b)
+    assert lab.exp(b).verdict == "kept" and lab.points() == (b, lab.base)
+    # exp c, still being screened, builds on exp a: exp a may come back into the line, so it stays `kept`.
+    assert lab.exp(a).verdict == "kept"
+    lab.run_queued(only=c)
+    assert lab.exp(c).verdict == "kept" and lab.points() == (c, lab.base)
+    assert lab.exp(b).verdict == "inconclusive" and f"superseded: its line builds on exp {c}" in lab.exp(b).reason
+    lab.referee.verifier.close_lines()
+    lab.run_queued()
+    assert lab.exp(c).verdict == "improved" and lab.points() == (c, c)
+    assert f"it includes the provisional step(s) exp {a}" in lab.exp(c).reason
+    assert lab.exp(a).verdict == "kept" and f"verified as part of exp {c}'s stack" in lab.exp(a).reason
+    assert "superseded" not in lab.exp(a).reason
+
+
+def test_a_superseded_step_that_its_line_builds_on_again_is_verified_with_its_stack(tmp_path: Path) -> None:
+    # The race the rule above cannot see: exp c's row appears only after exp a was superseded (its brain was
+    # still writing the change from exp a when exp b took the line).
+    lab = Lab(tmp_path)
+    a = lab.candidate(lab.base, noisy(0.9))
+    lab.run_queued(only=a)
+    b = lab.candidate(lab.base, noisy(0.85))
+    lab.run_queued(only=b)
+    assert lab.exp(a).verdict == "inconclusive" and lab.exp(a).judgement["superseded"] == b
+    c = lab.candidate(a, noisy(0.8))
+    lab.run_queued(only=c)
+    assert lab.points() == (c, lab.base)
+    assert lab.exp(a).verdict == "kept"
+    assert f"included again: its line's head, exp {c}, builds on it" in lab.exp(a).reason
+    assert lab.exp(b).verdict == "inconclusive" and f"superseded: its line builds on exp {c}" in lab.exp(b).reason
+    assert (a, "kept", "inconclusive") in lab.host.verdicts
+    lab.referee.verifier.close_lines()
+    lab.run_queued()
+    assert lab.exp(c).verdict == "improved" and f"it includes the provisional step(s) exp {a}" in lab.exp(c).reason
+    assert lab.exp(a).verdict == "kept" and lab.exp(a).reason.endswith(f"verified as part of exp {c}'s stack")
+
+
+def test_a_step_left_behind_is_superseded_once_the_last_experiment_building_on_it_fails(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    a = lab.candidate(lab.base, noisy(0.9))
+    lab.run_queued(only=a)
+    b = lab.candidate(lab.base, noisy(0.8))
+    c = lab.candidate(a, noisy(1.2))
+    lab.run_queued(only=b)
+    assert lab.exp(a).verdict == "kept"
+    lab.run_queued(only=c)
+    assert lab.exp(c).verdict == "not_improved" and lab.points() == (b, lab.base)
+    assert lab.exp(a).verdict == "inconclusive" and f"superseded: its line builds on exp {b}" in lab.exp(a).reason
+
+
+def test_a_left_behind_chain_of_kept_steps_is_superseded_whole(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    a = lab.candidate(lab.base, noisy(0.9))
+    b = lab.candidate(lab.base, noisy(0.7))  # proposed from the baseline before exp a was screened
+    lab.run_queued(only=a)
+    c = lab.candidate(a, noisy(0.8))
+    lab.run_queued(only=c)
+    assert lab.points() == (c, lab.base)
+    lab.run_queued(only=b)
+    assert lab.points() == (b, lab.base)
+    for step in (a, c):
+        row = lab.exp(step)
+        assert row.verdict == "inconclusive" and f"superseded: its line builds on exp {b}" in row.reason

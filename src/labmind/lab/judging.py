@@ -443,7 +443,9 @@ class Referee:
         if not quiet:
             self.ledger.note("verdict", f"exp {exp_id} {verdict.value}: {reason}", experiment_id=exp_id)
         self.host.verdict_given(exp, promoted=verified, previous=previous)
-        if (promote or verified) and line_id is not None:
+        # Any verdict may settle the line's other provisional steps: a promotion moves its head, and a step that
+        # no live experiment builds on any more (this one was the last) is superseded if its line left it.
+        if line_id is not None and (promote or verified or not quiet):
             self.supersede(line_id)
 
     def rebase(self, line_id: int, why: str) -> None:
@@ -456,12 +458,37 @@ class Referee:
         self.supersede(line_id)
 
     def supersede(self, line_id: int) -> None:
-        """Provisional steps that their line no longer builds on (a sibling proposed from the same point beat
-        them on the screening seed and took their place) can never be verified: they become `inconclusive`
-        instead of staying `kept` for ever. A step whose own verification is running is left to it."""
-        head = self.store.line(line_id).incumbent_id
-        for row in sorted(self.rows.values(), key=lambda r: r.id):
-            if (row.line_id == line_id and row.verdict == Verdict.KEPT and not self.ledger.descends(head, row.id)
-                    and row.judgement.get("verify", {}).get("state") != "running"):
+        """Keep the line's provisional steps in step with its head. A `kept` step that the head does not build on
+        (a sibling proposed from the same point beat it on the screening seed and took its place) can never be
+        verified: it becomes `inconclusive` instead of staying `kept` for ever, unless a live experiment of the
+        line (kept, or still being proposed or screened) builds on it and may yet carry it back into the line;
+        a step whose own verification is running is left to it. A superseded step that the head builds on again
+        (a descendant proposed before it was superseded won the line later) is `kept` again, so that the head's
+        verification decides it with the rest of its stack."""
+        line = self.store.line(line_id)
+        head, anchor = line.incumbent_id, line.verified_id
+        on_path: set[int] = set()
+        row_id = head
+        while row_id is not None and row_id != anchor and row_id in self.rows and row_id not in on_path:
+            on_path.add(row_id)
+            row_id = self.rows[row_id].parent_id
+        # Newest first: a step's descendants are newer than it, and one that is superseded no longer keeps its
+        # ancestors alive.
+        for row in sorted(self.rows.values(), key=lambda r: r.id, reverse=True):
+            row = self.rows[row.id]  # re-read: an earlier step of this pass may have changed it
+            if row.line_id != line_id:
+                continue
+            if row.id in on_path and row.verdict == Verdict.INCONCLUSIVE and row.judgement.get("superseded"):
+                self.finish(row.id, Verdict.KEPT, f"{row.reason}; included again: its line's head, exp {head}, builds "
+                                                  "on it", judgement={"superseded": None}, quiet=True)
+            elif (row.verdict == Verdict.KEPT and row.id not in on_path and not self.ledger.descends(head, row.id)
+                    and row.judgement.get("verify", {}).get("state") != "running" and not self.built_on(row.id)):
                 self.finish(row.id, Verdict.INCONCLUSIVE, f"{row.reason}; superseded: its line builds on exp {head} "
-                                                          "instead, so it was never verified", quiet=True)
+                                                          "instead, so it was never verified",
+                            judgement={"superseded": head}, quiet=True)
+
+    def built_on(self, exp_id: int) -> bool:
+        """Whether a live experiment (kept, or still being proposed or screened) builds on exp `exp_id`."""
+        return any(row.id != exp_id and (row.status in (ExperimentStatus.PROPOSING, ExperimentStatus.TESTING)
+                                         or row.verdict == Verdict.KEPT) and self.ledger.descends(row.id, exp_id)
+                   for row in self.rows.values())

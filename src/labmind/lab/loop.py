@@ -160,7 +160,7 @@ class Lab:
         else:
             self.stats.finished += 1
         self.stats.verdicts[exp.verdict or ""] = self.stats.verdicts.get(exp.verdict or "", 0) + 1
-        if promoted or exp.verdict == Verdict.KEPT:
+        if promoted or (exp.verdict == Verdict.KEPT and not previous):  # not a superseded step included again
             self.announce_promotion(exp)
         self.brain.learn(exp.past())
         self.record_insights(exp)
