@@ -126,7 +126,8 @@ def _play(prefix: list[str], env: dict[str, str], uid: int) -> dict:
         if os.geteuid() == 0:
             os.chown(path, uid, uid)
     if prefix:  # the other user gets a home of its own
-        env = {**env, "HOME": str(home), **{k: v for k, v in os.environ.items() if k.startswith("LABMIND_")}}
+        env = {**env, "HOME": str(home), **{k: v for k, v in os.environ.items() if k.startswith("LABMIND_")},
+               "LABMIND_LIBRARY": str(home / "library.db")}  # the suite's own is in pytest's root-only folder
     driver = str(DRIVER) if not prefix or str(VISIBLE_CHECKOUT) not in prefix else \
         str(VISIBLE_CHECKOUT / DRIVER.relative_to(CHECKOUT))
     command = [*prefix, driver, str(work)] if prefix else [sys.executable, driver, str(work)]
