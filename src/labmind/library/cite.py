@@ -41,11 +41,11 @@ def library_of(settings: dict[str, Any]) -> Path | None:
 
 def citations(settings: dict[str, Any], lab_dir: Path, experiments: list[ExperimentRow]) -> Citations | None:
     path = library_of(settings)
-    if path is None or not path.exists():
-        return None
     try:
+        if path is None or not path.exists():
+            return None
         lib = Library(path, readonly=True)
-    except LibraryError:
+    except (LibraryError, OSError):  # a library this user cannot read: the report goes without its section
         return None
     try:
         recorded = [i for i in lib.all() if i.provenance.lab_dir == str(lab_dir)]
