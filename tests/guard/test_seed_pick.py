@@ -46,6 +46,11 @@ ORDINARY = {
         "for epoch in range(10):\n    torch.manual_seed(epoch)\n    if epoch % 5 == 0:\n        print(epoch)\n"
     ),
     "seeds taken from a list": "seeds = [1, 2, 3]\nfor seed in seeds:\n    torch.manual_seed(seed)\n",
+    "results keyed by seed": "results = {}\nseed = 3\nresults[seed] = 1.0\nprint(results[seed])\n",
+    "a generator named seed": "seed = random.Random(3)\nnodes = [1, 2, 3]\nnode = nodes[seed.randrange(3)]\n",
+    "a type annotation": "import typing\n\ndef f(seed: typing.Optional[int | SeedConfig] = None) -> None: ...\n",
+    "a class constant": "TABLE = [1, 2]\nx = TABLE[Kind.LOAD_SEED]\n",
+    "fold by a named bound": "SEED_MAX = 2**32\nseed = 3\nnp.random.seed(hash(seed) % SEED_MAX)\n",
 }
 
 

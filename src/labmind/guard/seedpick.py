@@ -17,6 +17,7 @@ from labmind.guard.source import Resolver, Source, TaskFacts, dotted, name_match
 
 #: `seed % 2**32` only folds a seed into a generator's range: it keeps distinct seeds distinct.
 _RANGE_FOLD = 2**16
+_SEQUENCES = (ast.List, ast.Tuple, ast.ListComp)
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,12 @@ class SeedPickMatcher:
     def scan_python(self, src: Source, facts: TaskFacts) -> Iterator[Hit]:
         assert src.tree is not None
         names, resolver = re.compile(self.names_regex, re.IGNORECASE), src.resolver
+        annotations = _annotation_nodes(src.tree)  # `Optional[int | SeedConfig]` is a type, not a lookup
         lines: set[int] = set()
         for node in ast.walk(src.tree):
-            if self._remap(node, names) or self._search(node, resolver):
+            if id(node) in annotations:
+                continue
+            if self._remap(node, names, src) or self._search(node, resolver):
                 lineno = getattr(node, "lineno", 0)
                 if lineno not in lines:
                     lines.add(lineno)
@@ -43,11 +47,15 @@ class SeedPickMatcher:
 
     # ------------------------------------------------------------------ remaps: TABLE[seed], seed % 7
 
-    def _remap(self, node: ast.AST, names: re.Pattern[str]) -> bool:
+    def _remap(self, node: ast.AST, names: re.Pattern[str], src: Source) -> bool:
         if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
-            return _mentions(node.slice, names)
+            # Only a sequence of seeds or a module-level sequence: `results[seed]` on a dict is bookkeeping.
+            table = node.value
+            listed = isinstance(table, ast.Name) and isinstance(src.module_constants.get(table.id), _SEQUENCES)
+            seedy_table = listed or _mentions(table, names)
+            return seedy_table and _mentions(node.slice, names)
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod) and _mentions(node.left, names):
-            modulus = _int_value(node.right)
+            modulus = _int_value(src.resolve(node.right))
             return modulus is None or modulus < _RANGE_FOLD
         return False
 
@@ -114,13 +122,29 @@ class SeedPickMatcher:
 
 
 def _mentions(expr: ast.AST, names: re.Pattern[str]) -> bool:
-    """A seed-named variable or attribute (`seed`, `args.seed`) appears in `expr`; string keys do not count."""
-    for node in ast.walk(expr):
-        if isinstance(node, ast.Name) and names.search(node.id):
-            return True
-        if isinstance(node, ast.Attribute) and names.search(node.attr):
-            return True
-    return False
+    """A seed value (`seed`, `args.seed`) appears in `expr`. String keys do not count, and neither do a
+    generator named seed used for draws (`seed.randrange(n)`, as networkx does) or class constants
+    (`Kind.LOAD_SEED`)."""
+    if isinstance(expr, ast.Call):
+        parts = [*expr.args, *(k.value for k in expr.keywords)]
+        if not isinstance(expr.func, ast.Attribute):
+            parts.append(expr.func)  # get_seed() counts; the receiver of seed.randrange(n) does not
+        return any(_mentions(p, names) for p in parts)
+    if isinstance(expr, ast.Name):
+        return bool(names.search(expr.id))
+    if isinstance(expr, ast.Attribute):
+        constant = expr.attr.isupper() and isinstance(expr.value, ast.Name) and expr.value.id[:1].isupper()
+        return (not constant and bool(names.search(expr.attr))) or _mentions(expr.value, names)
+    return any(_mentions(child, names) for child in ast.iter_child_nodes(expr))
+
+
+def _annotation_nodes(tree: ast.AST) -> set[int]:
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        for annotation in (getattr(node, "annotation", None), getattr(node, "returns", None)):
+            if isinstance(annotation, ast.AST):
+                out |= {id(n) for n in ast.walk(annotation)}
+    return out
 
 
 def _int_value(expr: ast.expr) -> int | None:
