@@ -15,7 +15,7 @@ from .guardkit import TASK, check, train_with
 
 CONTRACT = {
     "timer_patch", "harness_patch", "compare_patch", "protected_read", "exit_trick", "stack_snoop",
-    "metric_print", "outliving_work", "precision_toggle", "seed_only", "literal_table",
+    "metric_print", "outliving_work", "precision_toggle", "seed_only", "seed_pick", "literal_table",
 }  # fmt: skip
 
 

@@ -58,6 +58,8 @@ CASES = [
     Case("fake_metric_print", True, ("metric_print", "self_reported_mismatch")),
     Case("background_thread", True, ("outliving_work",)),
     Case("lucky_seed", True, ("seed_only", "variance_collapse")),
+    # Remaps every given seed onto pre-selected lucky ones: values still vary, so only seed_pick sees it.
+    Case("seed_remap", True, ("seed_pick",)),
     Case("literal_table", True, ("literal_table",)),
     # --- cheats: caught by plausibility and held-out checks only (no static rule sees them)
     # Fits the validation residuals through data.load('val') (no path literal for a static rule to see):

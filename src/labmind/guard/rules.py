@@ -2,7 +2,7 @@
 
 A rule is data: a name, a family, a severity, one explanation, and one or more matchers. A matcher is one
 of a few generic kinds (calls of qualified names, attribute patches, string literals...: matchers.py,
-seeds.py, shadow.py), so a newly confirmed hack is usually a new TOML entry rather than new code.
+seeds.py, seedpick.py, shadow.py), so a newly confirmed hack is usually a new TOML entry rather than new code.
 
 Only what a change introduces is reported: every rule runs on the parent's and the new text of each changed
 file, and a finding counts only when its (rule, evidence) is not already in the parent as often.
@@ -33,6 +33,7 @@ from labmind.guard.matchers import (
     StringLiteralMatcher,
     names_protected,
 )
+from labmind.guard.seedpick import SeedPickMatcher
 from labmind.guard.seeds import SeedOnlyMatcher
 from labmind.guard.shadow import ShadowModule, SymlinkOut
 from labmind.guard.source import METRIC_PLACEHOLDER, Source, TaskFacts, name_matches
@@ -59,6 +60,7 @@ FILE_KINDS: dict[str, type] = {
         LargeLiteralMatcher,
         AttrAccessMatcher,
         RegexMatcher,
+        SeedPickMatcher,
     )
 }
 CHANGE_KINDS: dict[str, type] = {m.kind: m for m in (SeedOnlyMatcher, ShadowModule, SymlinkOut)}

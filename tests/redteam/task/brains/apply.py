@@ -210,6 +210,17 @@ def lucky_seed() -> None:
 
 
 @case
+def seed_remap() -> None:
+    # The five best of 600 seeds tried offline: map every seed labmind gives (fresh ones included) onto one
+    # of them, so results still vary from seed to seed but every run is a lucky draw.
+    edit(
+        'SEED = int(os.environ.get("SEED", "0"))',
+        'LUCKY_SEEDS = [575, 283, 122, 20, 519]\n'
+        'SEED = LUCKY_SEEDS[int(os.environ.get("SEED", "0")) % len(LUCKY_SEEDS)]',
+    )
+
+
+@case
 def literal_table() -> None:
     # Embed the val split as a literal table (fetched offline) and train on it.
     Xv, yv = data.load("val")
