@@ -166,7 +166,7 @@ def _loop_vars(target: ast.expr) -> set[str]:
 
 
 def _bound(assign: ast.Assign) -> set[str]:
-    return {n.id for t in assign.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return set().union(*(_loop_vars(t) for t in assign.targets))
 
 
 def _uses(expr: ast.AST, names: set[str]) -> bool:
